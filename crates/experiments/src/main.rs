@@ -1,1 +1,66 @@
-fn main() {}
+//! `experiments`: the mixlab command line.
+//!
+//! Each subcommand lives in its own module; `main` only parses arguments and dispatches.
+
+mod bench;
+mod eval_mc;
+mod list_mixers;
+mod make_corpus;
+mod mixers;
+mod model_info;
+mod prepare_data;
+mod replay_mixer;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// mixlab: data mixing for language-model pre-training.
+#[derive(Debug, Parser)]
+#[command(name = "experiments", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tokenize a Pile-format corpus into per-domain Parquet shards.
+    PrepareData(prepare_data::Args),
+    /// Write the built-in synthetic corpus (Pile format) and its multiple-choice set.
+    MakeCorpus(make_corpus::Args),
+    /// Print throughput tables (data pipeline, ...).
+    Bench(bench::Args),
+    /// Print a model preset's architecture, parameter counts and FLOPs per token.
+    ModelInfo(model_info::Args),
+    /// 5-shot multiple choice (MMLU) of a saved model, in the `harness` or the `paper` protocol.
+    EvalMc(eval_mc::Args),
+    /// Print the registered mixers with their parameters, and the named weight tables.
+    ListMixers(list_mixers::Args),
+    /// Replay recorded per-domain feedback (JSON lines) through a mixer, without training.
+    ReplayMixer(replay_mixer::Args),
+}
+
+fn main() -> Result<()> {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::PrepareData(args) => prepare_data::run(args),
+        Command::MakeCorpus(args) => make_corpus::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::ModelInfo(args) => model_info::run(args),
+        Command::EvalMc(args) => eval_mc::run(args),
+        Command::ListMixers(args) => list_mixers::run(args),
+        Command::ReplayMixer(args) => replay_mixer::run(args),
+    }
+}
+
+/// Logs go to stderr through `tracing`; `RUST_LOG` overrides the default `info` level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,1 +1,32 @@
-//! placeholder during bootstrap
+//! `mixlab-model`: the GPT-NeoX/Pythia decoder the ODM paper trains, in burn 0.21.
+//!
+//! - [`ModelConfig`] with presets from a CPU-sized `tiny` to the paper's `paper-1b`, and the
+//!   parameter and FLOP arithmetic that needs no tensors.
+//! - [`GptNeoX`]: logits, and per-token negative log-likelihood from one forward pass
+//!   ([`GptNeoX::per_token_nll`]), generic over the burn backend.
+//! - [`clip_grad_norm`]: global-norm gradient clipping (burn's own clips per tensor).
+//! - [`DeviceSpec`], [`cpu_device`], [`cuda_device`] and backend aliases: the device is chosen at
+//!   run time, and one build serves CPU and CUDA.
+//! - Safetensors with HF GPT-NeoX names and an HF `config.json` ([`GptNeoX::save_pretrained`],
+//!   [`GptNeoX::load_pretrained`]), so checkpoints move to and from HF transformers.
+//! - [`bench_training`]: tokens/s and peak memory of a full training step.
+
+mod bench;
+pub mod checkpoint;
+mod clip;
+mod config;
+mod device;
+mod error;
+mod model;
+
+pub use bench::{
+    TrainBenchConfig, TrainBenchReport, bench_training, matmul_flops_per_second, peak_rss_bytes,
+};
+pub use clip::{GradNorm, clip_grad_norm, grad_global_norm};
+pub use config::{ModelConfig, PRESET_NAMES, VOCAB_PAD_MULTIPLE};
+pub use device::{
+    CpuBackend, CpuDevice, CpuTrainBackend, CudaBackend, CudaDevice, CudaTrainBackend, DeviceSpec,
+    Precision, cpu_device, cuda_device,
+};
+pub use error::{ModelError, Result};
+pub use model::{Attention, Block, GptNeoX, Mlp, per_token_nll_from_logits};

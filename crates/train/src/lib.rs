@@ -1,1 +1,24 @@
-//! placeholder during bootstrap
+//! mixlab-train: the online-mixing training loop.
+//!
+//! burn-train's `Learner` is epoch-based and computes metrics on a background thread, so it
+//! cannot hand each step's per-domain losses to a sampler before the next step is planned, which
+//! is what online mixing needs. This crate therefore runs its own visible loop (the shape of
+//! burn's `examples/custom-training-loop`) and uses burn's pieces where they fit: the AdamW
+//! optimizer and its records, `GradientsAccumulator`, and the `NamedMpkFileRecorder` for
+//! checkpoints. What burn lacks is mixlab's own: global-norm clipping (mixlab-model), no weight
+//! decay on biases and LayerNorm (two AdamW instances over a split of the gradients), the
+//! warm-up + cosine schedule ([`schedule`]), seeded batch plans ([`plan`]) and exact resume
+//! ([`checkpoint`]).
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod plan;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::TrainConfig;
+pub use error::{Result, TrainError};
+pub use plan::{BatchPlan, Granularity};
+pub use schedule::LrSchedule;
+pub use trainer::{RunOptions, RunSummary, SeedStreams, mixer_context, open_dataset, train};

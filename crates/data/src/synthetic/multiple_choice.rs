@@ -1,0 +1,407 @@
+//! The multiple-choice set tied to the corpus, in the MMLU (hendrycks) layout.
+//!
+//! | subject | learnable only from | questions |
+//! |---|---|---|
+//! | `arithmetic` | Arithmetic | level 1-2 problems in their canonical wording |
+//! | `encyclopedia_facts` | Encyclopedia | birth city/year, occupation, employer of *held-out* people |
+//! | `code_output` | Toy Code | what a 2-5 statement program prints |
+//!
+//! Every question keeps its ground truth ([`Truth`]); the correct choice is computed from it,
+//! never from text. Distractors have the answer's type and format: numbers in an arithmetic
+//! progression around the answer, with the answer at a uniformly random rank (so "pick the
+//! middle value" does not beat chance), or values the program's variables took; cities of the
+//! same country, other occupations, other organisations. The correct letter is balanced: each of
+//! A-D is correct for a quarter of the test rows (up to one row).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::arithmetic::{self, Problem};
+use super::code::{self, Program};
+use super::knowledge::{Attribute, FactQuestion, KnowledgeBase};
+use super::{DomainKind, MultipleChoiceConfig, stream};
+use crate::error::{DataError, Result};
+
+/// The four answer letters.
+pub const LETTERS: [char; 4] = ['A', 'B', 'C', 'D'];
+
+/// What a question is about, from which its answer follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Truth {
+    /// An arithmetic problem.
+    Arithmetic(Problem),
+    /// A fact of the knowledge base.
+    Fact(FactQuestion),
+    /// A program whose (single) printed value is asked for.
+    CodeOutput(Program),
+}
+
+/// One multiple-choice question with its ground truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McQuestion {
+    /// The question text (may span several lines).
+    pub question: String,
+    /// Choices A-D.
+    pub choices: [String; 4],
+    /// Index of the correct choice.
+    pub answer: usize,
+    /// The ground truth the answer was computed from.
+    pub truth: Truth,
+}
+
+impl McQuestion {
+    /// The correct letter, `A`-`D`.
+    pub fn answer_letter(&self) -> char {
+        LETTERS[self.answer]
+    }
+}
+
+/// A subject: few-shot rows (dev, val) and test rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McSubject {
+    /// File-name stem (`arithmetic` → `arithmetic_dev.csv`).
+    pub name: String,
+    /// The domain the subject can be learned from.
+    pub domain: DomainKind,
+    /// Few-shot examples (`data/dev/<name>_dev.csv`), the first k in file order (harness protocol).
+    pub dev: Vec<McQuestion>,
+    /// The pool lm-evaluation-harness 0.3.0 (the paper protocol) draws few-shot examples from
+    /// (`data/val/<name>_val.csv`).
+    pub val: Vec<McQuestion>,
+    /// Test questions (`data/test/<name>_test.csv`).
+    pub test: Vec<McQuestion>,
+}
+
+/// Correct positions for `n` rows: as many of each letter as possible, in random order.
+fn balanced_positions(rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
+    let mut extra = [0, 1, 2, 3];
+    shuffle(rng, &mut extra);
+    let mut pos: Vec<usize> = (0..n)
+        .map(|i| if i < n - n % 4 { i % 4 } else { extra[i % 4] })
+        .collect();
+    shuffle(rng, &mut pos);
+    pos
+}
+
+fn shuffle<T>(rng: &mut ChaCha8Rng, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.random_range(0..=i));
+    }
+}
+
+/// Puts `correct` at `position` and the distractors, shuffled, in the other slots.
+fn arrange(
+    rng: &mut ChaCha8Rng,
+    correct: String,
+    mut distractors: Vec<String>,
+    position: usize,
+) -> [String; 4] {
+    shuffle(rng, &mut distractors);
+    let mut it = distractors.into_iter();
+    std::array::from_fn(|i| {
+        if i == position {
+            correct.clone()
+        } else {
+            it.next().expect("three distractors")
+        }
+    })
+}
+
+/// Three numbers that with `answer` form an arithmetic progression of step `d` (one of `steps`),
+/// `answer` at a uniformly random rank among the four, none negative unless `allow_negative`.
+pub(crate) fn progression(
+    rng: &mut ChaCha8Rng,
+    answer: i64,
+    steps: &[i64],
+    allow_negative: bool,
+) -> Vec<i64> {
+    let d = steps[rng.random_range(0..steps.len())];
+    let mut rank = rng.random_range(0..4i64);
+    if !allow_negative {
+        rank = rank.min(answer / d);
+    }
+    (0..4)
+        .filter(|&j| j != rank)
+        .map(|j| answer + (j - rank) * d)
+        .collect()
+}
+
+/// Draws `n` distinct items with `make`, skipping questions already used (dev and test never
+/// share a question).
+fn distinct<F>(
+    n: usize,
+    used: &mut HashSet<String>,
+    mut make: F,
+) -> Vec<(String, String, Vec<String>, Truth)>
+where
+    F: FnMut() -> Option<(String, String, Vec<String>, Truth)>,
+{
+    let mut out = Vec::with_capacity(n);
+    // A subject whose pool is exhausted stops short rather than loop forever.
+    let mut misses = 0;
+    while out.len() < n && misses < 10_000 {
+        match make() {
+            Some(item) if used.insert(item.0.clone()) => {
+                out.push(item);
+                misses = 0;
+            }
+            _ => misses += 1,
+        }
+    }
+    out
+}
+
+fn finish(
+    rng: &mut ChaCha8Rng,
+    items: Vec<(String, String, Vec<String>, Truth)>,
+) -> Vec<McQuestion> {
+    let positions = balanced_positions(rng, items.len());
+    items
+        .into_iter()
+        .zip(positions)
+        .map(
+            |((question, correct, distractors, truth), answer)| McQuestion {
+                question,
+                choices: arrange(rng, correct, distractors, answer),
+                answer,
+                truth,
+            },
+        )
+        .collect()
+}
+
+/// Builds a subject with `make(rng, few_shot)`; `few_shot` is true for dev and val rows.
+fn subject<F>(
+    name: &str,
+    domain: DomainKind,
+    seed: u64,
+    rows: &MultipleChoiceConfig,
+    mut make: F,
+) -> McSubject
+where
+    F: FnMut(&mut ChaCha8Rng, bool) -> Option<(String, String, Vec<String>, Truth)>,
+{
+    let mut used = HashSet::new();
+    let mut split = |split: &str, n: usize, few_shot: bool| {
+        let mut rng = stream(seed, &format!("mc/{name}/{split}"));
+        let items = distinct(n, &mut used, || make(&mut rng, few_shot));
+        finish(&mut rng, items)
+    };
+    let dev = split("dev", rows.dev_rows, true);
+    let val = split("val", rows.val_rows, true);
+    let test = split("test", rows.test_rows, false);
+    McSubject {
+        name: name.to_string(),
+        domain,
+        dev,
+        val,
+        test,
+    }
+}
+
+fn numbers(v: Vec<i64>) -> Vec<String> {
+    v.into_iter().map(|x| x.to_string()).collect()
+}
+
+pub(crate) fn arithmetic_subject(seed: u64, rows: &MultipleChoiceConfig) -> McSubject {
+    subject(
+        "arithmetic",
+        DomainKind::Arithmetic,
+        seed,
+        rows,
+        |rng, _| {
+            let level = rng.random_range(1..=2);
+            let p = arithmetic::problem(rng, level);
+            let answer = p.answer();
+            let steps: &[i64] = if level == 1 { &[1, 2] } else { &[1, 2, 10] };
+            let distractors = numbers(progression(rng, answer, steps, false));
+            Some((
+                p.canonical_question(),
+                answer.to_string(),
+                distractors,
+                Truth::Arithmetic(p),
+            ))
+        },
+    )
+}
+
+pub(crate) fn code_subject(seed: u64, rows: &MultipleChoiceConfig) -> McSubject {
+    subject("code_output", DomainKind::ToyCode, seed, rows, |rng, _| {
+        let statements = rng.random_range(2..=5);
+        let p = code::program(rng, statements, 0);
+        let exec = p.run().ok()?;
+        let answer = *exec.output.last()?;
+        // Values the variables held are the plausible wrong answers of a reader who tracked the
+        // wrong variable or stopped a step early; progressions fill in when there are too few.
+        let mut traced: Vec<i64> = Vec::new();
+        for v in exec.values.iter().rev() {
+            if *v != answer && !traced.contains(v) {
+                traced.push(*v);
+            }
+        }
+        let distractors = if traced.len() >= 3 && rng.random_bool(0.5) {
+            shuffle(rng, &mut traced);
+            traced.truncate(3);
+            traced
+        } else {
+            progression(rng, answer, &[1, 2, 3], true)
+        };
+        let question = format!("What does this program print?\n{}", p.render().trim_end());
+        Some((
+            question,
+            answer.to_string(),
+            numbers(distractors),
+            Truth::CodeOutput(p),
+        ))
+    })
+}
+
+pub(crate) fn fact_subject(
+    kb: &KnowledgeBase,
+    seed: u64,
+    rows: &MultipleChoiceConfig,
+) -> McSubject {
+    // Few-shot rows (dev, val) come from quizzed people, test rows from held-out people only;
+    // each pool is walked in a random order without repeats.
+    let mut rng = stream(seed, "mc/encyclopedia_facts/pools");
+    let mut pool = |quizzed: bool| {
+        let mut v: Vec<FactQuestion> = (0..kb.people.len())
+            .filter(|&i| kb.people[i].quizzed == quizzed)
+            .flat_map(|person| Attribute::ALL.map(|attribute| FactQuestion { person, attribute }))
+            .collect();
+        shuffle(&mut rng, &mut v);
+        v
+    };
+    let (mut few_shot_pool, mut test_pool) = (pool(true), pool(false));
+    subject(
+        "encyclopedia_facts",
+        DomainKind::Encyclopedia,
+        seed,
+        rows,
+        |rng, few_shot| {
+            let fact = if few_shot {
+                few_shot_pool.pop()?
+            } else {
+                test_pool.pop()?
+            };
+            let FactQuestion { person, attribute } = fact;
+            let answer = kb.answer(person, attribute);
+            let distractors = if attribute == Attribute::BirthYear {
+                numbers(progression(
+                    rng,
+                    kb.people[person].birth_year as i64,
+                    &[1, 2, 5, 10],
+                    false,
+                ))
+            } else {
+                let mut pool: Vec<String> = kb
+                    .candidates(person, attribute)
+                    .into_iter()
+                    .filter(|c| *c != answer)
+                    .collect();
+                shuffle(rng, &mut pool);
+                pool.truncate(3);
+                pool
+            };
+            let question = attribute.question(&kb.people[person].name);
+            Some((question, answer, distractors, Truth::Fact(fact)))
+        },
+    )
+}
+
+/// Writes `rows` as a hendrycks CSV: no header; question, A, B, C, D, answer letter; quoted
+/// where needed (RFC 4180), `\n` line ends.
+pub(crate) fn write_csv(path: &Path, rows: &[McQuestion]) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(std::io::BufWriter::new(file));
+    for q in rows {
+        let letter = q.answer_letter().to_string();
+        let record = [
+            q.question.as_str(),
+            &q.choices[0],
+            &q.choices[1],
+            &q.choices[2],
+            &q.choices[3],
+            &letter,
+        ];
+        w.write_record(record)
+            .map_err(|e| DataError::io(path, e.into()))?;
+    }
+    w.flush().map_err(|e| DataError::io(path, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn positions_are_balanced() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for n in [0, 1, 5, 150, 151] {
+            let pos = balanced_positions(&mut rng, n);
+            let mut counts = [0usize; 4];
+            for p in pos {
+                counts[p] += 1;
+            }
+            let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{n}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_quotes_and_newlines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t_test.csv");
+        let q = McQuestion {
+            question: "Say \"hi\", then\nprint(x);".into(),
+            choices: ["1, 2".into(), "a\"b".into(), "plain".into(), "-3".into()],
+            answer: 2,
+            truth: Truth::Arithmetic(arithmetic::problem(&mut ChaCha8Rng::seed_from_u64(0), 1)),
+        };
+        write_csv(&path, std::slice::from_ref(&q)).unwrap();
+        let raw = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            raw,
+            "\"Say \"\"hi\"\", then\nprint(x);\",\"1, 2\",\"a\"\"b\",plain,-3,C\n"
+        );
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(&path)
+            .unwrap();
+        let rec = r.records().next().unwrap().unwrap();
+        assert_eq!(&rec[0], q.question);
+        assert_eq!(&rec[1], "1, 2");
+        assert_eq!(&rec[2], "a\"b");
+        assert_eq!(&rec[5], "C");
+    }
+
+    #[test]
+    fn progressions_put_the_answer_at_every_rank() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut ranks = [0usize; 4];
+        for _ in 0..4000 {
+            let d = progression(&mut rng, 500, &[1, 2, 10], false);
+            assert_eq!(d.len(), 3);
+            assert!(!d.contains(&500));
+            ranks[d.iter().filter(|&&x| x < 500).count()] += 1;
+        }
+        assert!(ranks.iter().all(|&r| (850..1150).contains(&r)), "{ranks:?}");
+        // Near zero the progression shifts up instead of going negative.
+        for _ in 0..100 {
+            assert!(
+                progression(&mut rng, 1, &[2], false)
+                    .iter()
+                    .all(|&x| x >= 0)
+            );
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Prompt text of the two multiple-choice protocols, byte for byte.
+//!
+//! **`harness`**, current lm-evaluation-harness (`lm_eval/tasks/mmlu/default/`):
+//!
+//! ```text
+//! The following are multiple choice questions (with answers) about abstract algebra.\n\n
+//! <question.strip()>\nA. <A>\nB. <B>\nC. <C>\nD. <D>\nAnswer: <letter>\n\n      (x k, first k dev rows)
+//! <question.strip()>\nA. <A>\nB. <B>\nC. <C>\nD. <D>\nAnswer:
+//! ```
+//! scored on the continuations `" A"`, `" B"`, `" C"`, `" D"`.
+//!
+//! **`paper`**, lm-evaluation-harness 0.3.0 (`lm_eval/tasks/hendrycks_test.py`), what ODM ran:
+//!
+//! ```text
+//! Question: <question>\nChoices:\nA. <A>\nB. <B>\nC. <C>\nD. <D>\nAnswer: <answer text>\n\n   (x k)
+//! Question: <question>\nChoices:\nA. <A>\nB. <B>\nC. <C>\nD. <D>\nAnswer:
+//! ```
+//! with no header, scored on the continuations `" " + option text`.
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{CHOICE_LETTERS, McQuestion, NUM_CHOICES};
+use crate::error::EvalError;
+
+/// Which lm-evaluation-harness generation to reproduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Current lm-evaluation-harness: subject header, the first dev rows as examples, answer
+    /// letters as continuations; comparable with published MMLU numbers.
+    Harness,
+    /// lm-evaluation-harness 0.3.0 as the ODM paper ran it: no header, seeded random examples from
+    /// val, full answer texts as continuations, `acc` and `acc_norm`.
+    Paper,
+}
+
+impl Protocol {
+    /// The name used on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Harness => "harness",
+            Protocol::Paper => "paper",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = EvalError;
+
+    fn from_str(name: &str) -> Result<Self, EvalError> {
+        match name {
+            "harness" => Ok(Protocol::Harness),
+            "paper" => Ok(Protocol::Paper),
+            other => Err(EvalError::InvalidConfig {
+                field: "protocol",
+                reason: format!("`{other}` is not `harness` or `paper`"),
+            }),
+        }
+    }
+}
+
+/// The subject as prose: underscores become spaces (`abstract_algebra` → `abstract algebra`).
+pub fn format_subject(subject: &str) -> String {
+    subject.replace('_', " ")
+}
+
+/// Python's `str.strip()` with no argument: removes leading and trailing characters for which
+/// `str.isspace()` is true, which are Unicode White_Space plus the separators U+001C..U+001F.
+pub fn python_strip(text: &str) -> &str {
+    text.trim_matches(is_python_space)
+}
+
+/// Python's `str.isspace()` for one character.
+pub(crate) fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// The `harness` description line, with its two newlines.
+pub fn harness_description(subject: &str) -> String {
+    format!(
+        "The following are multiple choice questions (with answers) about  {}.\n\n",
+        format_subject(subject)
+    )
+}
+
+/// `harness` `doc_to_text`: the stripped question, the lettered options, `Answer:`.
+pub fn harness_question_text(question: &McQuestion) -> String {
+    let mut text = python_strip(&question.question).to_owned();
+    for (letter, choice) in CHOICE_LETTERS.iter().zip(&question.choices) {
+        text.push('\n');
+        text.push_str(letter);
+        text.push_str(". ");
+        text.push_str(choice);
+    }
+    text.push_str("\nAnswer:");
+    text
+}
+
+/// `paper` `format_example`: `Question: `, the unstripped question, `Choices:`, the lettered
+/// options each followed by a newline, `Answer:`.
+pub fn paper_question_text(question: &McQuestion) -> String {
+    let mut text = format!("Question: {}\nChoices:\n", question.question);
+    for (letter, choice) in CHOICE_LETTERS.iter().zip(&question.choices) {
+        text.push_str(letter);
+        text.push_str(". ");
+        text.push_str(choice);
+        text.push('\n');
+    }
+    text.push_str("Answer:");
+    text
+}
+
+/// The text of a question without its answer, as the protocol formats it.
+pub fn question_text(protocol: Protocol, question: &McQuestion) -> String {
+    match protocol {
+        Protocol::Harness => harness_question_text(question),
+        Protocol::Paper => paper_question_text(question),
+    }
+}
+
+/// The continuation scored for option `index` of `question`: `" A"` (harness) or `" " + text`
+/// (paper). A worked example's answer is written the same way.
+pub fn continuation(protocol: Protocol, question: &McQuestion, index: usize) -> String {
+    match protocol {
+        Protocol::Harness => format!(" {}", CHOICE_LETTERS[index]),
+        Protocol::Paper => format!(" {}", question.choices[index]),
+    }
+}
+
+/// The four continuations of `question`, in option order.
+pub fn continuations(protocol: Protocol, question: &McQuestion) -> [String; NUM_CHOICES] {
+    [0, 1, 2, 3].map(|index| continuation(protocol, question, index))
+}
+
+/// The full context for `question` with `examples` as worked examples, in the given order.
+///
+/// Both protocols join each example's text and answer with `"\n\n"` after it, then the question;
+/// `harness` puts its description line first (and keeps it when there are no examples).
+pub fn build_context(
+    protocol: Protocol,
+    subject: &str,
+    examples: &[&McQuestion],
+    question: &McQuestion,
+) -> String {
+    let mut context = match protocol {
+        Protocol::Harness => harness_description(subject),
+        Protocol::Paper => String::new(),
+    };
+    for example in examples {
+        context.push_str(&question_text(protocol, example));
+        context.push_str(&continuation(protocol, example, example.answer));
+        context.push_str("\n\n");
+    }
+    context.push_str(&question_text(protocol, question));
+    context
+}

@@ -1,0 +1,96 @@
+//! `train`: one training run from a TOML config.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use mixlab_model::{CpuTrainBackend, CudaTrainBackend, DeviceSpec, Precision, cpu_device, cuda_device};
+use mixlab_train::{RunOptions, RunSummary, TrainConfig, mixer_context, open_dataset, train};
+
+/// Arguments of `train`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run's TOML config (see configs/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run directory (overrides `out_dir` of the config).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from the newest complete checkpoint of the run directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this step with a checkpoint (continue later with --resume).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// `cpu`, `cuda` or `cuda:N` (overrides `training.device`).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Reference model directory (safetensors + config.json) for mixers that need one (DoReMi).
+    #[arg(long)]
+    pub reference_model: Option<PathBuf>,
+}
+
+/// Installs SIGINT/SIGTERM handlers that ask the loop to checkpoint and stop.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone()).context("installing signal handler")?;
+    }
+    Ok(flag)
+}
+
+/// Runs one config with the built-in mixers, on the device it names.
+pub fn run_config(config: &TrainConfig, options: &RunOptions, reference: Option<&std::path::Path>) -> Result<RunSummary> {
+    let store = open_dataset(config).context("opening the dataset")?;
+    let ctx = mixer_context(&store)?;
+    let mixer = crate::mixers::registry()
+        .build(&config.mixer, &ctx)
+        .context("building the mixer")?;
+    let spec: DeviceSpec = config.training.device.parse()?;
+    let summary = match spec {
+        DeviceSpec::Cpu => train::<CpuTrainBackend>(config, store, mixer, reference, &cpu_device(), options)?,
+        DeviceSpec::Cuda(index) => {
+            let device = cuda_device(index, Precision::F32)?;
+            train::<CudaTrainBackend>(config, store, mixer, reference, &device, options)?
+        }
+    };
+    Ok(summary)
+}
+
+/// Runs `train`.
+pub fn run(args: Args) -> Result<()> {
+    let mut config = TrainConfig::load(&args.config)?;
+    if let Some(out) = args.out {
+        config.out_dir = out;
+    }
+    if let Some(device) = args.device {
+        config.training.device = device;
+    }
+    config.validate()?;
+    let options = RunOptions {
+        max_steps: args.max_steps,
+        resume: args.resume,
+        progress: true,
+        stop: Some(stop_flag()?),
+    };
+    let summary = run_config(&config, &options, args.reference_model.as_deref())?;
+    let secs = summary.train_time.as_secs_f64().max(1e-9);
+    println!(
+        "{}: step {}/{}{}; last loss {:.4}; {:.0} tokens/s; mixer time {:.6}% of step time",
+        summary.run_dir.display(),
+        summary.steps,
+        config.training.steps,
+        if summary.finished { " (finished)" } else { " (stopped; continue with --resume)" },
+        summary.last_loss,
+        summary.tokens_this_run as f64 / secs,
+        100.0 * summary.mixer_time.as_secs_f64() / secs
+    );
+    if let Some(eval) = &summary.last_eval {
+        println!("validation: mean perplexity over domains {:.3}", eval.mean_perplexity);
+    }
+    if !summary.finished && summary.steps < config.training.steps && args.max_steps.is_none() {
+        bail!("interrupted at step {}", summary.steps);
+    }
+    Ok(())
+}

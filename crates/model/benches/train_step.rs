@@ -1,0 +1,121 @@
+//! Training throughput of the model presets: forward + backward + global-norm clip + AdamW.
+//!
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo bench -p mixlab-model --bench train_step -- [--device cpu|cuda[:N]]
+//!     [--bf16] [--batch N] [--steps N] [--matmul-size N] [PRESET ...]
+//! ```
+//!
+//! Presets default to `tiny small`. Each line reports tokens/s (median step), model FLOP/s, their
+//! share of the measured matrix-product rate on the same device (model-FLOPs utilisation), and
+//! the peak resident memory of the process during that preset.
+
+use std::process::ExitCode;
+
+use burn::tensor::backend::AutodiffBackend;
+use mixlab_model::{
+    CpuTrainBackend, CudaTrainBackend, DeviceSpec, ModelConfig, Precision, TrainBenchConfig,
+    bench_training, cpu_device, cuda_device, matmul_flops_per_second,
+};
+
+struct Args {
+    device: DeviceSpec,
+    precision: Precision,
+    bench: TrainBenchConfig,
+    matmul_size: Option<usize>,
+    presets: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        device: DeviceSpec::Cpu,
+        precision: Precision::F32,
+        bench: TrainBenchConfig::default(),
+        matmul_size: None,
+        presets: Vec::new(),
+    };
+    let mut raw = std::env::args().skip(1);
+    let number = |flag: &str, value: Option<String>| -> Result<usize, String> {
+        value
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| format!("{flag} needs a number"))
+    };
+    while let Some(arg) = raw.next() {
+        match arg.as_str() {
+            // cargo bench passes --bench to every bench target.
+            "--bench" => {}
+            "--device" => {
+                let spec = raw.next().ok_or("--device needs a value")?;
+                args.device = spec.parse().map_err(|error| format!("{error}"))?;
+            }
+            "--bf16" => args.precision = Precision::Bf16,
+            "--batch" => args.bench.batch_size = number("--batch", raw.next())?,
+            "--steps" => args.bench.measured_steps = number("--steps", raw.next())?,
+            "--matmul-size" => args.matmul_size = Some(number("--matmul-size", raw.next())?),
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            preset => args.presets.push(preset.to_owned()),
+        }
+    }
+    if args.presets.is_empty() {
+        args.presets = vec!["tiny".to_owned(), "small".to_owned()];
+    }
+    Ok(args)
+}
+
+fn run<B: AutodiffBackend>(
+    args: &Args,
+    device: B::Device,
+    default_matmul_size: usize,
+) -> Result<(), String> {
+    let matmul_size = args.matmul_size.unwrap_or(default_matmul_size);
+    let matmul_rate = matmul_flops_per_second::<B::InnerBackend>(&device, matmul_size, 5);
+    println!(
+        "device {} ({:?}), rayon threads {}, matmul {matmul_size}^3: {:.1} GFLOP/s",
+        args.device,
+        args.precision,
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".to_owned()),
+        matmul_rate / 1e9
+    );
+    for name in &args.presets {
+        let config = ModelConfig::preset(name).map_err(|error| error.to_string())?;
+        let report = bench_training::<B>(&config, &args.bench, &device)
+            .map_err(|error| error.to_string())?;
+        let peak = report
+            .peak_rss_bytes
+            .map(|bytes| format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0)))
+            .unwrap_or_else(|| "n/a".to_owned());
+        println!(
+            "{name:<12} params {:>13}  batch {} x {} tokens  step {:.3} s  {:>9.0} tokens/s  \
+             {:.2} model GFLOP/s ({:.1}% of matmul)  peak RSS {peak}  loss {:.3} -> {:.3}",
+            report.params,
+            args.bench.batch_size,
+            report.tokens_per_step / args.bench.batch_size,
+            report.median_step_seconds,
+            report.tokens_per_second,
+            report.model_flops_per_second / 1e9,
+            100.0 * report.model_flops_per_second / matmul_rate,
+            report.loss_first_last.0,
+            report.loss_first_last.1,
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|args| match args.device {
+        DeviceSpec::Cpu if args.precision == Precision::Bf16 => {
+            Err("--bf16 is for CUDA; the CPU benchmark runs in f32".to_owned())
+        }
+        DeviceSpec::Cpu => run::<CpuTrainBackend>(&args, cpu_device(), 1024),
+        DeviceSpec::Cuda(index) => {
+            let device = cuda_device(index, args.precision).map_err(|error| error.to_string())?;
+            run::<CudaTrainBackend>(&args, device, 8192)
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Checkpoint directories: `checkpoints/step-N/`, written to a temporary sibling and renamed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mixlab_data::SamplerCursor;
+use mixlab_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// Version of the checkpoint layout.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// The file holding everything but tensors.
+pub const STATE_FILE: &str = "state.json";
+
+/// What the dataset of a run looked like, to refuse a checkpoint of another dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetIdentity {
+    /// SHA-256 of the dataset's tokenizer.
+    pub tokenizer_sha256: String,
+    /// Context length of the dataset.
+    pub seq_len: usize,
+    /// Domain names in order.
+    pub domains: Vec<String>,
+    /// Training sequences per domain.
+    pub train_sequences: Vec<u64>,
+}
+
+/// Position of a ChaCha8 stream: its seed and word position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RngState {
+    /// Seed the stream was made from.
+    pub seed: u64,
+    /// Words consumed (ChaCha's `word_pos`), as a decimal string: JSON numbers cannot hold u128.
+    pub word_pos: String,
+}
+
+/// The non-tensor part of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointState {
+    /// Layout version.
+    pub version: u32,
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// The run's resolved configuration (TOML), compared on resume.
+    pub config_toml: String,
+    /// The dataset the run trains on.
+    pub dataset: DatasetIdentity,
+    /// The model's configuration.
+    pub model: ModelConfig,
+    /// Per-domain sampler positions, by domain name.
+    pub samplers: BTreeMap<String, SamplerCursor>,
+    /// The batch-plan random stream.
+    pub plan_rng: RngState,
+    /// The mixer's registry tag.
+    pub mixer_kind: String,
+    /// The mixer's full state.
+    pub mixer_state: serde_json::Value,
+    /// Training tokens consumed so far.
+    pub tokens_seen: u64,
+    /// Sequences drawn per domain so far.
+    pub cumulative_sequences: Vec<u64>,
+    /// Length of `metrics.jsonl` in bytes when the checkpoint was written; a resume truncates the
+    /// file there so it continues exactly as an uninterrupted run would have written it.
+    pub metrics_bytes: u64,
+}
+
+/// The checkpoint directory of `step` under `root`.
+pub fn step_dir(root: &Path, step: u64) -> PathBuf {
+    root.join(format!("step-{step}"))
+}
+
+/// Completed checkpoints under `root`, oldest first (temporary directories are ignored).
+pub fn list_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    if !root.is_dir() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(root).map_err(|e| TrainError::io(root, e))? {
+        let path = entry.map_err(|e| TrainError::io(root, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok())
+            && path.join(STATE_FILE).is_file()
+        {
+            out.push((step, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads `state.json` of a checkpoint directory.
+pub fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let state: CheckpointState = serde_json::from_str(&text)
+        .map_err(|e| TrainError::checkpoint(&path, format!("corrupt state: {e}")))?;
+    if state.version != CHECKPOINT_VERSION {
+        return Err(TrainError::checkpoint(
+            &path,
+            format!(
+                "layout version {} is not {CHECKPOINT_VERSION}",
+                state.version
+            ),
+        ));
+    }
+    Ok(state)
+}
+
+/// Flattens a TOML value into `a.b.c = value` lines, for a readable diff of two configs.
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The fields that differ between two TOML configs (ignoring `out_dir`), as `field: a -> b`.
+pub fn config_differences(saved: &str, current: &str) -> Vec<String> {
+    let parse = |s: &str| -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Ok(v) = s.parse::<toml::Table>() {
+            flatten("", &toml::Value::Table(v), &mut out);
+        }
+        out.remove("out_dir");
+        out
+    };
+    let (a, b) = (parse(saved), parse(current));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} -> {}",
+                a.get(k).map_or("(absent)", String::as_str),
+                b.get(k).map_or("(absent)", String::as_str)
+            )
+        })
+        .collect()
+}
+
+/// Removes all but the newest `keep` checkpoints.
+pub fn prune(root: &Path, keep: usize) -> Result<()> {
+    let all = list_checkpoints(root)?;
+    if all.len() > keep {
+        for (_, path) in &all[..all.len() - keep] {
+            std::fs::remove_dir_all(path).map_err(|e| TrainError::io(path, e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_diff_names_fields() {
+        let a = "out_dir = \"a\"\n[training]\nsteps = 10\nseed = 1\n";
+        let b = "out_dir = \"b\"\n[training]\nsteps = 10\nseed = 2\n";
+        assert_eq!(config_differences(a, b), vec!["training.seed: 1 -> 2"]);
+        assert!(config_differences(a, a).is_empty());
+    }
+
+    #[test]
+    fn lists_only_complete_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, complete) in [("step-2", true), ("step-10", true), (".step-12.tmp", true), ("step-11", false)] {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(&p).unwrap();
+            if complete {
+                std::fs::write(p.join(STATE_FILE), "{}").unwrap();
+            }
+        }
+        let steps: Vec<u64> = list_checkpoints(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![2, 10]);
+        prune(dir.path(), 1).unwrap();
+        assert!(!dir.path().join("step-2").exists());
+        assert!(dir.path().join("step-10").exists());
+    }
+}

@@ -1,0 +1,271 @@
+//! The training configuration: one TOML file describes a whole run.
+
+use std::path::{Path, PathBuf};
+
+use mixlab_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::plan::Granularity;
+use crate::schedule::LrSchedule;
+
+/// A complete run: data, model, mixer, optimisation, evaluation, checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Run name, used in logs and reports.
+    pub name: String,
+    /// Where the data comes from.
+    pub data: DataConfig,
+    /// The model.
+    pub model: ModelSpec,
+    /// The mixer: a table with `kind = "<registered mixer>"` and that mixer's parameters.
+    pub mixer: toml::Table,
+    /// Batch shape, steps, seed and device.
+    pub training: TrainingConfig,
+    /// AdamW and gradient clipping.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    /// Periodic validation.
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Periodic checkpoints.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Where the run directory goes.
+    pub out_dir: PathBuf,
+}
+
+/// The dataset of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A prepared dataset directory (see `prepare-data`).
+    pub dataset: PathBuf,
+    /// How to prepare `dataset` when it does not exist yet; absent means it must exist.
+    #[serde(default)]
+    pub prepare: Option<PrepareSpec>,
+}
+
+/// How to prepare a dataset on first use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareSpec {
+    /// Pile-format corpus: a directory or file.
+    pub corpus: PathBuf,
+    /// `train:VOCAB` or a tokenizer.json path.
+    pub tokenizer: String,
+    /// Context length of the prepared sequences.
+    pub seq_len: usize,
+}
+
+/// The model: a named preset, optionally with a full config instead.
+///
+/// `vocab_size` and `max_seq_len` always come from the dataset (its tokenizer and `seq_len`), so a
+/// preset fits any prepared dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Preset name (`tiny`, `small`, `pythia-160m`, `pythia-410m`, `paper-1b`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// A full model configuration (takes precedence over `preset`).
+    #[serde(default)]
+    pub config: Option<ModelConfig>,
+}
+
+impl ModelSpec {
+    /// The model configuration for a dataset with `vocab_size` tokens and sequences of `seq_len`.
+    pub fn resolve(&self, vocab_size: usize, seq_len: usize) -> Result<ModelConfig> {
+        let base = match (&self.config, &self.preset) {
+            (Some(c), _) => c.clone(),
+            (None, Some(p)) => ModelConfig::preset(p)?,
+            (None, None) => {
+                return Err(TrainError::config("model", "give `preset` or `config`"));
+            }
+        };
+        let config = base.with_vocab_size(vocab_size).with_max_seq_len(seq_len);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Batch shape and run length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Sequences per optimizer step (the paper: 480).
+    pub batch_size: usize,
+    /// Micro-batches per step (gradient accumulation; the paper's G = 8). Must divide `batch_size`.
+    pub micro_batches: usize,
+    /// `micro-batch` (homogeneous micro-batches, the paper) or `sequence` (mixed).
+    #[serde(default)]
+    pub granularity: Granularity,
+    /// Granularity during the mixer's warm-up; the released code later used `sequence` here.
+    /// Absent: the same as `granularity`.
+    #[serde(default)]
+    pub warmup_granularity: Option<Granularity>,
+    /// Steps during which `warmup_granularity` applies (usually the mixer's warm-up).
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// Optimizer steps in the run.
+    pub steps: u64,
+    /// The run's seed: model init, data order and batch plans derive from it.
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Write a metrics line every this many steps.
+    #[serde(default = "one")]
+    pub log_interval: u64,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl TrainingConfig {
+    /// Sequences per micro-batch.
+    pub fn micro_batch_size(&self) -> usize {
+        self.batch_size / self.micro_batches
+    }
+
+    /// The granularity of 1-based `step`.
+    pub fn granularity_at(&self, step: u64) -> Granularity {
+        match self.warmup_granularity {
+            Some(g) if step <= self.warmup_steps => g,
+            _ => self.granularity,
+        }
+    }
+}
+
+/// AdamW as in the paper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Adam β1.
+    pub beta1: f64,
+    /// Adam β2.
+    pub beta2: f64,
+    /// Adam ε.
+    pub epsilon: f64,
+    /// Decoupled weight decay on weight matrices and embeddings (not on biases or LayerNorm).
+    pub weight_decay: f64,
+    /// Clip gradients to this global L2 norm; 0 disables clipping.
+    pub grad_clip: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            epsilon: 1e-8,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+        }
+    }
+}
+
+/// Periodic validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (and after the last step); 0 disables periodic evaluation.
+    pub interval: u64,
+    /// At most this many sequences per domain (the first ones in stored order; the paper: 5,000).
+    pub max_sequences_per_domain: u64,
+    /// Sequences per evaluation batch.
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            interval: 1000,
+            max_sequences_per_domain: 5000,
+            batch_size: 16,
+        }
+    }
+}
+
+/// Periodic checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Checkpoint every this many steps (and at the end, on `--max-steps`, on SIGINT/SIGTERM);
+    /// 0 checkpoints only then.
+    pub interval: u64,
+    /// Keep the newest this many checkpoints.
+    pub keep: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval: 1000,
+            keep: 2,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config; relative paths in it are taken relative to the current directory.
+    pub fn load(path: &Path) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let config: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
+            field: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.training;
+        if t.micro_batches == 0 || t.batch_size == 0 || t.batch_size % t.micro_batches != 0 {
+            return Err(TrainError::config(
+                "training.micro_batches",
+                format!(
+                    "{} micro-batches must divide the batch of {} sequences",
+                    t.micro_batches, t.batch_size
+                ),
+            ));
+        }
+        if t.steps == 0 {
+            return Err(TrainError::config("training.steps", "must be at least 1"));
+        }
+        if t.log_interval == 0 {
+            return Err(TrainError::config("training.log_interval", "must be at least 1"));
+        }
+        if !(self.schedule.peak_lr > 0.0 && self.schedule.peak_lr.is_finite()) {
+            return Err(TrainError::config("schedule.peak_lr", "must be positive"));
+        }
+        if !(0.0..1.0).contains(&self.schedule.warmup_fraction) {
+            return Err(TrainError::config("schedule.warmup_fraction", "must be in [0, 1)"));
+        }
+        if self.checkpoint.keep == 0 {
+            return Err(TrainError::config("checkpoint.keep", "must be at least 1"));
+        }
+        if self.eval.batch_size == 0 {
+            return Err(TrainError::config("eval.batch_size", "must be at least 1"));
+        }
+        if !self.mixer.contains_key("kind") {
+            return Err(TrainError::config("mixer.kind", "missing (e.g. kind = \"odm\")"));
+        }
+        Ok(())
+    }
+
+    /// The config as TOML, for the run directory.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}

@@ -1,0 +1,85 @@
+//! The one error type of mixlab-train.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a training run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// File-system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration value is invalid.
+    #[error("config `{field}`: {reason}")]
+    Config {
+        /// The field (or file) in question.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data layer failed.
+    #[error(transparent)]
+    Data(#[from] mixlab_data::DataError),
+    /// The model layer failed.
+    #[error(transparent)]
+    Model(#[from] mixlab_model::ModelError),
+    /// The mixer failed or rejected its feedback.
+    #[error(transparent)]
+    Mixing(#[from] mixlab_mixing::MixingError),
+    /// The training loss became NaN or infinite.
+    #[error(
+        "step {step}: non-finite training loss {loss} (domains in this step: {domains}); the last good state is in checkpoint {checkpoint}"
+    )]
+    NonFiniteLoss {
+        /// The step whose loss was not finite.
+        step: u64,
+        /// The loss value.
+        loss: f64,
+        /// The domains drawn in that step.
+        domains: String,
+        /// The checkpoint written before stopping.
+        checkpoint: String,
+    },
+    /// A checkpoint is corrupt or belongs to another run.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint directory or file.
+        path: PathBuf,
+        /// What is wrong or differs.
+        reason: String,
+    },
+}
+
+/// Result alias of mixlab-train.
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+impl TrainError {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A configuration error.
+    pub fn config(field: &str, reason: impl Into<String>) -> Self {
+        TrainError::Config {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A checkpoint error.
+    pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        TrainError::Checkpoint {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

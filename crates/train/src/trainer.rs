@@ -1,0 +1,780 @@
+//! The training loop: mixer → batch plan → samplers → per-token losses → AdamW → feedback.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions as FileOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use mixlab_data::{DomainSampler, DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource};
+use mixlab_eval::perplexity::{PerplexityConfig, PerplexityReport, evaluate_perplexity};
+use mixlab_mixing::{DomainSet, Mixer, MixerContext, StepFeedback};
+use mixlab_model::{GptNeoX, ModelConfig, clip_grad_norm};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::checkpoint::{
+    CHECKPOINT_VERSION, CheckpointState, DatasetIdentity, RngState, STATE_FILE,
+    config_differences, list_checkpoints, prune, read_state, step_dir,
+};
+use crate::config::TrainConfig;
+use crate::error::{Result, TrainError};
+use crate::plan::BatchPlan;
+
+type Optim<B> = OptimizerAdaptor<AdamW, GptNeoX<B>, B>;
+
+/// Named random streams split from the run's seed, so that changing one consumer (say, the
+/// model size, which draws more init numbers) never shifts the data order or the batch plans.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedStreams {
+    /// Model initialisation.
+    pub init: u64,
+    /// Per-domain data order.
+    pub data: u64,
+    /// Batch plans (which domain each micro-batch or sequence comes from).
+    pub plan: u64,
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e3779b97f4a7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
+}
+
+impl SeedStreams {
+    /// The streams of `seed`.
+    pub fn new(seed: u64) -> Self {
+        SeedStreams {
+            init: mix(seed ^ 0x1111),
+            data: mix(seed ^ 0x2222),
+            plan: mix(seed ^ 0x3333),
+        }
+    }
+}
+
+/// Options of one invocation (not part of the run's identity).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop after this step with a checkpoint (to split a run, and in tests).
+    pub max_steps: Option<u64>,
+    /// Continue from the newest complete checkpoint in the run directory.
+    pub resume: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Set by a signal handler: checkpoint after the current step and stop.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// What a finished (or stopped) invocation did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Steps completed in total (including before a resume).
+    pub steps: u64,
+    /// Whether the run reached `training.steps`.
+    pub finished: bool,
+    /// Training loss of the last step.
+    pub last_loss: f64,
+    /// The last evaluation, if any.
+    pub last_eval: Option<PerplexityReport>,
+    /// Wall time of the training steps of this invocation (evaluation and checkpoints excluded).
+    pub train_time: Duration,
+    /// Time inside the mixer (weights, plan, observe) during this invocation.
+    pub mixer_time: Duration,
+    /// Steps run in this invocation.
+    pub steps_this_run: u64,
+    /// Tokens trained on in this invocation.
+    pub tokens_this_run: u64,
+}
+
+/// Opens the run's dataset, preparing it first when it is missing and the config says how.
+pub fn open_dataset(config: &TrainConfig) -> Result<DomainStore> {
+    let dir = &config.data.dataset;
+    if !dir.join(mixlab_data::manifest::MANIFEST_FILE).is_file() {
+        let Some(spec) = &config.data.prepare else {
+            return Err(TrainError::config(
+                "data.dataset",
+                format!(
+                    "{} is not a prepared dataset and [data.prepare] is absent",
+                    dir.display()
+                ),
+            ));
+        };
+        tracing::info!(dataset = %dir.display(), corpus = %spec.corpus.display(), "preparing dataset on first use");
+        let tokenizer: TokenizerSource = spec.tokenizer.parse()?;
+        let mut prep = PrepareConfig::new(vec![spec.corpus.clone()], dir.clone(), tokenizer, spec.seq_len);
+        prep.progress = true;
+        mixlab_data::prepare_dataset(&prep)?;
+    }
+    Ok(DomainStore::open(dir, &OpenOptions::default())?)
+}
+
+/// The mixer context of a dataset: its domains, training token counts and vocabulary.
+pub fn mixer_context(store: &DomainStore) -> Result<MixerContext> {
+    let names = store.domain_names();
+    let domains = DomainSet::new(names.iter().map(String::as_str))?;
+    let tokens = store.manifest().train_tokens();
+    let counts = names.iter().map(|n| tokens[n]).collect();
+    Ok(MixerContext::new(domains)
+        .with_token_counts(counts)?
+        .with_vocab_size(store.manifest().vocab_size))
+}
+
+/// Parameter ids of weight matrices and embeddings (decayed), as opposed to biases and
+/// LayerNorm parameters (not decayed), as GPT-NeoX does.
+struct SplitGrads<'a> {
+    all: &'a mut GradientsParams,
+    decay: GradientsParams,
+    no_decay: GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for SplitGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.all.remove::<B::InnerBackend, D>(param.id) {
+            if D >= 2 {
+                self.decay.register::<B::InnerBackend, D>(param.id, g);
+            } else {
+                self.no_decay.register::<B::InnerBackend, D>(param.id, g);
+            }
+        }
+    }
+}
+
+fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+}
+
+fn read_floats<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+    t.into_data().iter::<f64>().collect()
+}
+
+struct Loop<B: AutodiffBackend> {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    device: B::Device,
+    store: DomainStore,
+    model_config: ModelConfig,
+    model: GptNeoX<B>,
+    optim_decay: Optim<B>,
+    optim_no_decay: Optim<B>,
+    mixer: Box<dyn Mixer>,
+    reference: Option<GptNeoX<B::InnerBackend>>,
+    samplers: Vec<DomainSampler>,
+    plan_rng: ChaCha8Rng,
+    plan_seed: u64,
+    step: u64,
+    tokens_seen: u64,
+    cumulative: Vec<u64>,
+    metrics_path: PathBuf,
+}
+
+/// Trains `config` with `mixer` on `device`.
+///
+/// `mixer` must have been built for `store`'s domains (see [`mixer_context`]). When the mixer
+/// needs a reference model (DoReMi), `reference` is a directory with its safetensors weights.
+pub fn train<B: AutodiffBackend>(
+    config: &TrainConfig,
+    store: DomainStore,
+    mixer: Box<dyn Mixer>,
+    reference: Option<&Path>,
+    device: &B::Device,
+    options: &RunOptions,
+) -> Result<RunSummary> {
+    config.validate()?;
+    let names = store.domain_names();
+    if mixer.domains().names() != names.as_slice() {
+        return Err(TrainError::config(
+            "mixer",
+            format!(
+                "mixer domains [{}] differ from the dataset's [{}]",
+                mixer.domains().names().join(", "),
+                names.join(", ")
+            ),
+        ));
+    }
+    let manifest = store.manifest().clone();
+    let model_config = config.model.resolve(manifest.vocab_size, manifest.seq_len)?;
+    let reference = match (mixer.needs_reference_model(), reference) {
+        (true, Some(dir)) => {
+            let m = GptNeoX::<B::InnerBackend>::load_pretrained(dir, device)?;
+            if m.config().vocab_size != model_config.vocab_size {
+                return Err(TrainError::config(
+                    "reference_model",
+                    format!(
+                        "{} has vocabulary {}, the dataset {}",
+                        dir.display(),
+                        m.config().vocab_size,
+                        model_config.vocab_size
+                    ),
+                ));
+            }
+            Some(m)
+        }
+        (true, None) => {
+            return Err(TrainError::config(
+                "reference_model",
+                format!("mixer `{}` needs a reference model directory", mixer.kind()),
+            ));
+        }
+        (false, _) => None,
+    };
+
+    let run_dir = config.out_dir.clone();
+    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+    let ckpt_root = run_dir.join("checkpoints");
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let config_toml = config.to_toml();
+
+    let seeds = SeedStreams::new(config.training.seed);
+    B::seed(device, seeds.init);
+    let model = model_config.init::<B>(device)?;
+    let optim_config = AdamWConfig::new()
+        .with_beta_1(config.optimizer.beta1 as f32)
+        .with_beta_2(config.optimizer.beta2 as f32)
+        .with_epsilon(config.optimizer.epsilon as f32);
+    let optim_decay = optim_config
+        .clone()
+        .with_weight_decay(config.optimizer.weight_decay as f32)
+        .init::<B, GptNeoX<B>>();
+    let optim_no_decay = optim_config.with_weight_decay(0.0).init::<B, GptNeoX<B>>();
+    let samplers = names
+        .iter()
+        .map(|n| store.sampler(n, Split::Train, seeds.data))
+        .collect::<mixlab_data::Result<Vec<_>>>()?;
+    let k = names.len();
+    let mut state = Loop {
+        config: config.clone(),
+        run_dir: run_dir.clone(),
+        device: device.clone(),
+        model_config,
+        model,
+        optim_decay,
+        optim_no_decay,
+        mixer,
+        reference,
+        samplers,
+        plan_rng: ChaCha8Rng::seed_from_u64(seeds.plan),
+        plan_seed: seeds.plan,
+        step: 0,
+        tokens_seen: 0,
+        cumulative: vec![0; k],
+        metrics_path: metrics_path.clone(),
+        store,
+    };
+
+    let existing = list_checkpoints(&ckpt_root)?;
+    if options.resume {
+        match existing.last() {
+            Some((_, dir)) => state.restore(dir, &config_toml)?,
+            None => {
+                return Err(TrainError::checkpoint(
+                    &ckpt_root,
+                    "--resume given but there is no complete checkpoint",
+                ));
+            }
+        }
+    } else {
+        if !existing.is_empty() || metrics_path.exists() {
+            return Err(TrainError::config(
+                "out_dir",
+                format!(
+                    "{} already holds a run: pass --resume to continue it or choose another --out",
+                    run_dir.display()
+                ),
+            ));
+        }
+        write_atomic(&run_dir.join("config.toml"), &with_commit(&config_toml))?;
+        std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+    }
+    state.run(options)
+}
+
+/// The resolved config with the git commit it ran at, as a comment.
+fn with_commit(toml: &str) -> String {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    format!("# mixlab git commit: {commit}\n{toml}")
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
+impl<B: AutodiffBackend> Loop<B> {
+    fn dataset_identity(&self) -> DatasetIdentity {
+        let m = self.store.manifest();
+        DatasetIdentity {
+            tokenizer_sha256: m.tokenizer_sha256.clone(),
+            seq_len: m.seq_len,
+            domains: m.domain_names(),
+            train_sequences: self.samplers.iter().map(|s| s.len()).collect(),
+        }
+    }
+
+    fn restore(&mut self, dir: &Path, config_toml: &str) -> Result<()> {
+        let state = read_state(dir)?;
+        let diffs = config_differences(&state.config_toml, config_toml);
+        if !diffs.is_empty() {
+            return Err(TrainError::checkpoint(
+                dir,
+                format!("was written by a different config: {}", diffs.join("; ")),
+            ));
+        }
+        let identity = self.dataset_identity();
+        if state.dataset != identity {
+            return Err(TrainError::checkpoint(
+                dir,
+                format!(
+                    "belongs to another dataset (tokenizer {} / seq_len {} / domains [{}]) than {} (tokenizer {} / seq_len {} / domains [{}])",
+                    state.dataset.tokenizer_sha256,
+                    state.dataset.seq_len,
+                    state.dataset.domains.join(", "),
+                    self.store.dir().display(),
+                    identity.tokenizer_sha256,
+                    identity.seq_len,
+                    identity.domains.join(", ")
+                ),
+            ));
+        }
+        if state.model != self.model_config {
+            return Err(TrainError::checkpoint(
+                dir,
+                format!(
+                    "holds a model {:?}, the config builds {:?}",
+                    state.model, self.model_config
+                ),
+            ));
+        }
+        if state.mixer_kind != self.mixer.kind() {
+            return Err(TrainError::checkpoint(
+                dir,
+                format!(
+                    "holds mixer `{}`, the config builds `{}`",
+                    state.mixer_kind,
+                    self.mixer.kind()
+                ),
+            ));
+        }
+        let rec = recorder();
+        let load_err = |what: &str, e: burn::record::RecorderError| {
+            TrainError::checkpoint(dir.join(what), format!("cannot load: {e:?}"))
+        };
+        self.model = self
+            .model
+            .clone()
+            .load_file(dir.join("model"), &rec, &self.device)
+            .map_err(|e| load_err("model.mpk", e))?;
+        let decay = Recorder::<B>::load(&rec, dir.join("optim-decay"), &self.device)
+            .map_err(|e| load_err("optim-decay.mpk", e))?;
+        self.optim_decay = self.optim_decay.clone().load_record(decay);
+        let no_decay = Recorder::<B>::load(&rec, dir.join("optim-no-decay"), &self.device)
+            .map_err(|e| load_err("optim-no-decay.mpk", e))?;
+        self.optim_no_decay = self.optim_no_decay.clone().load_record(no_decay);
+        self.mixer.restore_state(&state.mixer_state)?;
+        for sampler in &mut self.samplers {
+            let cursor = state.samplers.get(sampler.domain()).ok_or_else(|| {
+                TrainError::checkpoint(dir, format!("no sampler cursor for `{}`", sampler.domain()))
+            })?;
+            sampler.set_cursor(*cursor)?;
+        }
+        let word_pos: u128 = state.plan_rng.word_pos.parse().map_err(|_| {
+            TrainError::checkpoint(dir, "plan_rng.word_pos is not a number")
+        })?;
+        self.plan_rng = ChaCha8Rng::seed_from_u64(state.plan_rng.seed);
+        self.plan_rng.set_word_pos(word_pos);
+        self.plan_seed = state.plan_rng.seed;
+        self.step = state.step;
+        self.tokens_seen = state.tokens_seen;
+        self.cumulative = state.cumulative_sequences;
+        // Lines written after the checkpoint are written again by the resumed run.
+        let f = FileOptions::new()
+            .write(true)
+            .open(&self.metrics_path)
+            .map_err(|e| TrainError::io(&self.metrics_path, e))?;
+        f.set_len(state.metrics_bytes)
+            .map_err(|e| TrainError::io(&self.metrics_path, e))?;
+        tracing::info!(step = self.step, checkpoint = %dir.display(), "resumed");
+        Ok(())
+    }
+
+    /// Writes `checkpoints/step-N` through a temporary directory and a rename; returns its path.
+    fn save_checkpoint(
+        &self,
+        cursors: &[mixlab_data::SamplerCursor],
+        plan_word_pos: u128,
+    ) -> Result<PathBuf> {
+        let root = self.run_dir.join("checkpoints");
+        let final_dir = step_dir(&root, self.step);
+        let tmp = root.join(format!(".step-{}.tmp", self.step));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+        let rec = recorder();
+        let save_err = |what: &str, e: burn::record::RecorderError| {
+            TrainError::checkpoint(tmp.join(what), format!("cannot save: {e:?}"))
+        };
+        self.model
+            .clone()
+            .save_file(tmp.join("model"), &rec)
+            .map_err(|e| save_err("model.mpk", e))?;
+        Recorder::<B>::record(&rec, self.optim_decay.to_record(), tmp.join("optim-decay"))
+            .map_err(|e| save_err("optim-decay.mpk", e))?;
+        Recorder::<B>::record(&rec, self.optim_no_decay.to_record(), tmp.join("optim-no-decay"))
+            .map_err(|e| save_err("optim-no-decay.mpk", e))?;
+        let metrics_bytes = std::fs::metadata(&self.metrics_path)
+            .map_err(|e| TrainError::io(&self.metrics_path, e))?
+            .len();
+        let state = CheckpointState {
+            version: CHECKPOINT_VERSION,
+            step: self.step,
+            config_toml: self.config.to_toml(),
+            dataset: self.dataset_identity(),
+            model: self.model_config.clone(),
+            samplers: self
+                .samplers
+                .iter()
+                .zip(cursors)
+                .map(|(s, c)| (s.domain().to_string(), *c))
+                .collect(),
+            plan_rng: RngState {
+                seed: self.plan_seed,
+                word_pos: plan_word_pos.to_string(),
+            },
+            mixer_kind: self.mixer.kind().to_string(),
+            mixer_state: self.mixer.state()?,
+            tokens_seen: self.tokens_seen,
+            cumulative_sequences: self.cumulative.clone(),
+            metrics_bytes,
+        };
+        // state.json is written last: a directory without it is never taken for a checkpoint.
+        let text = serde_json::to_string_pretty(&state).expect("state serialises");
+        std::fs::write(tmp.join(STATE_FILE), text).map_err(|e| TrainError::io(&tmp, e))?;
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+        prune(&root, self.config.checkpoint.keep)?;
+        Ok(final_dir)
+    }
+
+    fn checkpoint_now(&self) -> Result<PathBuf> {
+        let cursors: Vec<_> = self.samplers.iter().map(|s| s.cursor()).collect();
+        self.save_checkpoint(&cursors, self.plan_rng.get_word_pos())
+    }
+
+    fn append_metrics(&self, line: &Value) -> Result<()> {
+        let mut f = FileOptions::new()
+            .append(true)
+            .open(&self.metrics_path)
+            .map_err(|e| TrainError::io(&self.metrics_path, e))?;
+        writeln!(f, "{line}").map_err(|e| TrainError::io(&self.metrics_path, e))
+    }
+
+    fn evaluate(&self) -> Result<PerplexityReport> {
+        let cfg = PerplexityConfig {
+            max_sequences_per_domain: Some(self.config.eval.max_sequences_per_domain),
+            batch_size: self.config.eval.batch_size,
+            domains: Vec::new(),
+            progress: false,
+        };
+        evaluate_perplexity(&self.model.valid(), &self.device, &self.store, Split::Val, &cfg)
+            .map_err(|e| TrainError::config("eval", e.to_string()))
+    }
+
+    fn run(mut self, options: &RunOptions) -> Result<RunSummary> {
+        let total = self.config.training.steps;
+        let stop_at = options.max_steps.unwrap_or(total).min(total);
+        let names: Vec<String> = self.store.domain_names();
+        let k = names.len();
+        let mbs = self.config.training.micro_batch_size();
+        let micro = self.config.training.micro_batches;
+        let seq = self.store.manifest().seq_len;
+        let width = seq + 1;
+        let bar = if options.progress {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} train [{elapsed_precise}] {wide_bar} step {pos}/{len} ({per_sec}, ETA {eta}) {msg}",
+                )
+                .expect("valid template"),
+            );
+            bar.set_position(self.step);
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let mut feedback = StepFeedback::new(k);
+        let mut train_time = Duration::ZERO;
+        let mut mixer_time = Duration::ZERO;
+        let mut last_loss = f64::NAN;
+        let mut last_eval = None;
+        let start_step = self.step;
+        let start_tokens = self.tokens_seen;
+        let mut interrupted = false;
+
+        while self.step < stop_at {
+            let step = self.step + 1;
+            let step_start = Instant::now();
+            // The last good state, in case this step's loss is not finite.
+            let cursors_before: Vec<_> = self.samplers.iter().map(|s| s.cursor()).collect();
+            let word_pos_before = self.plan_rng.get_word_pos();
+
+            let t = Instant::now();
+            let weights = self.mixer.weights().to_vec();
+            let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
+            let plan = BatchPlan::draw(
+                &weights,
+                micro,
+                mbs,
+                self.config.training.granularity_at(step),
+                &mut self.plan_rng,
+            );
+            let mut step_mixer_time = t.elapsed();
+
+            // The loss is a mean over all tokens of the step (or the DoReMi-weighted mean), so
+            // each micro-batch contributes its share and the accumulated gradient is exact.
+            let denominator: f64 = match &loss_weights {
+                None => (micro * mbs * seq) as f64,
+                Some(lw) => plan.domains.iter().flatten().map(|&d| lw[d]).sum::<f64>() * seq as f64,
+            };
+            feedback.clear();
+            let mut accumulator = GradientsAccumulator::<GptNeoX<B>>::new();
+            let mut step_nll = 0.0;
+            let mut bad_loss = false;
+            for domains in &plan.domains {
+                let mut tokens: Vec<i64> = Vec::with_capacity(mbs * width);
+                for &d in domains {
+                    let s = self.samplers[d].next_sequence()?;
+                    tokens.extend(s.iter().map(|&t| t as i64));
+                    self.cumulative[d] += 1;
+                }
+                let batch = Tensor::<B, 2, Int>::from_data(
+                    TensorData::new(tokens, [mbs, width]),
+                    &self.device,
+                );
+                let inputs = batch.clone().narrow(1, 0, seq); // [mbs, seq]
+                let targets = batch.narrow(1, 1, seq); // [mbs, seq]
+                let nll = self
+                    .model
+                    .per_token_nll(inputs.clone(), targets.clone(), None); // [mbs, seq]
+                let seq_sums = read_floats(nll.clone().sum_dim(1).inner()); // [mbs]
+                let loss = match &loss_weights {
+                    None => nll.clone().sum().div_scalar(denominator),
+                    Some(lw) => {
+                        let w: Vec<f32> = domains.iter().map(|&d| lw[d] as f32).collect();
+                        let w = Tensor::<B, 2>::from_data(TensorData::new(w, [mbs, 1]), &self.device);
+                        (nll.clone() * w).sum().div_scalar(denominator)
+                    }
+                };
+                let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+                accumulator.accumulate(&self.model, grads);
+
+                let mb_sum: f64 = seq_sums.iter().sum();
+                step_nll += mb_sum;
+                if !mb_sum.is_finite() {
+                    bad_loss = true;
+                }
+                match self.config.training.granularity_at(step) {
+                    crate::plan::Granularity::MicroBatch => {
+                        feedback.add_loss(domains[0], mb_sum / (mbs * seq) as f64, mbs as u64, (mbs * seq) as u64);
+                    }
+                    crate::plan::Granularity::Sequence => {
+                        for (&d, &s) in domains.iter().zip(&seq_sums) {
+                            feedback.add_loss(d, s / seq as f64, 1, seq as u64);
+                        }
+                    }
+                }
+                if let Some(reference) = &self.reference {
+                    let inner_in = inputs.inner();
+                    let inner_tg = targets.inner();
+                    let ref_nll = reference.per_token_nll(inner_in, inner_tg, None);
+                    let excess = (nll.inner() - ref_nll).clamp_min(0.0).sum_dim(1); // [mbs, 1]
+                    for (&d, e) in domains.iter().zip(read_floats(excess)) {
+                        feedback.add_excess_loss(d, e, seq as u64);
+                    }
+                }
+            }
+            let loss_value = step_nll / (micro * mbs * seq) as f64;
+            if bad_loss || !loss_value.is_finite() {
+                let mut drawn: Vec<&str> = plan.domains.iter().map(|mb| names[mb[0]].as_str()).collect();
+                drawn.dedup();
+                // Model, optimizer and mixer are untouched by this step; only the data cursors
+                // and the plan stream moved, so they are saved as they were before it.
+                let ckpt = self.save_checkpoint(&cursors_before, word_pos_before)?;
+                bar.abandon();
+                return Err(TrainError::NonFiniteLoss {
+                    step,
+                    loss: loss_value,
+                    domains: drawn.join(", "),
+                    checkpoint: ckpt.display().to_string(),
+                });
+            }
+            let grads = accumulator.grads();
+            let (mut grads, norm) = if self.config.optimizer.grad_clip > 0.0 {
+                let (g, n) = clip_grad_norm(&self.model, grads, self.config.optimizer.grad_clip);
+                (g, n.norm)
+            } else {
+                (grads, f64::NAN)
+            };
+            let mut split = SplitGrads {
+                all: &mut grads,
+                decay: GradientsParams::new(),
+                no_decay: GradientsParams::new(),
+            };
+            self.model.visit(&mut split);
+            let (decay, no_decay) = (split.decay, split.no_decay);
+            let lr = self.config.schedule.lr(step, total);
+            self.model = self.optim_decay.step(lr, self.model.clone(), decay);
+            self.model = self.optim_no_decay.step(lr, self.model.clone(), no_decay);
+
+            let t = Instant::now();
+            self.mixer.observe(step, &feedback)?;
+            step_mixer_time += t.elapsed();
+            mixer_time += step_mixer_time;
+            self.step = step;
+            self.tokens_seen += (micro * mbs * seq) as u64;
+            last_loss = loss_value;
+            let step_time = step_start.elapsed();
+            train_time += step_time;
+
+            if step % self.config.training.log_interval == 0 || step == total {
+                let domain_loss: serde_json::Map<String, Value> = feedback
+                    .domains()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| f.loss_mean().map(|m| (names[i].clone(), json!(m))))
+                    .collect();
+                let line = json!({
+                    "type": "train",
+                    "step": step,
+                    "tokens": self.tokens_seen,
+                    "lr": lr,
+                    "loss": loss_value,
+                    "grad_norm": if norm.is_finite() { json!(norm) } else { Value::Null },
+                    "domains_drawn": plan.domains.iter().map(|mb| mb.iter().map(|&d| names[d].as_str()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                    "domain_loss": domain_loss,
+                    "weights": mixlab_mixing::named_values(self.mixer.domains(), &weights),
+                    "next_weights": mixlab_mixing::named_values(self.mixer.domains(), self.mixer.weights()),
+                    "cumulative_sequences": names.iter().cloned().zip(self.cumulative.iter().map(|&c| json!(c))).collect::<serde_json::Map<_, _>>(),
+                    "mixer_internals": self.mixer.internals(),
+                    "timing": {
+                        "step_s": step_time.as_secs_f64(),
+                        "mixer_s": step_mixer_time.as_secs_f64(),
+                        "tokens_per_s": (micro * mbs * seq) as f64 / step_time.as_secs_f64().max(1e-12),
+                    },
+                });
+                self.append_metrics(&line)?;
+            }
+            bar.set_position(step);
+            bar.set_message(format!(
+                "loss {loss_value:.4}, {:.0} tok/s",
+                (micro * mbs * seq) as f64 / step_time.as_secs_f64().max(1e-12)
+            ));
+
+            let eval_due = self.config.eval.interval > 0
+                && (step % self.config.eval.interval == 0 || step == total);
+            if eval_due {
+                let report = self.evaluate()?;
+                let domains: serde_json::Map<String, Value> = report
+                    .domains
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.domain.clone(),
+                            json!({"loss": d.mean_nll, "perplexity": d.perplexity, "tokens": d.tokens}),
+                        )
+                    })
+                    .collect();
+                self.append_metrics(&json!({
+                    "type": "eval",
+                    "step": step,
+                    "split": "val",
+                    "domains": domains,
+                    "mean_loss": report.mean_nll,
+                    "mean_perplexity": report.mean_perplexity,
+                    "token_weighted_loss": report.token_weighted_nll,
+                    "token_weighted_perplexity": report.token_weighted_perplexity,
+                }))?;
+                bar.println(format!(
+                    "step {step}: val mean perplexity {:.3} (token-weighted {:.3})",
+                    report.mean_perplexity, report.token_weighted_perplexity
+                ));
+                last_eval = Some(report);
+            }
+            let stop_requested = options
+                .stop
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst));
+            let ckpt_due = self.config.checkpoint.interval > 0
+                && step % self.config.checkpoint.interval == 0;
+            if ckpt_due || step == stop_at || stop_requested {
+                self.checkpoint_now()?;
+            }
+            if stop_requested {
+                interrupted = true;
+                tracing::warn!(step, "stop requested: checkpoint written, exiting");
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        let finished = self.step >= total && !interrupted;
+        if finished {
+            let final_dir = self.run_dir.join("final");
+            self.model.valid().save_pretrained(&final_dir)?;
+            let tok = self.store.tokenizer_path();
+            std::fs::copy(&tok, final_dir.join("tokenizer.json")).map_err(|e| TrainError::io(&tok, e))?;
+            if let Some(table) = self.mixer.output_table() {
+                let path = self.run_dir.join("mixer-output-weights.toml");
+                write_atomic(&path, &table.to_toml())?;
+            }
+            let summary = json!({
+                "name": self.config.name,
+                "steps": self.step,
+                "tokens": self.tokens_seen,
+                "final_train_loss": last_loss,
+                "final_weights": mixlab_mixing::named_values(self.mixer.domains(), self.mixer.weights()),
+                "cumulative_sequences": names.iter().cloned().zip(self.cumulative.iter().map(|&c| json!(c))).collect::<serde_json::Map<_, _>>(),
+                "last_eval": last_eval.as_ref().map(|r| json!({
+                    "mean_perplexity": r.mean_perplexity,
+                    "token_weighted_perplexity": r.token_weighted_perplexity,
+                    "domains": r.domains.iter().map(|d| (d.domain.clone(), json!(d.perplexity))).collect::<serde_json::Map<_, _>>(),
+                })),
+            });
+            write_atomic(
+                &self.run_dir.join("summary.json"),
+                &serde_json::to_string_pretty(&summary).expect("serialises"),
+            )?;
+        }
+        Ok(RunSummary {
+            run_dir: self.run_dir.clone(),
+            steps: self.step,
+            finished,
+            last_loss,
+            last_eval,
+            train_time,
+            mixer_time,
+            steps_this_run: self.step - start_step,
+            tokens_this_run: self.tokens_seen - start_tokens,
+        })
+    }
+}
