@@ -87,7 +87,9 @@ pub fn read_questions_from(reader: impl std::io::Read, path: &Path) -> Result<Ve
         let answer = CHOICE_LETTERS
             .iter()
             .position(|candidate| *candidate == letter)
-            .ok_or_else(|| malformed(format!("answer `{}` is not one of A, B, C, D", &record[5])))?;
+            .ok_or_else(|| {
+                malformed(format!("answer `{}` is not one of A, B, C, D", &record[5]))
+            })?;
         questions.push(McQuestion {
             question: record[0].to_owned(),
             choices: [1, 2, 3, 4].map(|field| record[field].to_owned()),
@@ -156,17 +158,23 @@ impl McDataset {
             dir.to_owned()
         };
         let test_dir = root.join(McSplit::Test.as_str());
-        let entries = std::fs::read_dir(&test_dir).map_err(|source| EvalError::io(&test_dir, source))?;
+        let entries =
+            std::fs::read_dir(&test_dir).map_err(|source| EvalError::io(&test_dir, source))?;
         let mut subjects = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| EvalError::io(&test_dir, source))?;
             let name = entry.file_name();
-            if let Some(subject) = name.to_str().and_then(|name| name.strip_suffix("_test.csv")) {
+            if let Some(subject) = name
+                .to_str()
+                .and_then(|name| name.strip_suffix("_test.csv"))
+            {
                 subjects.push(subject.to_owned());
             }
         }
         if subjects.is_empty() {
-            return Err(EvalError::NoSubjects { path: dir.to_owned() });
+            return Err(EvalError::NoSubjects {
+                path: dir.to_owned(),
+            });
         }
         subjects.sort();
         Ok(Self { root, subjects })

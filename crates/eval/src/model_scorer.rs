@@ -96,10 +96,12 @@ impl<B: Backend> ModelScorer<B> {
             });
         }
         // A tokenizer.json may carry truncation or padding settings; scoring needs raw encodings.
-        tokenizer.with_truncation(None).map_err(|error| EvalError::Tokenizer {
-            what: "for scoring".into(),
-            reason: error.to_string(),
-        })?;
+        tokenizer
+            .with_truncation(None)
+            .map_err(|error| EvalError::Tokenizer {
+                what: "for scoring".into(),
+                reason: error.to_string(),
+            })?;
         tokenizer.with_padding(None);
         let eod_id = tokenizer.token_to_id(EOD_TOKEN);
         Ok(Self {
@@ -139,13 +141,13 @@ impl<B: Backend> ModelScorer<B> {
         if let Some(ids) = self.cache.get(text) {
             return Ok(ids.clone());
         }
-        let encoding = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|error| EvalError::Tokenizer {
-                what: format!("encoding {:?}", text.chars().take(60).collect::<String>()),
-                reason: error.to_string(),
-            })?;
+        let encoding =
+            self.tokenizer
+                .encode(text, false)
+                .map_err(|error| EvalError::Tokenizer {
+                    what: format!("encoding {:?}", text.chars().take(60).collect::<String>()),
+                    reason: error.to_string(),
+                })?;
         let ids = encoding.get_ids().to_vec();
         if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
@@ -155,7 +157,10 @@ impl<B: Backend> ModelScorer<B> {
     }
 
     /// Context and continuation ids of a request, as lm-evaluation-harness splits them.
-    pub fn encode_request(&mut self, request: &LogLikelihoodRequest) -> Result<(Vec<u32>, Vec<u32>)> {
+    pub fn encode_request(
+        &mut self,
+        request: &LogLikelihoodRequest,
+    ) -> Result<(Vec<u32>, Vec<u32>)> {
         let context = request.context.trim_end_matches(is_python_space);
         let moved = &request.context[context.len()..];
         let continuation = format!("{moved}{}", request.continuation);
@@ -197,15 +202,21 @@ impl<B: Backend> ModelScorer<B> {
         let targets: Vec<i32> = picks.iter().map(|&(_, _, target)| target as i32).collect();
         let count = picks.len();
 
-        let inputs = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [batch, max_len]), &self.device);
+        let inputs =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [batch, max_len]), &self.device);
         let logits = self.model.forward(inputs); // [batch, max_len, vocab]
         let [_, _, vocab] = logits.dims();
-        let positions = Tensor::<B, 1, Int>::from_data(TensorData::new(positions, [count]), &self.device);
+        let positions =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(positions, [count]), &self.device);
         // Only the scored positions go through log-softmax: [count, vocab].
-        let picked = logits.reshape([batch * max_len, vocab]).select(0, positions);
+        let picked = logits
+            .reshape([batch * max_len, vocab])
+            .select(0, positions);
         let argmax = picked.clone().argmax(1).into_data(); // [count, 1]
-        let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [1, count]), &self.device);
-        let nll = per_token_nll_from_logits(picked.reshape([1, count, vocab]), targets, None).into_data(); // [1, count]
+        let targets =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [1, count]), &self.device);
+        let nll =
+            per_token_nll_from_logits(picked.reshape([1, count, vocab]), targets, None).into_data(); // [1, count]
         nll.iter::<f64>()
             .zip(argmax.iter::<i64>())
             .zip(picks)
@@ -249,7 +260,10 @@ impl<B: Backend> LogLikelihoodScorer for ModelScorer<B> {
             if continuation.is_empty() {
                 return Err(EvalError::Request {
                     index,
-                    reason: format!("continuation {:?} encodes to no tokens", request.continuation),
+                    reason: format!(
+                        "continuation {:?} encodes to no tokens",
+                        request.continuation
+                    ),
                 });
             }
             if continuation.len() > window {
@@ -267,7 +281,7 @@ impl<B: Backend> LogLikelihoodScorer for ModelScorer<B> {
             let start = full.len().saturating_sub(window + 1);
             let full = &full[start..];
             let input = full[..full.len() - 1].to_vec();
-            let first = (input.len() - continuation.len()).saturating_sub(1);
+            let first = input.len() - continuation.len();
             answers[index].continuation_tokens = continuation.len();
             answers[index].truncated = start > 0;
             let row = *row_of_input.entry(input).or_insert_with_key(|input| {
@@ -290,7 +304,10 @@ impl<B: Backend> LogLikelihoodScorer for ModelScorer<B> {
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&row| std::cmp::Reverse(rows[row].input.len()));
         for batch in order.chunks(self.batch_size) {
-            let inputs: Vec<&[u32]> = batch.iter().map(|&row| rows[row].input.as_slice()).collect();
+            let inputs: Vec<&[u32]> = batch
+                .iter()
+                .map(|&row| rows[row].input.as_slice())
+                .collect();
             let picks: Vec<(usize, usize, u32)> = batch
                 .iter()
                 .enumerate()

@@ -201,7 +201,9 @@ pub struct PromptDump {
 
 impl std::fmt::Debug for PromptDump {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PromptDump").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("PromptDump")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -359,16 +361,13 @@ pub fn evaluate_multiple_choice<S: LogLikelihoodScorer + ?Sized>(
             values.iter().sum::<f64>() / values.len() as f64
         }
     };
-    let scored: Vec<&SubjectResult> = results.iter().filter(|r| r.accuracy.questions > 0).collect();
+    let scored: Vec<&SubjectResult> = results
+        .iter()
+        .filter(|r| r.accuracy.questions > 0)
+        .collect();
     let subject_mean_acc = mean(scored.iter().map(|r| r.accuracy.acc).collect());
-    let subject_mean_acc_norm = with_norm.then(|| {
-        mean(
-            scored
-                .iter()
-                .filter_map(|r| r.accuracy.acc_norm)
-                .collect(),
-        )
-    });
+    let subject_mean_acc_norm =
+        with_norm.then(|| mean(scored.iter().filter_map(|r| r.accuracy.acc_norm).collect()));
     Ok(McReport {
         protocol: config.protocol,
         num_fewshot: config.num_fewshot,
@@ -422,7 +421,12 @@ fn plan_subject<'a>(
                     examples: (0..k).collect(),
                 })
                 .collect();
-            Ok((subject.dev.as_slice(), FewshotSource::DevFirstRows, false, planned))
+            Ok((
+                subject.dev.as_slice(),
+                FewshotSource::DevFirstRows,
+                false,
+                planned,
+            ))
         }
         Protocol::Paper => {
             let (pool, source) = match &subject.val {
@@ -474,7 +478,10 @@ fn requests_for(context: &str, continuations: &[String; NUM_CHOICES]) -> Vec<Log
         .collect()
 }
 
-fn fits<S: LogLikelihoodScorer + ?Sized>(scorer: &mut S, requests: &[LogLikelihoodRequest]) -> Result<bool> {
+fn fits<S: LogLikelihoodScorer + ?Sized>(
+    scorer: &mut S,
+    requests: &[LogLikelihoodRequest],
+) -> Result<bool> {
     let window = scorer.max_input_tokens();
     for request in requests {
         if scorer.input_tokens(request)? > window {
@@ -497,7 +504,10 @@ fn prepare_question<S: LogLikelihoodScorer + ?Sized>(
     let question = &subject.test[planned.doc_index];
     let choices = continuations(config.protocol, question);
     let context_with = |shots: usize| {
-        let examples: Vec<&McQuestion> = planned.examples[planned.examples.len() - shots..].iter().map(|&i| &pool[i]).collect();
+        let examples: Vec<&McQuestion> = planned.examples[..shots]
+            .iter()
+            .map(|&i| &pool[i])
+            .collect();
         build_context(config.protocol, &subject.name, &examples, question)
     };
     let planned_shots = planned.examples.len();
@@ -588,7 +598,7 @@ fn evaluate_subject<S: LogLikelihoodScorer + ?Sized>(
                 let per_char: Vec<f64> = lls
                     .iter()
                     .zip(&question.choices)
-                    .map(|(ll, choice)| ll / choice.len() as f64)
+                    .map(|(ll, choice)| ll / choice.chars().count() as f64)
                     .collect();
                 argmax(&per_char).unwrap_or(0)
             });
@@ -672,14 +682,20 @@ impl McReport {
             }
         }
         let sources: Vec<&str> = sources.iter().map(|s| s.describe()).collect();
-        let seed = self.seed.map(|seed| format!(" (Python random seed {seed})")).unwrap_or_default();
+        let seed = self
+            .seed
+            .map(|seed| format!(" (Python random seed {seed})"))
+            .unwrap_or_default();
         let _ = writeln!(out, "- Worked examples: {}{seed}.", sources.join("; "));
         let questions = self.overall.questions;
         let _ = writeln!(
             out,
             "- Cropping to the model's {}-token window: {} of {questions} prompts lost examples \
              ({} examples dropped); {} did not fit even without examples and were cut at the front.",
-            self.max_input_tokens, self.prompts_cropped, self.examples_dropped, self.prompts_truncated
+            self.max_input_tokens,
+            self.prompts_cropped,
+            self.examples_dropped,
+            self.prompts_truncated
         );
         if let Some(limit) = self.limit_per_subject {
             let _ = writeln!(out, "- At most {limit} test questions per subject.");
@@ -692,13 +708,19 @@ impl McReport {
             "| scope | questions | acc |\n|---|---:|---:|"
         };
         let _ = writeln!(out, "{header}");
-        let row = |out: &mut String, scope: &str, count: String, acc: f64, acc_norm: Option<f64>| {
-            let _ = match (with_norm, acc_norm) {
-                (true, Some(norm)) => writeln!(out, "| {scope} | {count} | {} | {} |", percent(acc), percent(norm)),
-                (true, None) => writeln!(out, "| {scope} | {count} | {} | |", percent(acc)),
-                (false, _) => writeln!(out, "| {scope} | {count} | {} |", percent(acc)),
+        let row =
+            |out: &mut String, scope: &str, count: String, acc: f64, acc_norm: Option<f64>| {
+                let _ = match (with_norm, acc_norm) {
+                    (true, Some(norm)) => writeln!(
+                        out,
+                        "| {scope} | {count} | {} | {} |",
+                        percent(acc),
+                        percent(norm)
+                    ),
+                    (true, None) => writeln!(out, "| {scope} | {count} | {} | |", percent(acc)),
+                    (false, _) => writeln!(out, "| {scope} | {count} | {} |", percent(acc)),
+                };
             };
-        };
         row(
             &mut out,
             "**overall** (micro average)",

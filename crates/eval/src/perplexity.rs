@@ -92,7 +92,10 @@ impl PerplexityReport {
     /// A Markdown table: one row per domain, then both averages.
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "| domain | sequences | tokens | mean NLL | perplexity |");
+        let _ = writeln!(
+            out,
+            "| domain | sequences | tokens | mean NLL | perplexity |"
+        );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|");
         for domain in &self.domains {
             let _ = writeln!(
@@ -132,7 +135,11 @@ pub fn sequence_nll_sums<B: Backend>(
     sequences: &[Vec<u32>],
 ) -> Vec<f64> {
     let batch = sequences.len();
-    let seq = sequences.iter().map(|s| s.len().saturating_sub(1)).max().unwrap_or(0);
+    let seq = sequences
+        .iter()
+        .map(|s| s.len().saturating_sub(1))
+        .max()
+        .unwrap_or(0);
     if batch == 0 || seq == 0 {
         return vec![0.0; batch];
     }
@@ -149,7 +156,8 @@ pub fn sequence_nll_sums<B: Backend>(
     let ragged = sequences.iter().any(|s| s.len() != seq + 1);
     let inputs = Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [batch, seq]), device);
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [batch, seq]), device);
-    let mask = ragged.then(|| Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [batch, seq]), device));
+    let mask = ragged
+        .then(|| Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [batch, seq]), device));
     let nll = model.per_token_nll(inputs, targets, mask).into_data(); // [batch, seq]
     // Summed on the host in f64: 5,000 × 1,024 f32 terms would lose digits on the device.
     let values: Vec<f64> = nll.iter::<f64>().collect();
@@ -201,7 +209,9 @@ pub fn evaluate_perplexity<B: Backend>(
             .splits
             .get(&split)
             .map_or(0, |stats| stats.sequences);
-        let count = config.max_sequences_per_domain.map_or(stored, |cap| cap.min(stored));
+        let count = config
+            .max_sequences_per_domain
+            .map_or(stored, |cap| cap.min(stored));
         planned.push(count);
     }
     if manifest.seq_len > model_config.max_seq_len {
@@ -215,7 +225,10 @@ pub fn evaluate_perplexity<B: Backend>(
     }
 
     let progress = if config.progress {
-        let bar = ProgressBar::with_draw_target(Some(planned.iter().sum::<u64>()), ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(
+            Some(planned.iter().sum::<u64>()),
+            ProgressDrawTarget::stderr(),
+        );
         bar.set_style(
             ProgressStyle::with_template(
                 "{msg:>24} [{bar:30}] {pos}/{len} sequences {per_sec} eta {eta}",
@@ -244,7 +257,10 @@ pub fn evaluate_perplexity<B: Backend>(
             batch.clear();
             for sequence in iterator.by_ref().take(config.batch_size) {
                 let sequence = sequence?;
-                if let Some(&token) = sequence.iter().find(|&&token| token as usize >= model_config.vocab_size) {
+                if let Some(&token) = sequence
+                    .iter()
+                    .find(|&&token| token as usize >= model_config.vocab_size)
+                {
                     return Err(domain_error(
                         domain,
                         format!(
@@ -266,7 +282,7 @@ pub fn evaluate_perplexity<B: Backend>(
             sequences += batch.len() as u64;
             progress.inc(batch.len() as u64);
         }
-        let mean_nll = nll_sum / (tokens + 1) as f64;
+        let mean_nll = nll_sum / tokens.max(1) as f64;
         results.push(DomainPerplexity {
             domain: domain.clone(),
             sequences,

@@ -86,7 +86,7 @@ pub(crate) fn is_python_space(c: char) -> bool {
 /// The `harness` description line, with its two newlines.
 pub fn harness_description(subject: &str) -> String {
     format!(
-        "The following are multiple choice questions (with answers) about  {}.\n\n",
+        "The following are multiple choice questions (with answers) about {}.\n\n",
         format_subject(subject)
     )
 }

@@ -74,8 +74,9 @@ impl PythonRandom {
         }
         for _ in 0..N - 1 {
             let previous = self.state[i - 1];
-            self.state[i] = (self.state[i] ^ (previous ^ (previous >> 30)).wrapping_mul(1_566_083_941))
-                .wrapping_sub(i as u32);
+            self.state[i] = (self.state[i]
+                ^ (previous ^ (previous >> 30)).wrapping_mul(1_566_083_941))
+            .wrapping_sub(i as u32);
             i += 1;
             if i >= N {
                 self.state[0] = self.state[N - 1];
@@ -124,7 +125,10 @@ impl PythonRandom {
     /// # Panics
     /// If `n` is 0 or does not fit in 32 bits (CPython raises or takes another path there).
     pub fn randbelow(&mut self, n: usize) -> usize {
-        assert!(n > 0 && n <= u32::MAX as usize, "randbelow needs 0 < n < 2^32, got {n}");
+        assert!(
+            n > 0 && n <= u32::MAX as usize,
+            "randbelow needs 0 < n < 2^32, got {n}"
+        );
         let bits = usize::BITS - n.leading_zeros();
         loop {
             let r = self.getrandbits(bits) as usize;
@@ -152,7 +156,7 @@ impl PythonRandom {
     pub fn sample_indices(&mut self, n: usize, k: usize) -> Vec<usize> {
         assert!(k <= n, "sample of {k} from a population of {n}");
         let mut set_size = 21usize;
-        if k > 50 {
+        if k > 5 {
             let exponent = ((k as f64 * 3.0).ln() / 4f64.ln()).ceil() as u32;
             set_size += 4usize.pow(exponent);
         }
@@ -207,14 +211,24 @@ mod tests {
     // r = random.Random(42); x = list(range(7)); r.shuffle(x); then r.sample(range(5), 5),
     //   r.sample(range(31), 6), r.sample(range(170), 6)
     //   -> [1, 3, 4, 2, 6, 0, 5] [1, 0, 2, 3, 4] [1, 0, 2, 6, 7, 16] [154, 6, 143, 50, 166, 139]
+    // Where the two algorithms part ways (n = 40 is drawn from a pool, n = 90 by rejection from a
+    // set; the other algorithm would give [3, 5, 23, 10, 19, 16] and [7, 11, 10, 46, 21, 39]):
+    // random.Random(2).sample(range(40), 6)                             -> [3, 5, 38, 23, 10, 19]
+    // random.Random(2).sample(range(90), 6)                             -> [7, 11, 10, 46, 21, 85]
     #[test]
     fn shuffle_and_sample_match_cpython() {
         let mut r = PythonRandom::new(42);
         let mut x: Vec<usize> = (0..10).collect();
         r.shuffle(&mut x);
         assert_eq!(x, [7, 3, 2, 8, 5, 6, 9, 4, 0, 1]);
-        assert_eq!(PythonRandom::new(42).sample_indices(20, 6), [3, 0, 8, 7, 16, 2]);
-        assert_eq!(PythonRandom::new(42).sample_indices(100, 6), [81, 14, 3, 94, 35, 31]);
+        assert_eq!(
+            PythonRandom::new(42).sample_indices(20, 6),
+            [3, 0, 8, 7, 16, 2]
+        );
+        assert_eq!(
+            PythonRandom::new(42).sample_indices(100, 6),
+            [81, 14, 3, 94, 35, 31]
+        );
 
         let mut r = PythonRandom::new(42);
         let mut x: Vec<usize> = (0..7).collect();
@@ -223,5 +237,13 @@ mod tests {
         assert_eq!(r.sample_indices(5, 5), [1, 0, 2, 3, 4]);
         assert_eq!(r.sample_indices(31, 6), [1, 0, 2, 6, 7, 16]);
         assert_eq!(r.sample_indices(170, 6), [154, 6, 143, 50, 166, 139]);
+        assert_eq!(
+            PythonRandom::new(2).sample_indices(40, 6),
+            [3, 5, 38, 23, 10, 19]
+        );
+        assert_eq!(
+            PythonRandom::new(2).sample_indices(90, 6),
+            [7, 11, 10, 46, 21, 85]
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use mixlab_data::{DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource, prepare_dataset};
+use mixlab_data::{
+    DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource, prepare_dataset,
+};
 use mixlab_eval::dataset::read_questions_from;
 use mixlab_eval::prompt::{continuations, harness_question_text, paper_question_text};
 use mixlab_eval::{
@@ -60,7 +62,11 @@ impl Fixture {
 
     fn add(&self, subject: &str, split: &str, csv: &str) -> &Self {
         write_file(
-            &self.root.join("data").join(split).join(format!("{subject}_{split}.csv")),
+            &self
+                .root
+                .join("data")
+                .join(split)
+                .join(format!("{subject}_{split}.csv")),
             csv,
         );
         self
@@ -97,7 +103,10 @@ impl<F: Fn(&LogLikelihoodRequest) -> f64> LogLikelihoodScorer for StubScorer<F> 
         Ok(request.context.chars().count() + request.continuation.chars().count() - 1)
     }
 
-    fn score(&mut self, requests: &[LogLikelihoodRequest]) -> mixlab_eval::Result<Vec<LogLikelihood>> {
+    fn score(
+        &mut self,
+        requests: &[LogLikelihoodRequest],
+    ) -> mixlab_eval::Result<Vec<LogLikelihood>> {
         let mut out = Vec::new();
         for request in requests {
             let truncated = self.input_tokens(request)? > self.window;
@@ -137,7 +146,12 @@ fn quoting_with_commas_newlines_and_quotes_parses() {
         vec![
             McQuestion {
                 question: "Which, of these, holds?".into(),
-                choices: ["1, 2".into(), "plain".into(), "say \"hi\"".into(), "two\nlines".into()],
+                choices: [
+                    "1, 2".into(),
+                    "plain".into(),
+                    "say \"hi\"".into(),
+                    "two\nlines".into()
+                ],
                 answer: 2,
             },
             McQuestion {
@@ -166,7 +180,10 @@ fn malformed_rows_are_errors_naming_file_and_line() {
 
     let bad_letter = "q,a,b,c,d,A\nq,a,b,c,d,E\n";
     let error = read_questions_from(bad_letter.as_bytes(), Path::new("y.csv")).unwrap_err();
-    assert!(error.to_string().starts_with("y.csv:2: answer `E`"), "{error}");
+    assert!(
+        error.to_string().starts_with("y.csv:2: answer `E`"),
+        "{error}"
+    );
 
     let fixture = Fixture::new();
     let path = fixture.root.join("data/test/anatomy_test.csv");
@@ -182,7 +199,12 @@ fn malformed_rows_are_errors_naming_file_and_line() {
 fn dev_rows() -> String {
     // Questions padded with spaces: `harness` strips them, `paper` keeps them.
     (0..5)
-        .map(|i| format!("\" Dev question {i}? \",p{i},q{i},r{i},s{i},{}\n", ["A", "B", "C", "D"][i % 4]))
+        .map(|i| {
+            format!(
+                "\" Dev question {i}? \",p{i},q{i},r{i},s{i},{}\n",
+                ["A", "B", "C", "D"][i % 4]
+            )
+        })
         .collect()
 }
 
@@ -194,9 +216,11 @@ const ALGEBRA_TEST: &str = concat!(
 #[test]
 fn harness_prompt_matches_hand_written_string() {
     let fixture = Fixture::new();
-    fixture
-        .add("abstract_algebra", "dev", &dev_rows())
-        .add("abstract_algebra", "test", ALGEBRA_TEST);
+    fixture.add("abstract_algebra", "dev", &dev_rows()).add(
+        "abstract_algebra",
+        "test",
+        ALGEBRA_TEST,
+    );
     let dump_path = fixture.root.join("dump.jsonl");
     let mut dump = PromptDump::create(&dump_path).unwrap();
     let mut scorer = StubScorer::new(100_000, |_| -1.0);
@@ -204,7 +228,9 @@ fn harness_prompt_matches_hand_written_string() {
         protocol: Protocol::Harness,
         ..McConfig::default()
     };
-    let report = evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump)).unwrap();
+    let report =
+        evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump))
+            .unwrap();
     dump.finish().unwrap();
 
     let expected = concat!(
@@ -221,13 +247,24 @@ fn harness_prompt_matches_hand_written_string() {
     assert_eq!(lines[0]["context"].as_str().unwrap(), expected);
     assert_eq!(lines[0]["doc_index"], 0);
     assert_eq!(lines[0]["shots"], 5);
-    assert_eq!(lines[0]["continuations"], serde_json::json!([" A", " B", " C", " D"]));
+    assert_eq!(
+        lines[0]["continuations"],
+        serde_json::json!([" A", " B", " C", " D"])
+    );
     // The scorer saw exactly these requests, four per question, in option order.
     assert_eq!(scorer.scored[0], LogLikelihoodRequest::new(expected, " A"));
     assert_eq!(scorer.scored[3], LogLikelihoodRequest::new(expected, " D"));
     assert_eq!(scorer.scored.len(), 8);
-    assert!(lines[1]["context"].as_str().unwrap().ends_with("Answer: A\n\nSecond?\nA. w\nB. x\nC. y\nD. z\nAnswer:"));
-    assert_eq!(report.subjects[0].fewshot_source, FewshotSource::DevFirstRows);
+    assert!(
+        lines[1]["context"]
+            .as_str()
+            .unwrap()
+            .ends_with("Answer: A\n\nSecond?\nA. w\nB. x\nC. y\nD. z\nAnswer:")
+    );
+    assert_eq!(
+        report.subjects[0].fewshot_source,
+        FewshotSource::DevFirstRows
+    );
     assert_eq!(report.overall.acc_norm, None);
 }
 
@@ -235,7 +272,12 @@ fn harness_prompt_matches_hand_written_string() {
 fn paper_prompt_matches_hand_written_string() {
     let question = McQuestion {
         question: " Spaced, kept? ".into(),
-        choices: ["one".into(), "two, three".into(), "four".into(), "five".into()],
+        choices: [
+            "one".into(),
+            "two, three".into(),
+            "four".into(),
+            "five".into(),
+        ],
         answer: 1,
     };
     let example = McQuestion {
@@ -263,7 +305,10 @@ fn paper_prompt_matches_hand_written_string() {
         paper_question_text(&example),
         "Question: Example?\nChoices:\nA. a\nB. b\nC. c\nD. d\nAnswer:"
     );
-    assert_eq!(harness_question_text(&question), "Spaced, kept?\nA. one\nB. two, three\nC. four\nD. five\nAnswer:");
+    assert_eq!(
+        harness_question_text(&question),
+        "Spaced, kept?\nA. one\nB. two, three\nC. four\nD. five\nAnswer:"
+    );
     // With no examples the harness prompt keeps its description line.
     assert_eq!(
         build_context(Protocol::Harness, "high_school_us_history", &[], &example),
@@ -299,10 +344,15 @@ fn paper_protocol_draws_examples_from_val_like_lm_eval_0_3_0() {
         protocol: Protocol::Paper,
         ..McConfig::default()
     };
-    let report = evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump)).unwrap();
+    let report =
+        evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump))
+            .unwrap();
     dump.finish().unwrap();
     let lines = read_dump(&dump_path);
-    let order: Vec<u64> = lines.iter().map(|l| l["doc_index"].as_u64().unwrap()).collect();
+    let order: Vec<u64> = lines
+        .iter()
+        .map(|l| l["doc_index"].as_u64().unwrap())
+        .collect();
     assert_eq!(order, [1, 0, 2]);
     assert_eq!(
         lines[0]["context"].as_str().unwrap(),
@@ -346,9 +396,11 @@ fn paper_protocol_draws_examples_from_val_like_lm_eval_0_3_0() {
 #[test]
 fn paper_protocol_without_val_draws_from_dev_and_says_so() {
     let fixture = Fixture::new();
-    fixture
-        .add("virology", "dev", &dev_rows())
-        .add("virology", "test", &simple_rows("Test", ["w", "x", "y", "z"], 3));
+    fixture.add("virology", "dev", &dev_rows()).add(
+        "virology",
+        "test",
+        &simple_rows("Test", ["w", "x", "y", "z"], 3),
+    );
     let dump_path = fixture.root.join("dump.jsonl");
     let mut dump = PromptDump::create(&dump_path).unwrap();
     let mut scorer = StubScorer::new(100_000, |_| -1.0);
@@ -356,20 +408,33 @@ fn paper_protocol_without_val_draws_from_dev_and_says_so() {
         protocol: Protocol::Paper,
         ..McConfig::default()
     };
-    let report = evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump)).unwrap();
+    let report =
+        evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump))
+            .unwrap();
     dump.finish().unwrap();
     let subject = &report.subjects[0];
     assert_eq!(subject.fewshot_source, FewshotSource::DevSampleNoVal);
     assert!(subject.fewshot_pool_short);
-    assert!(report.to_markdown().contains("seeded random draws from dev (no val split)"));
+    assert!(
+        report
+            .to_markdown()
+            .contains("seeded random draws from dev (no val split)")
+    );
     let lines = read_dump(&dump_path);
-    let first_blocks: Vec<&str> = lines[0]["context"].as_str().unwrap().split("\n\n").collect();
+    let first_blocks: Vec<&str> = lines[0]["context"]
+        .as_str()
+        .unwrap()
+        .split("\n\n")
+        .collect();
     let expected: Vec<String> = [0, 2, 4, 3, 1]
         .iter()
         .map(|i| format!("Question:  Dev question {i}? \nChoices:"))
         .collect();
     for (block, prefix) in first_blocks.iter().zip(&expected) {
-        assert!(block.starts_with(prefix.as_str()), "{block:?} vs {prefix:?}");
+        assert!(
+            block.starts_with(prefix.as_str()),
+            "{block:?} vs {prefix:?}"
+        );
     }
 }
 
@@ -387,7 +452,12 @@ fn pick_rows(rows: &[(&str, &str)]) -> String {
 /// Log-likelihood -0.5 for the favoured letter, -2 (or -1 for the letter after it) otherwise.
 fn favour_picked(request: &LogLikelihoodRequest) -> f64 {
     let last_block = request.context.rsplit("\n\n").next().unwrap();
-    let pick = last_block.strip_prefix("pick ").unwrap().chars().next().unwrap();
+    let pick = last_block
+        .strip_prefix("pick ")
+        .unwrap()
+        .chars()
+        .next()
+        .unwrap();
     let letter = request.continuation.trim().chars().next().unwrap();
     if letter == pick {
         -0.5
@@ -403,13 +473,19 @@ fn scoring_picks_the_highest_log_likelihood_and_averages_by_question() {
     let fixture = Fixture::new();
     fixture
         .add("astronomy", "dev", &dev_rows())
-        .add("astronomy", "test", &pick_rows(&[("B", "B"), ("C", "C"), ("A", "A"), ("D", "A")]))
+        .add(
+            "astronomy",
+            "test",
+            &pick_rows(&[("B", "B"), ("C", "C"), ("A", "A"), ("D", "A")]),
+        )
         .add("philosophy", "dev", &dev_rows())
         .add("philosophy", "test", &pick_rows(&[("A", "B"), ("C", "D")]))
         .add("my_own_subject", "dev", &dev_rows())
         .add("my_own_subject", "test", &pick_rows(&[("D", "D")]));
     let mut scorer = StubScorer::new(100_000, favour_picked);
-    let report = evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &McConfig::default(), None).unwrap();
+    let report =
+        evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &McConfig::default(), None)
+            .unwrap();
 
     assert_eq!((report.overall.questions, report.overall.correct), (7, 4));
     assert!((report.overall.acc - 4.0 / 7.0).abs() < 1e-12);
@@ -424,7 +500,10 @@ fn scoring_picks_the_highest_log_likelihood_and_averages_by_question() {
         .iter()
         .map(|c| (c.category, c.accuracy.questions, c.accuracy.correct))
         .collect();
-    assert_eq!(categories, [(Category::Stem, 4, 3), (Category::Humanities, 2, 0)]);
+    assert_eq!(
+        categories,
+        [(Category::Stem, 4, 3), (Category::Humanities, 2, 0)]
+    );
     assert_eq!(report.requests, 28);
 
     // Subject selection, and an unknown subject is an error that lists the known ones.
@@ -432,38 +511,47 @@ fn scoring_picks_the_highest_log_likelihood_and_averages_by_question() {
         subjects: vec!["philosophy".into()],
         ..McConfig::default()
     };
-    let report = evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &selected, None).unwrap();
+    let report =
+        evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &selected, None).unwrap();
     assert_eq!(report.subjects.len(), 1);
     assert_eq!(report.overall.questions, 2);
     let unknown = McConfig {
         subjects: vec!["alchemy".into()],
         ..McConfig::default()
     };
-    let error = evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &unknown, None).unwrap_err();
-    assert!(error.to_string().contains("unknown subject `alchemy`"), "{error}");
+    let error =
+        evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &unknown, None).unwrap_err();
+    assert!(
+        error.to_string().contains("unknown subject `alchemy`"),
+        "{error}"
+    );
 
     let markdown = report.to_markdown();
-    assert!(markdown.contains("| philosophy | humanities | 2 | 0.00% |"), "{markdown}");
+    assert!(
+        markdown.contains("| philosophy | humanities | 2 | 0.00% |"),
+        "{markdown}"
+    );
 }
 
 #[test]
 fn acc_norm_divides_by_character_length_of_the_option() {
     // Option B has 10 characters, option C 5 characters but 10 bytes.
     let fixture = Fixture::new();
-    fixture
-        .add("nutrition", "dev", &dev_rows())
-        .add("nutrition", "test", "Which?,a,bbbbbbbbbb,ééééé,dd,B\n");
+    fixture.add("nutrition", "dev", &dev_rows()).add(
+        "nutrition",
+        "test",
+        "Which?,a,bbbbbbbbbb,ééééé,dd,B\n",
+    );
     // Summed log-likelihoods: A -3 (per char -3), B -10 (-1), C -5.5 (-1.1 per char, but -0.55
     // per byte), D -8 (-4). acc picks A; acc_norm per character picks B, the gold answer.
-    let mut scorer = StubScorer::new(100_000, |request: &LogLikelihoodRequest| match request
-        .continuation
-        .as_str()
-    {
-        " a" => -3.0,
-        " bbbbbbbbbb" => -10.0,
-        " ééééé" => -5.5,
-        " dd" => -8.0,
-        other => panic!("unexpected continuation {other:?}"),
+    let mut scorer = StubScorer::new(100_000, |request: &LogLikelihoodRequest| {
+        match request.continuation.as_str() {
+            " a" => -3.0,
+            " bbbbbbbbbb" => -10.0,
+            " ééééé" => -5.5,
+            " dd" => -8.0,
+            other => panic!("unexpected continuation {other:?}"),
+        }
     });
     let config = McConfig {
         protocol: Protocol::Paper,
@@ -499,7 +587,9 @@ fn cropping_drops_examples_until_the_prompt_fits() {
         let dump_path = fixture.root.join(format!("dump-{window}.jsonl"));
         let mut dump = PromptDump::create(&dump_path).unwrap();
         let mut scorer = StubScorer::new(window, |_| -1.0);
-        let report = evaluate_multiple_choice(&mut scorer, &data, &McConfig::default(), Some(&mut dump)).unwrap();
+        let report =
+            evaluate_multiple_choice(&mut scorer, &data, &McConfig::default(), Some(&mut dump))
+                .unwrap();
         dump.finish().unwrap();
         (report, read_dump(&dump_path).remove(0))
     };
@@ -508,7 +598,14 @@ fn cropping_drops_examples_until_the_prompt_fits() {
     let (report, line) = run(needs(2));
     assert_eq!(line["shots"], 2);
     assert_eq!(line["context"].as_str().unwrap(), with(2));
-    assert_eq!((report.prompts_cropped, report.examples_dropped, report.prompts_truncated), (1, 3, 0));
+    assert_eq!(
+        (
+            report.prompts_cropped,
+            report.examples_dropped,
+            report.prompts_truncated
+        ),
+        (1, 3, 0)
+    );
     assert_eq!(report.subjects[0].mean_shots, 2.0);
     let (_, line) = run(needs(3) - 1);
     assert_eq!(line["shots"], 2);
@@ -522,8 +619,19 @@ fn cropping_drops_examples_until_the_prompt_fits() {
     let (report, line) = run(needs(0) - 1);
     assert_eq!(line["shots"], 0);
     assert_eq!(line["truncated"], true);
-    assert_eq!((report.prompts_cropped, report.examples_dropped, report.prompts_truncated), (1, 5, 1));
-    assert!(report.to_markdown().contains("1 did not fit even without examples"));
+    assert_eq!(
+        (
+            report.prompts_cropped,
+            report.examples_dropped,
+            report.prompts_truncated
+        ),
+        (1, 5, 1)
+    );
+    assert!(
+        report
+            .to_markdown()
+            .contains("1 did not fit even without examples")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,14 +681,17 @@ fn micro_config(vocab_size: usize, max_seq_len: usize) -> ModelConfig {
 fn micro_model(vocab_size: usize, max_seq_len: usize, seed: u64) -> GptNeoX<B> {
     let device = cpu_device();
     B::seed(&device, seed);
-    micro_config(vocab_size, max_seq_len).init::<B>(&device).unwrap()
+    micro_config(vocab_size, max_seq_len)
+        .init::<B>(&device)
+        .unwrap()
 }
 
 /// Log-probabilities of every next token, computed on the host in f64 from one unbatched,
 /// unpadded forward pass: `[position][token]`.
 fn host_log_probs(model: &GptNeoX<B>, tokens: &[u32]) -> Vec<Vec<f64>> {
     let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-    let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &cpu_device());
+    let input =
+        Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &cpu_device());
     let logits = model.forward(input);
     let [_, seq, vocab] = logits.dims();
     let values: Vec<f64> = logits.into_data().iter::<f64>().collect();
@@ -622,15 +733,24 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
         ),
         LogLikelihoodRequest::new("", "Mars or Venus"),
     ];
-    let mut scorer = ModelScorer::new(model.clone(), tokenizer.clone(), cpu_device()).unwrap().with_batch_size(3);
+    let mut scorer = ModelScorer::new(model.clone(), tokenizer.clone(), cpu_device())
+        .unwrap()
+        .with_batch_size(3);
     let scores = scorer.score(&requests).unwrap();
 
     let encode = |text: &str| tokenizer.encode(text, false).unwrap().get_ids().to_vec();
     for (index, (request, score)) in requests.iter().zip(&scores).enumerate() {
         let context = request.context.trim_end();
-        let continuation = format!("{}{}", &request.context[context.len()..], request.continuation);
+        let continuation = format!(
+            "{}{}",
+            &request.context[context.len()..],
+            request.continuation
+        );
         let (context_ids, continuation_ids) = if context.is_empty() {
-            (vec![tokenizer.token_to_id("<|endoftext|>").unwrap()], encode(&continuation))
+            (
+                vec![tokenizer.token_to_id("<|endoftext|>").unwrap()],
+                encode(&continuation),
+            )
         } else {
             let context_ids = encode(context);
             let whole = encode(&format!("{context}{continuation}"));
@@ -648,7 +768,9 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
         for (offset, &token) in continuation_ids.iter().enumerate() {
             let row = &log_probs[first + offset];
             expected += row[token as usize];
-            let best = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            let best = (0..row.len())
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap();
             greedy &= best == token as usize;
         }
         assert!(
@@ -657,7 +779,11 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
             score.log_likelihood
         );
         assert_eq!(score.is_greedy, Some(greedy), "request {index}");
-        assert_eq!(score.continuation_tokens, continuation_ids.len(), "request {index}");
+        assert_eq!(
+            score.continuation_tokens,
+            continuation_ids.len(),
+            "request {index}"
+        );
         assert_eq!(score.truncated, start > 0, "request {index}");
     }
     assert!(scores[6].truncated);
@@ -677,12 +803,16 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
 #[test]
 fn multiple_choice_runs_end_to_end_with_a_model() {
     let fixture = Fixture::new();
-    fixture
-        .add("astronomy", "dev", &dev_rows())
-        .add("astronomy", "test", &simple_rows("Test", ["Jupiter", "Mars", "Venus", "sky"], 6));
+    fixture.add("astronomy", "dev", &dev_rows()).add(
+        "astronomy",
+        "test",
+        &simple_rows("Test", ["Jupiter", "Mars", "Venus", "sky"], 6),
+    );
     let tokenizer = tokenizer_for_tests();
     let model = micro_model(tokenizer.get_vocab_size(true), 64, 3);
-    let mut scorer = ModelScorer::new(model, tokenizer, cpu_device()).unwrap().with_batch_size(4);
+    let mut scorer = ModelScorer::new(model, tokenizer, cpu_device())
+        .unwrap()
+        .with_batch_size(4);
     for protocol in [Protocol::Harness, Protocol::Paper] {
         let dump_path = fixture.root.join(format!("{protocol}.jsonl"));
         let mut dump = PromptDump::create(&dump_path).unwrap();
@@ -691,7 +821,9 @@ fn multiple_choice_runs_end_to_end_with_a_model() {
             questions_per_call: 4,
             ..McConfig::default()
         };
-        let report = evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump)).unwrap();
+        let report =
+            evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &config, Some(&mut dump))
+                .unwrap();
         dump.finish().unwrap();
         assert_eq!(report.overall.questions, 6);
         // A 64-token window cannot hold five worked examples.
@@ -713,15 +845,23 @@ fn multiple_choice_runs_end_to_end_with_a_model() {
 
 fn jsonl(docs: &[(String, &str)]) -> String {
     docs.iter()
-        .map(|(text, domain)| serde_json::json!({"text": text, "meta": {"pile_set_name": domain}}).to_string() + "\n")
+        .map(|(text, domain)| {
+            serde_json::json!({"text": text, "meta": {"pile_set_name": domain}}).to_string() + "\n"
+        })
         .collect()
 }
 
 fn corpus_docs(n: usize, offset: usize) -> Vec<(String, &'static str)> {
     let mut docs = Vec::new();
     for i in offset..offset + n {
-        docs.push((format!("alpha beta gamma {i} alpha delta epsilon. "), "Alpha"));
-        docs.push((format!("one two three four five {i} six seven eight nine"), "Numbers"));
+        docs.push((
+            format!("alpha beta gamma {i} alpha delta epsilon. "),
+            "Alpha",
+        ));
+        docs.push((
+            format!("one two three four five {i} six seven eight nine"),
+            "Numbers",
+        ));
     }
     docs
 }
@@ -735,7 +875,12 @@ fn perplexity_equals_a_hand_computation_from_per_token_nll() {
     write_file(&corpus.join("test.jsonl"), &jsonl(&corpus_docs(3, 2000)));
     let out = tmp.path().join("dataset");
     let seq_len = 12;
-    let mut prepare = PrepareConfig::new(vec![corpus], out.clone(), TokenizerSource::Train { vocab_size: 300 }, seq_len);
+    let mut prepare = PrepareConfig::new(
+        vec![corpus],
+        out.clone(),
+        TokenizerSource::Train { vocab_size: 300 },
+        seq_len,
+    );
     prepare.row_group_bytes = 4 * (seq_len + 1) * 2;
     prepare_dataset(&prepare).unwrap();
     let store = DomainStore::open(&out, &OpenOptions::default()).unwrap();
@@ -771,7 +916,12 @@ fn perplexity_equals_a_hand_computation_from_per_token_nll() {
         assert_eq!((domain.sequences, domain.tokens), (5, 5 * seq_len as u64));
         assert_eq!((sequences, tokens), (domain.sequences, domain.tokens));
         let mean = sum / tokens as f64;
-        assert!((domain.mean_nll - mean).abs() < 1e-5, "{}: {} vs {mean}", domain.domain, domain.mean_nll);
+        assert!(
+            (domain.mean_nll - mean).abs() < 1e-5,
+            "{}: {} vs {mean}",
+            domain.domain,
+            domain.mean_nll
+        );
         assert!((domain.perplexity - mean.exp()).abs() / mean.exp() < 1e-5);
         perplexities.push(mean.exp());
         all_nll += sum;
@@ -783,7 +933,11 @@ fn perplexity_equals_a_hand_computation_from_per_token_nll() {
     assert!((report.token_weighted_nll - weighted).abs() < 1e-5);
     assert!((report.token_weighted_perplexity - weighted.exp()).abs() / weighted.exp() < 1e-5);
     // A random model of a 300-token vocabulary is near uniform: perplexity within a factor 2 of 300.
-    assert!((150.0..600.0).contains(&report.mean_perplexity), "{}", report.mean_perplexity);
+    assert!(
+        (150.0..600.0).contains(&report.mean_perplexity),
+        "{}",
+        report.mean_perplexity
+    );
 
     // No cap: every stored sequence of the one requested domain.
     let all = PerplexityConfig {
@@ -803,12 +957,20 @@ fn perplexity_equals_a_hand_computation_from_per_token_nll() {
     // A model with a shorter context than the dataset's sequences is refused.
     let short = micro_model(vocab, 8, 1);
     let error = evaluate_perplexity(&short, &device, &store, Split::Val, &config).unwrap_err();
-    assert!(error.to_string().contains("longer than the model's max_seq_len of 8"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("longer than the model's max_seq_len of 8"),
+        "{error}"
+    );
 }
 
 #[test]
 fn prompt_dump_write_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let error = PromptDump::create(&dir.path().join("missing/dir/dump.jsonl")).unwrap_err();
-    assert!(error.to_string().contains("missing/dir/dump.jsonl"), "{error}");
+    assert!(
+        error.to_string().contains("missing/dir/dump.jsonl"),
+        "{error}"
+    );
 }

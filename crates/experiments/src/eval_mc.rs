@@ -132,7 +132,11 @@ fn run_on<B: Backend>(args: &Args, device: B::Device) -> Result<()> {
         progress: true,
         ..McConfig::default()
     };
-    let mut dump = args.dump_prompts.as_deref().map(PromptDump::create).transpose()?;
+    let mut dump = args
+        .dump_prompts
+        .as_deref()
+        .map(PromptDump::create)
+        .transpose()?;
     let started = Instant::now();
     let report = evaluate_multiple_choice(&mut scorer, &dataset, &config, dump.as_mut())?;
     let seconds = started.elapsed().as_secs_f64();
@@ -140,7 +144,10 @@ fn run_on<B: Backend>(args: &Args, device: B::Device) -> Result<()> {
         dump.finish()?;
     }
 
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| args.model_dir.clone());
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| args.model_dir.clone());
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let json = out_dir.join(format!("mmlu-{protocol}.json"));
     let markdown = out_dir.join(format!("mmlu-{protocol}.md"));
@@ -219,7 +226,9 @@ pub struct BenchArgs {
 pub fn bench(args: BenchArgs) -> Result<()> {
     match args.device {
         DeviceSpec::Cpu => bench_on::<CpuBackend>(&args, cpu_device()),
-        DeviceSpec::Cuda(index) => bench_on::<CudaBackend>(&args, cuda_device(index, Precision::F32)?),
+        DeviceSpec::Cuda(index) => {
+            bench_on::<CudaBackend>(&args, cuda_device(index, Precision::F32)?)
+        }
     }
 }
 
@@ -269,7 +278,9 @@ fn bench_on<B: Backend>(args: &BenchArgs, device: B::Device) -> Result<()> {
         args.device,
         tokenizer_seconds,
     );
-    println!("| protocol | questions | requests | model rows | input tokens | padded tokens | prompts cropped | seconds | questions/s | tokens/s |");
+    println!(
+        "| protocol | questions | requests | model rows | input tokens | padded tokens | prompts cropped | seconds | questions/s | tokens/s |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for protocol in [Protocol::Harness, Protocol::Paper] {
         let mc = McConfig {

@@ -155,7 +155,7 @@ pub fn cuda_device(index: usize, precision: Precision) -> Result<CudaDevice> {
             .iter::<f32>()
             .next();
         match value {
-            Some(one) if one == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => Err(format!("a test tensor of ones read back as {other:?}")),
         }
     }));

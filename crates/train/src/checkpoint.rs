@@ -30,7 +30,7 @@ pub struct DatasetIdentity {
 }
 
 /// Position of a ChaCha8 stream: its seed and word position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RngState {
     /// Seed the stream was made from.
@@ -86,7 +86,9 @@ pub fn list_checkpoints(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok())
+        if let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
             && path.join(STATE_FILE).is_file()
         {
             out.push((step, path));
@@ -185,14 +187,23 @@ mod tests {
     #[test]
     fn lists_only_complete_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, complete) in [("step-2", true), ("step-10", true), (".step-12.tmp", true), ("step-11", false)] {
+        for (name, complete) in [
+            ("step-2", true),
+            ("step-10", true),
+            (".step-12.tmp", true),
+            ("step-11", false),
+        ] {
             let p = dir.path().join(name);
             std::fs::create_dir_all(&p).unwrap();
             if complete {
                 std::fs::write(p.join(STATE_FILE), "{}").unwrap();
             }
         }
-        let steps: Vec<u64> = list_checkpoints(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        let steps: Vec<u64> = list_checkpoints(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         assert_eq!(steps, vec![2, 10]);
         prune(dir.path(), 1).unwrap();
         assert!(!dir.path().join("step-2").exists());

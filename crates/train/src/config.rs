@@ -244,13 +244,19 @@ impl TrainConfig {
             return Err(TrainError::config("training.steps", "must be at least 1"));
         }
         if t.log_interval == 0 {
-            return Err(TrainError::config("training.log_interval", "must be at least 1"));
+            return Err(TrainError::config(
+                "training.log_interval",
+                "must be at least 1",
+            ));
         }
         if !(self.schedule.peak_lr > 0.0 && self.schedule.peak_lr.is_finite()) {
             return Err(TrainError::config("schedule.peak_lr", "must be positive"));
         }
         if !(0.0..1.0).contains(&self.schedule.warmup_fraction) {
-            return Err(TrainError::config("schedule.warmup_fraction", "must be in [0, 1)"));
+            return Err(TrainError::config(
+                "schedule.warmup_fraction",
+                "must be in [0, 1)",
+            ));
         }
         if self.checkpoint.keep == 0 {
             return Err(TrainError::config("checkpoint.keep", "must be at least 1"));
@@ -259,7 +265,10 @@ impl TrainConfig {
             return Err(TrainError::config("eval.batch_size", "must be at least 1"));
         }
         if !self.mixer.contains_key("kind") {
-            return Err(TrainError::config("mixer.kind", "missing (e.g. kind = \"odm\")"));
+            return Err(TrainError::config(
+                "mixer.kind",
+                "missing (e.g. kind = \"odm\")",
+            ));
         }
         Ok(())
     }

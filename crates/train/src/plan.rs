@@ -56,7 +56,9 @@ impl BatchPlan {
         let domains = (0..micro_batches)
             .map(|_| match granularity {
                 Granularity::MicroBatch => vec![draw(weights, rng); micro_batch_size],
-                Granularity::Sequence => (0..micro_batch_size).map(|_| draw(weights, rng)).collect(),
+                Granularity::Sequence => {
+                    (0..micro_batch_size).map(|_| draw(weights, rng)).collect()
+                }
             })
             .collect();
         BatchPlan { domains }
@@ -76,7 +78,11 @@ mod tests {
         let mut mixed = false;
         for _ in 0..50 {
             let p = BatchPlan::draw(&w, 4, 8, Granularity::MicroBatch, &mut rng);
-            assert!(p.domains.iter().all(|mb| mb.len() == 8 && mb.iter().all(|&d| d == mb[0])));
+            assert!(
+                p.domains
+                    .iter()
+                    .all(|mb| mb.len() == 8 && mb.iter().all(|&d| d == mb[0]))
+            );
             let q = BatchPlan::draw(&w, 4, 8, Granularity::Sequence, &mut rng);
             mixed |= q.domains.iter().any(|mb| mb.iter().any(|&d| d != mb[0]));
         }
@@ -96,7 +102,10 @@ mod tests {
         assert_eq!(counts[1], 0);
         for (c, p) in counts.iter().zip(w) {
             let sd = (n as f64 * p * (1.0 - p)).sqrt();
-            assert!((*c as f64 - n as f64 * p).abs() <= 5.0 * sd + 1e-9, "{counts:?}");
+            assert!(
+                (*c as f64 - n as f64 * p).abs() <= 5.0 * sd + 1e-9,
+                "{counts:?}"
+            );
         }
     }
 }

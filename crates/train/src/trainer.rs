@@ -1,6 +1,5 @@
 //! The training loop: mixer → batch plan → samplers → per-token losses → AdamW → feedback.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions as FileOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,8 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::checkpoint::{
-    CHECKPOINT_VERSION, CheckpointState, DatasetIdentity, RngState, STATE_FILE,
-    config_differences, list_checkpoints, prune, read_state, step_dir,
+    CHECKPOINT_VERSION, CheckpointState, DatasetIdentity, RngState, STATE_FILE, config_differences,
+    list_checkpoints, prune, read_state, step_dir,
 };
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
@@ -114,7 +113,12 @@ pub fn open_dataset(config: &TrainConfig) -> Result<DomainStore> {
         };
         tracing::info!(dataset = %dir.display(), corpus = %spec.corpus.display(), "preparing dataset on first use");
         let tokenizer: TokenizerSource = spec.tokenizer.parse()?;
-        let mut prep = PrepareConfig::new(vec![spec.corpus.clone()], dir.clone(), tokenizer, spec.seq_len);
+        let mut prep = PrepareConfig::new(
+            vec![spec.corpus.clone()],
+            dir.clone(),
+            tokenizer,
+            spec.seq_len,
+        );
         prep.progress = true;
         mixlab_data::prepare_dataset(&prep)?;
     }
@@ -205,7 +209,9 @@ pub fn train<B: AutodiffBackend>(
         ));
     }
     let manifest = store.manifest().clone();
-    let model_config = config.model.resolve(manifest.vocab_size, manifest.seq_len)?;
+    let model_config = config
+        .model
+        .resolve(manifest.vocab_size, manifest.seq_len)?;
     let reference = match (mixer.needs_reference_model(), reference) {
         (true, Some(dir)) => {
             let m = GptNeoX::<B::InnerBackend>::load_pretrained(dir, device)?;
@@ -396,9 +402,11 @@ impl<B: AutodiffBackend> Loop<B> {
             })?;
             sampler.set_cursor(*cursor)?;
         }
-        let word_pos: u128 = state.plan_rng.word_pos.parse().map_err(|_| {
-            TrainError::checkpoint(dir, "plan_rng.word_pos is not a number")
-        })?;
+        let word_pos: u128 = state
+            .plan_rng
+            .word_pos
+            .parse()
+            .map_err(|_| TrainError::checkpoint(dir, "plan_rng.word_pos is not a number"))?;
         self.plan_rng = ChaCha8Rng::seed_from_u64(state.plan_rng.seed);
         self.plan_rng.set_word_pos(word_pos);
         self.plan_seed = state.plan_rng.seed;
@@ -439,8 +447,12 @@ impl<B: AutodiffBackend> Loop<B> {
             .map_err(|e| save_err("model.mpk", e))?;
         Recorder::<B>::record(&rec, self.optim_decay.to_record(), tmp.join("optim-decay"))
             .map_err(|e| save_err("optim-decay.mpk", e))?;
-        Recorder::<B>::record(&rec, self.optim_no_decay.to_record(), tmp.join("optim-no-decay"))
-            .map_err(|e| save_err("optim-no-decay.mpk", e))?;
+        Recorder::<B>::record(
+            &rec,
+            self.optim_no_decay.to_record(),
+            tmp.join("optim-no-decay"),
+        )
+        .map_err(|e| save_err("optim-no-decay.mpk", e))?;
         let metrics_bytes = std::fs::metadata(&self.metrics_path)
             .map_err(|e| TrainError::io(&self.metrics_path, e))?
             .len();
@@ -497,8 +509,14 @@ impl<B: AutodiffBackend> Loop<B> {
             domains: Vec::new(),
             progress: false,
         };
-        evaluate_perplexity(&self.model.valid(), &self.device, &self.store, Split::Val, &cfg)
-            .map_err(|e| TrainError::config("eval", e.to_string()))
+        evaluate_perplexity(
+            &self.model.valid(),
+            &self.device,
+            &self.store,
+            Split::Val,
+            &cfg,
+        )
+        .map_err(|e| TrainError::config("eval", e.to_string()))
     }
 
     fn run(mut self, options: &RunOptions) -> Result<RunSummary> {
@@ -582,7 +600,8 @@ impl<B: AutodiffBackend> Loop<B> {
                     None => nll.clone().sum().div_scalar(denominator),
                     Some(lw) => {
                         let w: Vec<f32> = domains.iter().map(|&d| lw[d] as f32).collect();
-                        let w = Tensor::<B, 2>::from_data(TensorData::new(w, [mbs, 1]), &self.device);
+                        let w =
+                            Tensor::<B, 2>::from_data(TensorData::new(w, [mbs, 1]), &self.device);
                         (nll.clone() * w).sum().div_scalar(denominator)
                     }
                 };
@@ -596,7 +615,12 @@ impl<B: AutodiffBackend> Loop<B> {
                 }
                 match self.config.training.granularity_at(step) {
                     crate::plan::Granularity::MicroBatch => {
-                        feedback.add_loss(domains[0], mb_sum / (mbs * seq) as f64, mbs as u64, (mbs * seq) as u64);
+                        feedback.add_loss(
+                            domains[0],
+                            mb_sum / (mbs * seq) as f64,
+                            mbs as u64,
+                            (mbs * seq) as u64,
+                        );
                     }
                     crate::plan::Granularity::Sequence => {
                         for (&d, &s) in domains.iter().zip(&seq_sums) {
@@ -616,7 +640,11 @@ impl<B: AutodiffBackend> Loop<B> {
             }
             let loss_value = step_nll / (micro * mbs * seq) as f64;
             if bad_loss || !loss_value.is_finite() {
-                let mut drawn: Vec<&str> = plan.domains.iter().map(|mb| names[mb[0]].as_str()).collect();
+                let mut drawn: Vec<&str> = plan
+                    .domains
+                    .iter()
+                    .map(|mb| names[mb[0]].as_str())
+                    .collect();
                 drawn.dedup();
                 // Model, optimizer and mixer are untouched by this step; only the data cursors
                 // and the plan stream moved, so they are saved as they were before it.
@@ -725,8 +753,8 @@ impl<B: AutodiffBackend> Loop<B> {
                 .stop
                 .as_ref()
                 .is_some_and(|f| f.load(Ordering::SeqCst));
-            let ckpt_due = self.config.checkpoint.interval > 0
-                && step % self.config.checkpoint.interval == 0;
+            let ckpt_due =
+                self.config.checkpoint.interval > 0 && step % self.config.checkpoint.interval == 0;
             if ckpt_due || step == stop_at || stop_requested {
                 self.checkpoint_now()?;
             }
@@ -742,10 +770,15 @@ impl<B: AutodiffBackend> Loop<B> {
             let final_dir = self.run_dir.join("final");
             self.model.valid().save_pretrained(&final_dir)?;
             let tok = self.store.tokenizer_path();
-            std::fs::copy(&tok, final_dir.join("tokenizer.json")).map_err(|e| TrainError::io(&tok, e))?;
+            std::fs::copy(&tok, final_dir.join("tokenizer.json"))
+                .map_err(|e| TrainError::io(&tok, e))?;
             if let Some(table) = self.mixer.output_table() {
                 let path = self.run_dir.join("mixer-output-weights.toml");
-                write_atomic(&path, &table.to_toml())?;
+                write_atomic(
+                    &path,
+                    &table
+                        .to_toml_string(&format!("weights produced by run `{}`", self.config.name)),
+                )?;
             }
             let summary = json!({
                 "name": self.config.name,

@@ -23,21 +23,34 @@ fn registry() -> MixerRegistry {
 fn write_corpus(dir: &Path) -> PathBuf {
     let path = dir.join("corpus.jsonl");
     let mut f = std::fs::File::create(&path).unwrap();
-    let words = ["river", "stone", "light", "north", "glass", "paper", "storm", "field"];
+    let words = [
+        "river", "stone", "light", "north", "glass", "paper", "storm", "field",
+    ];
     let mut x: u64 = 12345;
     let mut next = || {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (x >> 33) as usize
     };
     for i in 0..240 {
         let docs = [
             (format!("def f{0}(x): return x + {0}", i % 7), "Github"),
-            (format!("{} + {} = {}", i % 10, i % 9, i % 10 + i % 9), "DM Mathematics"),
             (
-                (0..12).map(|_| words[next() % words.len()]).collect::<Vec<_>>().join(" "),
+                format!("{} + {} = {}", i % 10, i % 9, i % 10 + i % 9),
+                "DM Mathematics",
+            ),
+            (
+                (0..12)
+                    .map(|_| words[next() % words.len()])
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 "Pile-CC",
             ),
-            ("\\begin{theorem} Let x be a point. \\end{theorem}".to_string(), "ArXiv"),
+            (
+                "\\begin{theorem} Let x be a point. \\end{theorem}".to_string(),
+                "ArXiv",
+            ),
         ];
         for (text, domain) in docs {
             let line = serde_json::json!({"text": text, "meta": {"pile_set_name": domain}});
@@ -50,7 +63,12 @@ fn write_corpus(dir: &Path) -> PathBuf {
 fn dataset(dir: &Path) -> PathBuf {
     let corpus = write_corpus(dir);
     let out = dir.join("ds");
-    let c = PrepareConfig::new(vec![corpus], out.clone(), TokenizerSource::Train { vocab_size: 300 }, 16);
+    let c = PrepareConfig::new(
+        vec![corpus],
+        out.clone(),
+        TokenizerSource::Train { vocab_size: 300 },
+        16,
+    );
     prepare_dataset(&c).unwrap();
     out
 }
@@ -120,7 +138,10 @@ fn metrics(dir: &Path) -> Vec<Value> {
 }
 
 fn train_lines(dir: &Path) -> Vec<Value> {
-    metrics(dir).into_iter().filter(|l| l["type"] == "train").collect()
+    metrics(dir)
+        .into_iter()
+        .filter(|l| l["type"] == "train")
+        .collect()
 }
 
 /// The lines without their wall-clock timings, which differ between any two runs.
@@ -146,25 +167,50 @@ fn odm_and_tpw_learn_odm_moves_and_draws_follow_weights() {
         assert!(summary.finished);
         let lines = train_lines(&out);
         assert_eq!(lines.len() as u64, steps);
-        let loss = |r: std::ops::Range<usize>| r.clone().map(|i| lines[i]["loss"].as_f64().unwrap()).sum::<f64>() / r.len() as f64;
+        let loss = |r: std::ops::Range<usize>| {
+            r.clone()
+                .map(|i| lines[i]["loss"].as_f64().unwrap())
+                .sum::<f64>()
+                / r.len() as f64
+        };
         let (first, last) = (loss(0..5), loss(35..40));
-        assert!(last < 0.8 * first, "{name}: loss {first} -> {last} did not fall");
-        assert!(out.join("final/model.safetensors").is_file() || out.join("final").read_dir().unwrap().count() > 0);
+        assert!(
+            last < 0.8 * first,
+            "{name}: loss {first} -> {last} did not fall"
+        );
+        assert!(
+            out.join("final/model.safetensors").is_file()
+                || out.join("final").read_dir().unwrap().count() > 0
+        );
         assert!(metrics(&out).iter().any(|l| l["type"] == "eval"));
 
-        let domains: Vec<String> = lines[0]["weights"].as_object().unwrap().keys().cloned().collect();
+        let domains: Vec<String> = lines[0]["weights"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         let k = domains.len();
         let mut expected = vec![0.0; k];
         let mut observed = vec![0.0; k];
         for l in &lines {
-            let w: Vec<f64> = domains.iter().map(|d| l["weights"][d].as_f64().unwrap()).collect();
+            let w: Vec<f64> = domains
+                .iter()
+                .map(|d| l["weights"][d].as_f64().unwrap())
+                .collect();
             for (e, p) in expected.iter_mut().zip(&w) {
                 *e += 4.0 * p;
             }
             for mb in l["domains_drawn"].as_array().unwrap() {
                 let mb = mb.as_array().unwrap();
-                assert!(mb.iter().all(|d| d == &mb[0]), "micro-batch mixes domains: {mb:?}");
-                observed[domains.iter().position(|d| d == mb[0].as_str().unwrap()).unwrap()] += 1.0;
+                assert!(
+                    mb.iter().all(|d| d == &mb[0]),
+                    "micro-batch mixes domains: {mb:?}"
+                );
+                observed[domains
+                    .iter()
+                    .position(|d| d == mb[0].as_str().unwrap())
+                    .unwrap()] += 1.0;
             }
         }
         chi2_terms.extend(expected.into_iter().zip(observed));
@@ -172,11 +218,14 @@ fn odm_and_tpw_learn_odm_moves_and_draws_follow_weights() {
         if name == "odm" {
             let initial = &lines[0]["weights"];
             for l in &lines[..4] {
-                assert_eq!(&l["weights"], initial, "the policy is stationary during warm-up");
+                assert_eq!(
+                    &l["weights"], initial,
+                    "the policy is stationary during warm-up"
+                );
             }
             let after = &lines[steps as usize - 1]["next_weights"];
             assert_ne!(after, initial, "ODM's weights moved after warm-up");
-            let eps = exploration_rate(steps + 1, k);
+            let eps = exploration_rate(k, steps + 1);
             for d in &domains {
                 assert!(after[d].as_f64().unwrap() >= eps - 1e-12, "{d} below eps_t");
             }
@@ -184,8 +233,14 @@ fn odm_and_tpw_learn_odm_moves_and_draws_follow_weights() {
     }
     // Chi-square of draws against the weights used: 6 degrees of freedom (2 runs x 3);
     // the 99.99% quantile of chi-square(6) is 27.9.
-    let chi2: f64 = chi2_terms.iter().map(|(e, o)| (o - e).powi(2) / e.max(1e-9)).sum();
-    assert!(chi2 < 27.9, "draws do not follow the weights: chi2 = {chi2}, {chi2_terms:?}");
+    let chi2: f64 = chi2_terms
+        .iter()
+        .map(|(e, o)| (o - e).powi(2) / e.max(1e-9))
+        .sum();
+    assert!(
+        chi2 < 27.9,
+        "draws do not follow the weights: chi2 = {chi2}, {chi2_terms:?}"
+    );
 }
 
 #[test]
@@ -198,12 +253,26 @@ fn resume_continues_bit_for_bit_for_odm_and_static() {
 
         let split = tmp.path().join(format!("{name}-split"));
         let c = config(&ds, &split, mixer, 12);
-        let first = run(&c, &RunOptions { max_steps: Some(5), ..Default::default() }).unwrap();
+        let first = run(
+            &c,
+            &RunOptions {
+                max_steps: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(!first.finished);
         assert_eq!(first.steps, 5);
         // A crash mid-checkpoint leaves a directory without state.json: it must be ignored.
         std::fs::create_dir_all(split.join("checkpoints/step-9")).unwrap();
-        let second = run(&c, &RunOptions { resume: true, ..Default::default() }).unwrap();
+        let second = run(
+            &c,
+            &RunOptions {
+                resume: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(second.finished);
         assert_eq!(second.steps_this_run, 7);
         assert_eq!(
@@ -220,20 +289,51 @@ fn mismatched_or_missing_checkpoints_are_refused() {
     let ds = dataset(tmp.path());
     let out = tmp.path().join("run");
     let c = config(&ds, &out, ODM, 6);
-    run(&c, &RunOptions { max_steps: Some(3), ..Default::default() }).unwrap();
+    run(
+        &c,
+        &RunOptions {
+            max_steps: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut other = c.clone();
     other.training.seed = 8;
-    let e = run(&other, &RunOptions { resume: true, ..Default::default() }).unwrap_err().to_string();
+    let e = run(
+        &other,
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("training.seed: 7 -> 8"), "{e}");
     let e = run(&c, &RunOptions::default()).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");
     let fresh = config(&ds, &tmp.path().join("fresh"), ODM, 6);
-    let e = run(&fresh, &RunOptions { resume: true, ..Default::default() }).unwrap_err().to_string();
+    let e = run(
+        &fresh,
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("no complete checkpoint"), "{e}");
     // A corrupt state file is named.
     let ckpt = out.join("checkpoints/step-3/state.json");
     std::fs::write(&ckpt, "{ not json").unwrap();
-    let e = run(&c, &RunOptions { resume: true, ..Default::default() }).unwrap_err().to_string();
+    let e = run(
+        &c,
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("corrupt state"), "{e}");
 }
 
@@ -249,14 +349,27 @@ fn non_finite_loss_stops_with_a_checkpoint_of_the_last_good_state() {
     c.optimizer.grad_clip = 0.0;
     c.eval.interval = 0;
     let err = run(&c, &RunOptions::default()).unwrap_err();
-    let TrainError::NonFiniteLoss { step, domains, checkpoint, .. } = &err else {
+    let TrainError::NonFiniteLoss {
+        step,
+        domains,
+        checkpoint,
+        ..
+    } = &err
+    else {
         panic!("expected a non-finite loss, got {err}");
     };
     assert!(!domains.is_empty());
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(checkpoint).join("state.json")).unwrap()).unwrap();
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(checkpoint).join("state.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(state["step"].as_u64().unwrap(), step - 1);
     assert!(err.to_string().contains(&format!("step {step}")));
-    assert_eq!(train_lines(&out).len() as u64, step - 1, "the bad step wrote no metrics");
+    assert_eq!(
+        train_lines(&out).len() as u64,
+        step - 1,
+        "the bad step wrote no metrics"
+    );
 }
 
 #[test]

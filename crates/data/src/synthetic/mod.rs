@@ -201,10 +201,10 @@ impl DomainKind {
             DomainKind::ChatLogs => 1_000_000,
             DomainKind::Emails => 1_000_000,
             DomainKind::LegalClauses => 1_500_000,
-            DomainKind::MarkovEasy => 750_000,
+            DomainKind::MarkovEasy => 1_250_000,
             DomainKind::MarkovHard => 2_000_000,
             DomainKind::RandomTokens => 1_000_000,
-            DomainKind::NearDuplicates => 750_000,
+            DomainKind::NearDuplicates => 1_000_000,
             DomainKind::TinyRecipes => 24_000,
         }
     }
