@@ -46,7 +46,8 @@ pub struct ScorerStats {
 /// Tokenization follows lm-evaluation-harness (`HFLM._encode_pair`): trailing whitespace of the
 /// context moves to the continuation, context + continuation is encoded as one text, and the
 /// continuation is whatever follows the context's own encoding. Inputs longer than the model's
-/// `max_seq_len` keep their last `max_seq_len` tokens. Requests whose inputs are identical (for
+/// `max_seq_len` keep their last `max_seq_len` tokens (a continuation longer than that is scored
+/// over consecutive windows). Requests whose inputs are identical (for
 /// example the single-token answers " A".." D" after one prompt) share one row.
 ///
 /// Pass a model without autodiff (`model.valid()`): scoring never needs gradients.
@@ -266,37 +267,35 @@ impl<B: Backend> LogLikelihoodScorer for ModelScorer<B> {
                     ),
                 });
             }
-            if continuation.len() > window {
-                return Err(EvalError::Request {
-                    index,
-                    reason: format!(
-                        "the continuation alone has {} tokens, more than the model's window of {window}",
-                        continuation.len()
-                    ),
-                });
-            }
             let mut full = context;
             full.extend_from_slice(&continuation);
-            // lm-evaluation-harness: (context + continuation)[-(max_length + 1):][:-1]
-            let start = full.len().saturating_sub(window + 1);
-            let full = &full[start..];
-            let input = full[..full.len() - 1].to_vec();
-            let first = input.len() - continuation.len();
+            let first_target = full.len() - continuation.len();
             answers[index].continuation_tokens = continuation.len();
-            answers[index].truncated = start > 0;
-            let row = *row_of_input.entry(input).or_insert_with_key(|input| {
-                rows.push(Row {
-                    input: input.clone(),
-                    picks: Vec::new(),
+            answers[index].truncated = full.len() - 1 > window;
+            // Each row reads at most `window` tokens, `full[start..end - 1]`, and predicts
+            // `full[start + 1..end]`. One row when the request fits; otherwise the front is cut,
+            // as lm-evaluation-harness's `(context + continuation)[-(max_length + 1):][:-1]`, and
+            // a continuation longer than the window (lm-evaluation-harness refuses those) is
+            // covered by further rows of `window` targets each, so every token counts once.
+            let mut end = full.len();
+            while end > first_target {
+                let start = (end - 1).saturating_sub(window);
+                let targets = first_target.max(start + 1)..end;
+                let input = full[start..end - 1].to_vec();
+                let row = *row_of_input.entry(input).or_insert_with_key(|input| {
+                    rows.push(Row {
+                        input: input.clone(),
+                        picks: Vec::new(),
+                    });
+                    rows.len() - 1
                 });
-                rows.len() - 1
-            });
-            rows[row].picks.extend(
-                continuation
-                    .iter()
-                    .enumerate()
-                    .map(|(offset, &token)| (index, first + offset, token)),
-            );
+                rows[row].picks.extend(
+                    targets
+                        .clone()
+                        .map(|target| (index, target - 1 - start, full[target])),
+                );
+                end = targets.start;
+            }
         }
         self.cache.clear();
 

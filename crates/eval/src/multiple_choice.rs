@@ -334,6 +334,17 @@ pub fn evaluate_multiple_choice<S: LogLikelihoodScorer + ?Sized>(
             .map_err(|source| EvalError::io(&dump.path, source))?;
     }
 
+    let without_val = results
+        .iter()
+        .filter(|r| r.fewshot_source == FewshotSource::DevSampleNoVal)
+        .count();
+    if without_val > 0 {
+        tracing::warn!(
+            "{without_val} of {} subjects have no val split: the paper protocol drew their worked \
+             examples from dev instead",
+            results.len()
+        );
+    }
     let mut overall = Tally::default();
     let mut categories = Vec::new();
     for category in Category::ALL {
@@ -548,12 +559,6 @@ fn evaluate_subject<S: LogLikelihoodScorer + ?Sized>(
     progress: &ProgressBar,
 ) -> Result<(SubjectResult, u64, u64)> {
     let (pool, fewshot_source, pool_short, planned) = plan_subject(subject, config)?;
-    if fewshot_source == FewshotSource::DevSampleNoVal {
-        tracing::warn!(
-            subject = %subject.name,
-            "no val split: the paper protocol draws its worked examples from dev instead"
-        );
-    }
     let with_norm = config.protocol == Protocol::Paper;
     let mut tally = Tally::default();
     let (mut shots_total, mut cropped, mut truncated, mut dropped, mut requests_scored) =

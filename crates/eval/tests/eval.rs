@@ -732,6 +732,8 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
             "The sky",
         ),
         LogLikelihoodRequest::new("", "Mars or Venus"),
+        // A continuation longer than the window: scored over consecutive windows.
+        LogLikelihoodRequest::new("The sky", " Jupiter, Mars or Venus.".repeat(8)),
     ];
     let mut scorer = ModelScorer::new(model.clone(), tokenizer.clone(), cpu_device())
         .unwrap()
@@ -759,20 +761,25 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
         };
         let mut full = context_ids;
         full.extend(&continuation_ids);
-        let start = full.len().saturating_sub(33);
-        let full = &full[start..];
-        let log_probs = host_log_probs(&model, &full[..full.len() - 1]);
-        let first = full.len() - 1 - continuation_ids.len();
+        let (len, window) = (full.len(), 32);
+        let first_target = len - continuation_ids.len();
         let mut expected = 0.0;
         let mut greedy = true;
-        for (offset, &token) in continuation_ids.iter().enumerate() {
-            let row = &log_probs[first + offset];
-            expected += row[token as usize];
+        for target in first_target..len {
+            // Blocks of `window` targets counted from the end; the block ending before `end`
+            // reads full[start..end - 1]. A request that fits is one block with start 0.
+            let end = len - window * ((len - 1 - target) / window);
+            let start = (end - 1).saturating_sub(window);
+            let log_probs = host_log_probs(&model, &full[start..end - 1]);
+            let row = &log_probs[target - 1 - start];
+            let token = full[target] as usize;
+            expected += row[token];
             let best = (0..row.len())
                 .max_by(|&a, &b| row[a].total_cmp(&row[b]))
                 .unwrap();
-            greedy &= best == token as usize;
+            greedy &= best == token;
         }
+        let start = len.saturating_sub(window + 1);
         assert!(
             (score.log_likelihood - expected).abs() < 1e-4,
             "request {index}: {} vs {expected}",
@@ -787,9 +794,14 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
         assert_eq!(score.truncated, start > 0, "request {index}");
     }
     assert!(scores[6].truncated);
+    assert!(
+        scores[8].truncated && scores[8].continuation_tokens > 32,
+        "{:?}",
+        scores[8]
+    );
     assert_eq!(scores[3], scores[4]);
     let stats = scorer.stats();
-    assert_eq!(stats.requests, 8);
+    assert_eq!(stats.requests, 9);
     assert!(stats.rows <= 7, "{stats:?}");
 
     // Scoring one request at a time gives the same answers as the batch.

@@ -10,6 +10,7 @@ mod mixers;
 mod model_info;
 mod prepare_data;
 mod replay_mixer;
+mod train_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train one run from a TOML config (resumable; see configs/).
+    Train(train_cmd::Args),
     /// Tokenize a Pile-format corpus into per-domain Parquet shards.
     PrepareData(prepare_data::Args),
     /// Write the built-in synthetic corpus (Pile format) and its multiple-choice set.
@@ -52,6 +55,7 @@ fn main() -> Result<()> {
         Command::EvalMc(args) => eval_mc::run(args),
         Command::ListMixers(args) => list_mixers::run(args),
         Command::ReplayMixer(args) => replay_mixer::run(args),
+        Command::Train(args) => train_cmd::run(args),
     }
 }
 

@@ -39,7 +39,11 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let embedding = config.embedding_params();
-    println!("preset {} (presets: {})", args.preset, PRESET_NAMES.join(", "));
+    println!(
+        "preset {} (presets: {})",
+        args.preset,
+        PRESET_NAMES.join(", ")
+    );
     println!("{}", config.describe());
     println!(
         "parameters: {} total, {} non-embedding (input embedding {} + output head {}; {} per block)",
@@ -50,13 +54,22 @@ pub fn run(args: Args) -> Result<()> {
         grouped(config.params_per_layer()),
     );
     println!(
-        "FLOPs per token at sequence length {}: forward {:.3} GFLOP, training (3x forward) {:.3} GFLOP; 6N = {:.3} GFLOP",
+        "FLOPs per token at sequence length {}: forward {}, training (3x forward) {}; 6N = {}",
         config.max_seq_len,
-        config.forward_flops_per_token() / 1e9,
-        config.training_flops_per_token() / 1e9,
-        6.0 * config.num_params() as f64 / 1e9,
+        flops(config.forward_flops_per_token()),
+        flops(config.training_flops_per_token()),
+        flops(6.0 * config.num_params() as f64),
     );
     Ok(())
+}
+
+/// A FLOP count with a unit that keeps three significant digits visible.
+fn flops(value: f64) -> String {
+    if value >= 1e9 {
+        format!("{:.3} GFLOP", value / 1e9)
+    } else {
+        format!("{:.3} MFLOP", value / 1e6)
+    }
 }
 
 /// `1011781632` → `1,011,781,632`.

@@ -16,7 +16,7 @@ use crate::{DoremiConfig, DoremiError};
 /// `weights()` is the fixed sampling distribution; `loss_weights()` are α_i / s_i normalised to
 /// sum 1, which the trainer applies per token (dividing by the batch's total weight, as
 /// `DoReMiTrainer.training_step` does).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct DoremiMixer {
     config: DoremiConfig,
     domains: DomainSet,

@@ -29,7 +29,7 @@ pub fn exploration_rate(num_domains: usize, t: u64) -> f64 {
 /// - `reference-code` and `exp3`: recomputed by each update at step t > warm-up with ε_t, as
 ///   the released code's `group_update(iteration = t)` does; until the first update the policy
 ///   is the initial weights.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct OdmMixer {
     config: OdmConfig,
     rule: OdmRule,
@@ -43,6 +43,8 @@ pub struct OdmMixer {
     /// reference-code: ln of the smoothed exp(mean loss), `-inf` while a domain was never drawn
     /// (log space keeps exp(loss) from overflowing for any finite loss).
     rewards: Vec<f64>,
+    /// New rewards of the step being observed, before they are committed.
+    scratch: Vec<f64>,
     /// The code rules' stored ε (1/K until the first update; then ε of the last update step).
     code_eps: f64,
     /// ε of the current policy (its floor), `None` while the policy is the initial weights.
@@ -94,6 +96,7 @@ impl OdmMixer {
                 };
                 k
             ],
+            scratch: vec![0.0; k],
             code_eps: exploration_rate(k, 0),
             exploration: None,
             last_step: None,
@@ -235,15 +238,16 @@ impl Mixer for OdmMixer {
         feedback.validate(&self.domains)?;
         let learn = step > self.config.warmup_steps;
         if learn {
-            // Two passes so that a rejected step leaves the state untouched.
+            // Compute every new reward before writing any, so that a rejected step leaves the
+            // state untouched; the scratch buffer keeps this allocation-free.
             for (i, d) in feedback.domains().iter().enumerate() {
                 if d.drawn() {
-                    self.new_reward(i, d, step)?;
+                    self.scratch[i] = self.new_reward(i, d, step)?;
                 }
             }
             for (i, d) in feedback.domains().iter().enumerate() {
                 if d.drawn() {
-                    self.rewards[i] = self.new_reward(i, d, step)?;
+                    self.rewards[i] = self.scratch[i];
                 }
             }
             self.updates += 1;

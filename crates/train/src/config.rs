@@ -60,6 +60,19 @@ pub struct PrepareSpec {
     pub tokenizer: String,
     /// Context length of the prepared sequences.
     pub seq_len: usize,
+    /// Generate mixlab's built-in synthetic corpus at `corpus` first when it does not exist.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticSpec>,
+}
+
+/// The built-in synthetic corpus (see docs/default-corpus.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSpec {
+    /// Seed of the corpus generator.
+    pub seed: u64,
+    /// Size multiplier of every domain (1.0 = the documented defaults).
+    pub scale: f64,
 }
 
 /// The model: a named preset, optionally with a full config instead.

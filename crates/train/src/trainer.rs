@@ -111,6 +111,17 @@ pub fn open_dataset(config: &TrainConfig) -> Result<DomainStore> {
                 ),
             ));
         };
+        if let Some(synthetic) = &spec.synthetic
+            && !spec.corpus.exists()
+        {
+            tracing::info!(corpus = %spec.corpus.display(), seed = synthetic.seed, scale = synthetic.scale, "generating the built-in synthetic corpus");
+            let generator = mixlab_data::synthetic::SyntheticConfig {
+                seed: synthetic.seed,
+                scale: synthetic.scale,
+                ..Default::default()
+            };
+            mixlab_data::synthetic::generate_corpus(&generator, &spec.corpus, false)?;
+        }
         tracing::info!(dataset = %dir.display(), corpus = %spec.corpus.display(), "preparing dataset on first use");
         let tokenizer: TokenizerSource = spec.tokenizer.parse()?;
         let mut prep = PrepareConfig::new(
@@ -302,7 +313,14 @@ pub fn train<B: AutodiffBackend>(
             ));
         }
         write_atomic(&run_dir.join("config.toml"), &with_commit(&config_toml))?;
-        std::fs::File::create(&metrics_path).map_err(|e| TrainError::io(&metrics_path, e))?;
+        // The first line is a feedback header, so `replay-mixer` can replay this file.
+        let header = mixlab_mixing::FeedbackHeader {
+            domains: names.clone(),
+            token_counts: Some(state.store.manifest().train_tokens()),
+            vocab_size: Some(state.store.manifest().vocab_size),
+        };
+        std::fs::write(&metrics_path, header.to_json_line() + "\n")
+            .map_err(|e| TrainError::io(&metrics_path, e))?;
     }
     state.run(options)
 }
@@ -701,6 +719,8 @@ impl<B: AutodiffBackend> Loop<B> {
                     "grad_norm": if norm.is_finite() { json!(norm) } else { Value::Null },
                     "domains_drawn": plan.domains.iter().map(|mb| mb.iter().map(|&d| names[d].as_str()).collect::<Vec<_>>()).collect::<Vec<_>>(),
                     "domain_loss": domain_loss,
+                    // Sums and counts as the mixer saw them: `replay-mixer` reads these lines.
+                    "feedback": mixlab_mixing::FeedbackRecord::from_step(step, &feedback, self.mixer.domains()).feedback,
                     "weights": mixlab_mixing::named_values(self.mixer.domains(), &weights),
                     "next_weights": mixlab_mixing::named_values(self.mixer.domains(), self.mixer.weights()),
                     "cumulative_sequences": names.iter().cloned().zip(self.cumulative.iter().map(|&c| json!(c))).collect::<serde_json::Map<_, _>>(),

@@ -216,6 +216,23 @@ fn odm_and_tpw_learn_odm_moves_and_draws_follow_weights() {
         chi2_terms.extend(expected.into_iter().zip(observed));
 
         if name == "odm" {
+            // The metrics file replays: a fresh mixer fed its feedback lines reproduces the
+            // weights the trainer logged after every step.
+            let c = config(&ds, &out, mixer, steps);
+            let store = open_dataset(&c).unwrap();
+            let mut fresh = registry().build(&c.mixer, &mixer_context(&store).unwrap()).unwrap();
+            let log = mixlab_mixing::FeedbackLog::read(&out.join("metrics.jsonl")).unwrap();
+            assert_eq!(log.steps.len() as u64, steps);
+            let mut fb = mixlab_mixing::StepFeedback::new(fresh.domains().len());
+            for ((_, record), line) in log.steps.iter().zip(&lines) {
+                record.to_step_feedback(fresh.domains(), &mut fb).unwrap();
+                fresh.observe(record.step, &fb).unwrap();
+                for (i, d) in fresh.domains().names().iter().enumerate() {
+                    // serde_json's default float parser may be 1 ulp off; the values are exact in the file.
+                    let logged = line["next_weights"][d].as_f64().unwrap();
+                    assert!((fresh.weights()[i] - logged).abs() <= 1e-12 * logged.abs(), "{d}: {} vs {logged}", fresh.weights()[i]);
+                }
+            }
             let initial = &lines[0]["weights"];
             for l in &lines[..4] {
                 assert_eq!(

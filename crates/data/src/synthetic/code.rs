@@ -533,6 +533,8 @@ struct ProgramBuilder<'a> {
     rng: &'a mut ChaCha8Rng,
     names: Vec<&'static str>,
     declared: Vec<String>,
+    /// Whether statements are being built for a `repeat` body.
+    in_loop: bool,
 }
 
 impl ProgramBuilder<'_> {
@@ -545,6 +547,14 @@ impl ProgramBuilder<'_> {
     }
 
     fn op(&mut self) -> BinOp {
+        // Products inside loops grow geometrically and would mostly be rejected by the bound.
+        if self.in_loop {
+            return if self.rng.random_bool(0.6) {
+                BinOp::Add
+            } else {
+                BinOp::Sub
+            };
+        }
         match self.rng.random_range(0..10) {
             0..=3 => BinOp::Add,
             4..=6 => BinOp::Sub,
@@ -626,7 +636,10 @@ impl ProgramBuilder<'_> {
             }
             _ => {
                 let n = self.rng.random_range(2..=4);
-                Stmt::Repeat(n, self.updates())
+                self.in_loop = true;
+                let body = self.updates();
+                self.in_loop = false;
+                Stmt::Repeat(n, body)
             }
         }
     }
@@ -647,6 +660,7 @@ pub(crate) fn program(rng: &mut ChaCha8Rng, statements: usize, extra_prints: usi
             rng,
             names,
             declared: Vec::new(),
+            in_loop: false,
         };
         let statements = statements.max(1);
         // Extra prints come after a random statement and only see variables declared by then.
