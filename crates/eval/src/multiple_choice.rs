@@ -689,7 +689,7 @@ impl McReport {
         let sources: Vec<&str> = sources.iter().map(|s| s.describe()).collect();
         let seed = self
             .seed
-            .map(|seed| format!(" (Python random seed {seed})"))
+            .map(|seed| format!(", with CPython `random.Random({seed})`"))
             .unwrap_or_default();
         let _ = writeln!(out, "- Worked examples: {}{seed}.", sources.join("; "));
         let questions = self.overall.questions;

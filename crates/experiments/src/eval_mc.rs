@@ -53,8 +53,8 @@ impl From<PrecisionArg> for Precision {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Model directory: `config.json` + `model.safetensors` in HF GPT-NeoX form (what
-    /// `GptNeoX::save_pretrained` writes; a Pythia download works too).
-    #[arg(long, alias = "checkpoint")]
+    /// `GptNeoX::save_pretrained` writes, e.g. a run's `final/`; a Pythia download works too).
+    #[arg(long)]
     pub model_dir: PathBuf,
     /// The model's `tokenizer.json` (default: `<model-dir>/tokenizer.json`).
     #[arg(long)]

@@ -854,3 +854,68 @@ fn training_benchmark_reports_a_finite_step() {
     assert!(report.loss_first_last.0.is_finite() && report.loss_first_last.1.is_finite());
     assert!(report.peak_rss_bytes.is_some_and(|bytes| bytes > 0));
 }
+
+#[test]
+fn half_precision_checkpoints_load_exactly() {
+    // Pythia's files are f16 and bf16 is the CUDA training type: a BF16 file must load with every
+    // value exact (bf16 → f32 is lossless). The file is made by truncating each f32 to its upper
+    // 16 bits, which is a valid bf16 encoding.
+    let device = cpu_device();
+    B::seed(&device, 9);
+    let dir = tempfile::tempdir().unwrap();
+    micro_config()
+        .init::<B>(&device)
+        .unwrap()
+        .save_pretrained(dir.path())
+        .unwrap();
+    let weights = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let truncated: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), Dtype::F32);
+            let half: Vec<u8> = view
+                .data()
+                .chunks_exact(4)
+                .flat_map(|b| [b[2], b[3]])
+                .collect();
+            (name, view.shape().to_vec(), half)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = truncated
+        .iter()
+        .map(|(name, shape, data)| {
+            (
+                name.clone(),
+                TensorView::new(Dtype::BF16, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    let bf16_path = dir.path().join("bf16.safetensors");
+    safetensors::serialize_to_file(views, None, &bf16_path).unwrap();
+
+    let loaded = micro_config()
+        .init_lazy::<B>(&device)
+        .unwrap()
+        .load_safetensors(&bf16_path)
+        .unwrap();
+    let round_trip = dir.path().join("round_trip.safetensors");
+    loaded.save_safetensors(&round_trip).unwrap();
+    let bytes = std::fs::read(&round_trip).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    for (name, _, half) in &truncated {
+        let view = file.tensor(name).unwrap();
+        assert_eq!(
+            view.dtype(),
+            Dtype::F32,
+            "{name}: the model's own type is f32"
+        );
+        let expected: Vec<u8> = half
+            .chunks_exact(2)
+            .flat_map(|b| [0, 0, b[0], b[1]])
+            .collect();
+        assert_eq!(view.data(), expected.as_slice(), "{name}");
+    }
+}

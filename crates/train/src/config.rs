@@ -244,7 +244,10 @@ impl TrainConfig {
     /// Checks ranges that serde cannot.
     pub fn validate(&self) -> Result<()> {
         let t = &self.training;
-        if t.micro_batches == 0 || t.batch_size == 0 || t.batch_size % t.micro_batches != 0 {
+        if t.micro_batches == 0
+            || t.batch_size == 0
+            || !t.batch_size.is_multiple_of(t.micro_batches)
+        {
             return Err(TrainError::config(
                 "training.micro_batches",
                 format!(

@@ -703,7 +703,7 @@ impl<B: AutodiffBackend> Loop<B> {
             let step_time = step_start.elapsed();
             train_time += step_time;
 
-            if step % self.config.training.log_interval == 0 || step == total {
+            if step.is_multiple_of(self.config.training.log_interval) || step == total {
                 let domain_loss: serde_json::Map<String, Value> = feedback
                     .domains()
                     .iter()
@@ -740,7 +740,7 @@ impl<B: AutodiffBackend> Loop<B> {
             ));
 
             let eval_due = self.config.eval.interval > 0
-                && (step % self.config.eval.interval == 0 || step == total);
+                && (step.is_multiple_of(self.config.eval.interval) || step == total);
             if eval_due {
                 let report = self.evaluate()?;
                 let domains: serde_json::Map<String, Value> = report
@@ -773,8 +773,8 @@ impl<B: AutodiffBackend> Loop<B> {
                 .stop
                 .as_ref()
                 .is_some_and(|f| f.load(Ordering::SeqCst));
-            let ckpt_due =
-                self.config.checkpoint.interval > 0 && step % self.config.checkpoint.interval == 0;
+            let ckpt_due = self.config.checkpoint.interval > 0
+                && step.is_multiple_of(self.config.checkpoint.interval);
             if ckpt_due || step == stop_at || stop_requested {
                 self.checkpoint_now()?;
             }

@@ -220,7 +220,9 @@ fn odm_and_tpw_learn_odm_moves_and_draws_follow_weights() {
             // weights the trainer logged after every step.
             let c = config(&ds, &out, mixer, steps);
             let store = open_dataset(&c).unwrap();
-            let mut fresh = registry().build(&c.mixer, &mixer_context(&store).unwrap()).unwrap();
+            let mut fresh = registry()
+                .build(&c.mixer, &mixer_context(&store).unwrap())
+                .unwrap();
             let log = mixlab_mixing::FeedbackLog::read(&out.join("metrics.jsonl")).unwrap();
             assert_eq!(log.steps.len() as u64, steps);
             let mut fb = mixlab_mixing::StepFeedback::new(fresh.domains().len());
@@ -230,7 +232,11 @@ fn odm_and_tpw_learn_odm_moves_and_draws_follow_weights() {
                 for (i, d) in fresh.domains().names().iter().enumerate() {
                     // serde_json's default float parser may be 1 ulp off; the values are exact in the file.
                     let logged = line["next_weights"][d].as_f64().unwrap();
-                    assert!((fresh.weights()[i] - logged).abs() <= 1e-12 * logged.abs(), "{d}: {} vs {logged}", fresh.weights()[i]);
+                    assert!(
+                        (fresh.weights()[i] - logged).abs() <= 1e-12 * logged.abs(),
+                        "{d}: {} vs {logged}",
+                        fresh.weights()[i]
+                    );
                 }
             }
             let initial = &lines[0]["weights"];
@@ -405,4 +411,37 @@ fn sequence_granularity_mixes_domains_within_micro_batches() {
         })
     });
     assert!(mixed);
+}
+
+#[test]
+fn a_stop_request_checkpoints_and_exits_cleanly() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let out = tmp.path().join("run");
+    let c = config(&ds, &out, ODM, 10);
+    // What the SIGINT/SIGTERM handler of the CLI does: raise the flag.
+    let stop = Arc::new(AtomicBool::new(true));
+    let summary = run(
+        &c,
+        &RunOptions {
+            stop: Some(stop),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!summary.finished);
+    assert_eq!(summary.steps, 1);
+    assert!(out.join("checkpoints/step-1/state.json").is_file());
+    let resumed = run(
+        &c,
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(resumed.finished);
+    assert_eq!(resumed.steps_this_run, 9);
 }

@@ -133,7 +133,8 @@ impl EmailSource<'_> {
             let doc = DOCS[rng.random_range(0..DOCS.len())];
             let day = WEEKDAYS[rng.random_range(0..5)];
             let hour = rng.random_range(8..=17);
-            let third = &people[rng.random_range(0..people.len())].first;
+            // Someone other than the sender and the recipient.
+            let third = &people[rng.random_range(2..people.len())].first;
             let sentence = match rng.random_range(0..9) {
                 0 => format!("Please find attached the {doc} for the {project} project."),
                 1 => format!("Can we meet on {day} at {hour}:00 to discuss the {doc}?"),

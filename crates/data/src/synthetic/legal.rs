@@ -104,7 +104,16 @@ const SECTIONS: [(&str, &[&str]); 9] = [
     ),
 ];
 
-/// Contracts of 3-15 KB.
+/// `SUPPLY AGREEMENT` → `Supply Agreement`.
+fn title_case(upper: &str) -> String {
+    upper
+        .split(' ')
+        .map(|w| capitalize(&w.to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Contracts of 3-8 KB.
 pub(crate) struct LegalSource<'a> {
     pub lexicon: &'a Lexicon,
     pub rng: ChaCha8Rng,
@@ -127,7 +136,7 @@ impl DocumentSource for LegalSource<'_> {
         let _ = write!(
             out,
             "{title}\n\nThis {} (the \"Agreement\") is entered into as of {} {}, {year} (the \"Effective Date\") by and between {party_a} Inc., a corporation organized under the laws of {law} (\"{role_a}\"), and {party_b} Ltd. (\"{role_b}\"). {role_a} and {role_b} are each referred to herein as a \"party\" and together as the \"parties\".\n\nNOW, THEREFORE, in consideration of the mutual covenants contained herein, the parties agree as follows:\n",
-            capitalize(&title.to_lowercase()),
+            title_case(title),
             ["January", "March", "May", "July", "September", "November"][rng.random_range(0..6)],
             rng.random_range(1..=28),
         );

@@ -47,6 +47,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -509,7 +510,7 @@ impl SyntheticCorpus {
             .collect()
     }
 
-    fn source(&self, kind: DomainKind, split: Split) -> Box<dyn DocumentSource + '_> {
+    fn source(&self, kind: DomainKind, split: Split) -> Box<dyn DocumentSource + Send + '_> {
         let rng = stream(
             self.config.seed,
             &format!("domain/{}/{}", kind.id(), split.as_str()),
@@ -659,27 +660,18 @@ impl SyntheticCorpus {
 
     /// Writes one split, interleaving domains so that each has written about the same fraction
     /// of its target at any point; returns the counts in config order.
+    ///
+    /// Each domain's documents are generated and JSON-encoded by its own thread, ahead of time
+    /// through a bounded channel; this thread only interleaves and compresses. The output does
+    /// not depend on thread timing: each domain's documents come in their stream's order, and
+    /// which domain goes next depends only on the counts written so far.
     fn write_split(&self, split: Split, path: &Path) -> Result<Vec<SplitSummary>> {
-        struct Slot<'a> {
-            name: &'static str,
+        struct Slot {
             target: u64,
-            source: Box<dyn DocumentSource + 'a>,
+            lines: Receiver<EncodedDocument>,
+            needs_more: bool,
             count: SplitSummary,
         }
-        let mut slots: Vec<Slot> = self
-            .config
-            .domains
-            .iter()
-            .map(|d| Slot {
-                name: d.kind.name(),
-                target: self
-                    .config
-                    .target_bytes(d.kind, split)
-                    .expect("listed domain"),
-                source: self.source(d.kind, split),
-                count: SplitSummary::default(),
-            })
-            .collect();
         let file = File::create(path).map_err(|e| DataError::io(path, e))?;
         let mut encoder = zstd::stream::write::Encoder::new(
             BufWriter::with_capacity(1 << 20, file),
@@ -687,49 +679,96 @@ impl SyntheticCorpus {
         )
         .map_err(|e| DataError::io(path, e))?;
         let min_docs = self.config.min_documents;
-        let mut text = String::with_capacity(1 << 16);
-        let mut line = Vec::with_capacity(1 << 16);
-        loop {
-            // The unfinished domain furthest behind (the lesser of its byte and document
-            // fractions) goes next, ties to the earlier domain, so every prefix of the file is
-            // a proportional sample of the domains.
-            let progress = |s: &Slot| {
-                let bytes = s.count.bytes as f64 / s.target as f64;
-                bytes.min(s.count.documents as f64 / min_docs as f64)
-            };
-            let next = slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| {
-                    s.count.bytes < s.target
-                        || s.count.documents < min_docs
-                        || s.source.needs_more()
-                })
-                .min_by(|(i, a), (j, b)| progress(a).total_cmp(&progress(b)).then(i.cmp(j)))
-                .map(|(i, _)| i);
-            let Some(i) = next else { break };
-            let slot = &mut slots[i];
-            text.clear();
-            slot.source.next_document(&mut text);
-            slot.count.documents += 1;
-            slot.count.bytes += text.len() as u64;
-            line.clear();
-            let doc = PileLine {
-                text: &text,
-                meta: PileMeta {
-                    pile_set_name: slot.name,
-                },
-            };
-            serde_json::to_writer(&mut line, &doc).map_err(|e| DataError::io(path, e.into()))?;
-            line.push(b'\n');
-            encoder
-                .write_all(&line)
-                .map_err(|e| DataError::io(path, e))?;
-        }
+        let counts = std::thread::scope(|scope| -> Result<Vec<SplitSummary>> {
+            let mut slots: Vec<Slot> = Vec::with_capacity(self.config.domains.len());
+            for d in &self.config.domains {
+                let mut source = self.source(d.kind, split);
+                let needs_more = source.needs_more();
+                let (tx, rx) = sync_channel::<EncodedDocument>(DOCUMENTS_AHEAD);
+                let name = d.kind.name();
+                scope.spawn(move || {
+                    let mut text = String::new();
+                    loop {
+                        text.clear();
+                        source.next_document(&mut text);
+                        let doc = PileLine {
+                            text: &text,
+                            meta: PileMeta {
+                                pile_set_name: name,
+                            },
+                        };
+                        let mut line = serde_json::to_vec(&doc).expect("strings serialise");
+                        line.push(b'\n');
+                        let encoded = EncodedDocument {
+                            line,
+                            text_bytes: text.len() as u64,
+                            needs_more: source.needs_more(),
+                        };
+                        // The writer hangs up once it has enough of this domain.
+                        if tx.send(encoded).is_err() {
+                            return;
+                        }
+                    }
+                });
+                slots.push(Slot {
+                    target: self
+                        .config
+                        .target_bytes(d.kind, split)
+                        .expect("listed domain"),
+                    lines: rx,
+                    needs_more,
+                    count: SplitSummary::default(),
+                });
+            }
+            loop {
+                // The unfinished domain furthest behind (the lesser of its byte and document
+                // fractions) goes next, ties to the earlier domain, so every prefix of the file
+                // is a proportional sample of the domains.
+                let progress = |s: &Slot| {
+                    let bytes = s.count.bytes as f64 / s.target as f64;
+                    bytes.min(s.count.documents as f64 / min_docs as f64)
+                };
+                let next = slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        s.count.bytes < s.target || s.count.documents < min_docs || s.needs_more
+                    })
+                    .min_by(|(i, a), (j, b)| progress(a).total_cmp(&progress(b)).then(i.cmp(j)))
+                    .map(|(i, _)| i);
+                let Some(i) = next else { break };
+                let slot = &mut slots[i];
+                let doc = slot
+                    .lines
+                    .recv()
+                    .expect("generator threads run until hung up");
+                slot.count.documents += 1;
+                slot.count.bytes += doc.text_bytes;
+                slot.needs_more = doc.needs_more;
+                encoder
+                    .write_all(&doc.line)
+                    .map_err(|e| DataError::io(path, e))?;
+            }
+            // Dropping the receivers stops the generator threads before the scope joins them.
+            Ok(slots.into_iter().map(|s| s.count).collect())
+        })?;
         let mut inner = encoder.finish().map_err(|e| DataError::io(path, e))?;
         inner.flush().map_err(|e| DataError::io(path, e))?;
-        Ok(slots.into_iter().map(|s| s.count).collect())
+        Ok(counts)
     }
+}
+
+/// Documents a generator thread may run ahead of the writer.
+const DOCUMENTS_AHEAD: usize = 32;
+
+/// A document as its generator thread hands it to the writer.
+struct EncodedDocument {
+    /// The JSON line, `\n` included.
+    line: Vec<u8>,
+    /// Bytes of the document's text.
+    text_bytes: u64,
+    /// The source's [`DocumentSource::needs_more`] after this document.
+    needs_more: bool,
 }
 
 /// One line of a Pile file; fields in the Pile's order.

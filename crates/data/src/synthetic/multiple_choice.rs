@@ -8,9 +8,10 @@
 //!
 //! Every question keeps its ground truth ([`Truth`]); the correct choice is computed from it,
 //! never from text. Distractors have the answer's type and format: numbers in an arithmetic
-//! progression around the answer, with the answer at a uniformly random rank (so "pick the
-//! middle value" does not beat chance), or values the program's variables took; cities of the
-//! same country, other occupations, other organisations. The correct letter is balanced: each of
+//! progression around the answer or values the program's variables took, chosen so that the
+//! answer's rank among the four numbers is uniformly random (so "pick the middle/smallest
+//! value" does not beat chance); cities of the same country, other occupations, other
+//! organisations. The correct letter is balanced: each of
 //! A-D is correct for a quarter of the test rows (up to one row).
 
 use std::collections::HashSet;
@@ -111,23 +112,58 @@ fn arrange(
     })
 }
 
-/// Three numbers that with `answer` form an arithmetic progression of step `d` (one of `steps`),
-/// `answer` at a uniformly random rank among the four, none negative unless `allow_negative`.
-pub(crate) fn progression(
-    rng: &mut ChaCha8Rng,
-    answer: i64,
-    steps: &[i64],
-    allow_negative: bool,
-) -> Vec<i64> {
-    let d = steps[rng.random_range(0..steps.len())];
-    let mut rank = rng.random_range(0..4i64);
-    if !allow_negative {
-        rank = rank.min(answer / d);
-    }
+/// The three other members of the progression of step `d` in which `answer` has rank `rank`
+/// (0 = smallest of the four).
+fn progression(answer: i64, d: i64, rank: i64) -> Vec<i64> {
     (0..4)
         .filter(|&j| j != rank)
         .map(|j| answer + (j - rank) * d)
         .collect()
+}
+
+/// Distractors in a progression around `answer` with a step from `steps`, `answer` at a
+/// uniformly random rank; with `non_negative`, only steps that keep every value ≥ 0 (if none
+/// does, the smallest step and a lower rank).
+pub(crate) fn numeric_distractors(
+    rng: &mut ChaCha8Rng,
+    answer: i64,
+    steps: &[i64],
+    non_negative: bool,
+) -> Vec<i64> {
+    let rank = rng.random_range(0..4i64);
+    let feasible: Vec<i64> = steps
+        .iter()
+        .copied()
+        .filter(|&d| !non_negative || answer - rank * d >= 0)
+        .collect();
+    if feasible.is_empty() {
+        let d = steps.iter().copied().min().expect("at least one step");
+        return progression(answer, d, rank.min(answer / d));
+    }
+    progression(answer, feasible[rng.random_range(0..feasible.len())], rank)
+}
+
+/// Three values of `pool` (none equal to `answer`) that put `answer` at a uniformly random
+/// rank, or a progression with that rank when the pool cannot.
+fn distractors_from_pool(
+    rng: &mut ChaCha8Rng,
+    answer: i64,
+    pool: &[i64],
+    steps: &[i64],
+) -> Vec<i64> {
+    let rank = rng.random_range(0..4usize);
+    let mut below: Vec<i64> = pool.iter().copied().filter(|&v| v < answer).collect();
+    let mut above: Vec<i64> = pool.iter().copied().filter(|&v| v > answer).collect();
+    if below.len() < rank || above.len() < 3 - rank {
+        let d = steps[rng.random_range(0..steps.len())];
+        return progression(answer, d, rank as i64);
+    }
+    shuffle(rng, &mut below);
+    shuffle(rng, &mut above);
+    below.truncate(rank);
+    above.truncate(3 - rank);
+    below.extend(above);
+    below
 }
 
 /// Draws `n` distinct items with `make`, skipping questions already used (dev and test never
@@ -217,8 +253,13 @@ pub(crate) fn arithmetic_subject(seed: u64, rows: &MultipleChoiceConfig) -> McSu
             let level = rng.random_range(1..=2);
             let p = arithmetic::problem(rng, level);
             let answer = p.answer();
+            // Below 3, non-negative distractors would make the answer the smallest choice too
+            // often.
+            if answer < 3 {
+                return None;
+            }
             let steps: &[i64] = if level == 1 { &[1, 2] } else { &[1, 2, 10] };
-            let distractors = numbers(progression(rng, answer, steps, false));
+            let distractors = numbers(numeric_distractors(rng, answer, steps, true));
             Some((
                 p.canonical_question(),
                 answer.to_string(),
@@ -235,20 +276,18 @@ pub(crate) fn code_subject(seed: u64, rows: &MultipleChoiceConfig) -> McSubject 
         let p = code::program(rng, statements, 0);
         let exec = p.run().ok()?;
         let answer = *exec.output.last()?;
-        // Values the variables held are the plausible wrong answers of a reader who tracked the
-        // wrong variable or stopped a step early; progressions fill in when there are too few.
+        // Values the variables held are the plausible wrong answers of a reader who tracked
+        // the wrong variable or stopped a step early; progressions fill in when they cannot.
         let mut traced: Vec<i64> = Vec::new();
-        for v in exec.values.iter().rev() {
+        for v in &exec.values {
             if *v != answer && !traced.contains(v) {
                 traced.push(*v);
             }
         }
-        let distractors = if traced.len() >= 3 && rng.random_bool(0.5) {
-            shuffle(rng, &mut traced);
-            traced.truncate(3);
-            traced
+        let distractors = if rng.random_bool(0.5) {
+            distractors_from_pool(rng, answer, &traced, &[1, 2, 3])
         } else {
-            progression(rng, answer, &[1, 2, 3], true)
+            numeric_distractors(rng, answer, &[1, 2, 3], false)
         };
         let question = format!("What does this program print?\n{}", p.render().trim_end());
         Some((
@@ -291,11 +330,11 @@ pub(crate) fn fact_subject(
             let FactQuestion { person, attribute } = fact;
             let answer = kb.answer(person, attribute);
             let distractors = if attribute == Attribute::BirthYear {
-                numbers(progression(
+                numbers(numeric_distractors(
                     rng,
                     kb.people[person].birth_year as i64,
                     &[1, 2, 5, 10],
-                    false,
+                    true,
                 ))
             } else {
                 let mut pool: Vec<String> = kb
@@ -385,23 +424,33 @@ mod tests {
     }
 
     #[test]
-    fn progressions_put_the_answer_at_every_rank() {
+    fn numeric_distractors_put_the_answer_at_every_rank() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut ranks = [0usize; 4];
+        let mut pool_ranks = [0usize; 4];
+        let pool = [1, 5, 7, 30, 44, 61, 90];
         for _ in 0..4000 {
-            let d = progression(&mut rng, 500, &[1, 2, 10], false);
+            let d = numeric_distractors(&mut rng, 5, &[1, 2, 10], true);
             assert_eq!(d.len(), 3);
-            assert!(!d.contains(&500));
-            ranks[d.iter().filter(|&&x| x < 500).count()] += 1;
+            assert!(!d.contains(&5) && d.iter().all(|&x| x >= 0));
+            ranks[d.iter().filter(|&&x| x < 5).count()] += 1;
+            let d = distractors_from_pool(&mut rng, 40, &pool, &[1]);
+            assert_eq!(d.len(), 3);
+            assert!(d.iter().all(|x| pool.contains(x)), "{d:?}");
+            pool_ranks[d.iter().filter(|&&x| x < 40).count()] += 1;
         }
-        assert!(ranks.iter().all(|&r| (850..1150).contains(&r)), "{ranks:?}");
-        // Near zero the progression shifts up instead of going negative.
+        for r in [ranks, pool_ranks] {
+            assert!(r.iter().all(|&c| (850..1150).contains(&c)), "{r:?}");
+        }
+        // At 0 the rank drops to 0 instead of the values going negative.
         for _ in 0..100 {
             assert!(
-                progression(&mut rng, 1, &[2], false)
+                numeric_distractors(&mut rng, 0, &[2], true)
                     .iter()
-                    .all(|&x| x >= 0)
+                    .all(|&x| x > 0)
             );
         }
+        // A pool with nothing below the answer falls back to a progression.
+        assert_eq!(distractors_from_pool(&mut rng, -50, &pool, &[1]).len(), 3);
     }
 }
