@@ -4,6 +4,7 @@
 
 mod bench;
 mod eval_mc;
+mod eval_ppl;
 mod list_mixers;
 mod make_corpus;
 mod mixers;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Train one run from a TOML config (resumable; see configs/).
     Train(train_cmd::Args),
+    /// Per-domain perplexity of a trained model (run dir, final/ or checkpoint) on val or test.
+    Eval(eval_ppl::Args),
     /// Tokenize a Pile-format corpus into per-domain Parquet shards.
     PrepareData(prepare_data::Args),
     /// Write the built-in synthetic corpus (Pile format) and its multiple-choice set.
@@ -56,6 +59,7 @@ fn main() -> Result<()> {
         Command::ListMixers(args) => list_mixers::run(args),
         Command::ReplayMixer(args) => replay_mixer::run(args),
         Command::Train(args) => train_cmd::run(args),
+        Command::Eval(args) => eval_ppl::run(args),
     }
 }
 
