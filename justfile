@@ -17,9 +17,9 @@ smoke:
 train config:
     cargo run --release -p experiments -- train --config {{config}}
 
-# Throughput tables: data pipeline, model step, mixer overhead.
+# Throughput tables: data pipeline, training loop vs bare step, model step, mixer, evaluation.
 bench:
-    cargo run --release -p experiments -- bench data && cargo run --release -p experiments -- bench model && cargo bench -p mixlab-mixer-odm
+    cargo run --release -p experiments -- bench data && cargo run --release -p experiments -- bench train && cargo bench -p mixlab-model --bench train_step && cargo bench -p mixlab-mixer-odm
 
 # Formatting and lints, as CI would want them.
 lint:

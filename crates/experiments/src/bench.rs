@@ -19,6 +19,8 @@ pub struct Args {
 pub enum Target {
     /// Ingest (prepare-data) and sampler throughput, with peak memory.
     Data(DataArgs),
+    /// The whole training loop against the bare model step (the loop's own overhead).
+    Train(crate::bench_train::Args),
     /// Multiple-choice evaluation throughput (questions/s, tokens/s) of a random model preset.
     Eval(crate::eval_mc::BenchArgs),
 }
@@ -44,6 +46,7 @@ pub struct DataArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.target {
         Target::Data(a) => bench_data(a),
+        Target::Train(a) => crate::bench_train::run(a),
         Target::Eval(a) => crate::eval_mc::bench(a),
     }
 }

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module; `main` only parses arguments and dispatches.
 
 mod bench;
+mod bench_train;
 mod eval_mc;
 mod eval_ppl;
 mod list_mixers;

@@ -662,13 +662,14 @@ impl SyntheticCorpus {
     /// of its target at any point; returns the counts in config order.
     ///
     /// Each domain's documents are generated and JSON-encoded by its own thread, ahead of time
-    /// through a bounded channel; this thread only interleaves and compresses. The output does
+    /// in batches through a bounded channel; this thread only interleaves and compresses. The output does
     /// not depend on thread timing: each domain's documents come in their stream's order, and
     /// which domain goes next depends only on the counts written so far.
     fn write_split(&self, split: Split, path: &Path) -> Result<Vec<SplitSummary>> {
         struct Slot {
             target: u64,
-            lines: Receiver<EncodedDocument>,
+            batches: Receiver<Vec<EncodedDocument>>,
+            pending: std::vec::IntoIter<EncodedDocument>,
             needs_more: bool,
             count: SplitSummary,
         }
@@ -684,28 +685,35 @@ impl SyntheticCorpus {
             for d in &self.config.domains {
                 let mut source = self.source(d.kind, split);
                 let needs_more = source.needs_more();
-                let (tx, rx) = sync_channel::<EncodedDocument>(DOCUMENTS_AHEAD);
+                let (tx, rx) = sync_channel::<Vec<EncodedDocument>>(BATCHES_AHEAD);
                 let name = d.kind.name();
                 scope.spawn(move || {
                     let mut text = String::new();
                     loop {
-                        text.clear();
-                        source.next_document(&mut text);
-                        let doc = PileLine {
-                            text: &text,
-                            meta: PileMeta {
-                                pile_set_name: name,
-                            },
-                        };
-                        let mut line = serde_json::to_vec(&doc).expect("strings serialise");
-                        line.push(b'\n');
-                        let encoded = EncodedDocument {
-                            line,
-                            text_bytes: text.len() as u64,
-                            needs_more: source.needs_more(),
-                        };
+                        // Documents travel in batches: one channel hand-off per document would
+                        // cost more in thread wake-ups than generating it.
+                        let mut batch = Vec::new();
+                        let mut batch_bytes = 0;
+                        while batch_bytes < BATCH_BYTES {
+                            text.clear();
+                            source.next_document(&mut text);
+                            let doc = PileLine {
+                                text: &text,
+                                meta: PileMeta {
+                                    pile_set_name: name,
+                                },
+                            };
+                            let mut line = serde_json::to_vec(&doc).expect("strings serialise");
+                            line.push(b'\n');
+                            batch_bytes += line.len();
+                            batch.push(EncodedDocument {
+                                line,
+                                text_bytes: text.len() as u64,
+                                needs_more: source.needs_more(),
+                            });
+                        }
                         // The writer hangs up once it has enough of this domain.
-                        if tx.send(encoded).is_err() {
+                        if tx.send(batch).is_err() {
                             return;
                         }
                     }
@@ -715,7 +723,8 @@ impl SyntheticCorpus {
                         .config
                         .target_bytes(d.kind, split)
                         .expect("listed domain"),
-                    lines: rx,
+                    batches: rx,
+                    pending: Vec::new().into_iter(),
                     needs_more,
                     count: SplitSummary::default(),
                 });
@@ -738,10 +747,14 @@ impl SyntheticCorpus {
                     .map(|(i, _)| i);
                 let Some(i) = next else { break };
                 let slot = &mut slots[i];
-                let doc = slot
-                    .lines
-                    .recv()
-                    .expect("generator threads run until hung up");
+                let doc = match slot.pending.next() {
+                    Some(doc) => doc,
+                    None => {
+                        let batch = slot.batches.recv().expect("generators run until hung up");
+                        slot.pending = batch.into_iter();
+                        slot.pending.next().expect("batches are not empty")
+                    }
+                };
                 slot.count.documents += 1;
                 slot.count.bytes += doc.text_bytes;
                 slot.needs_more = doc.needs_more;
@@ -758,8 +771,10 @@ impl SyntheticCorpus {
     }
 }
 
-/// Documents a generator thread may run ahead of the writer.
-const DOCUMENTS_AHEAD: usize = 32;
+/// Bytes of JSON lines per batch a generator thread hands to the writer.
+const BATCH_BYTES: usize = 64 << 10;
+/// Batches a generator thread may run ahead of the writer.
+const BATCHES_AHEAD: usize = 2;
 
 /// A document as its generator thread hands it to the writer.
 struct EncodedDocument {
