@@ -405,9 +405,10 @@ impl SyntheticReport {
     }
 }
 
-/// Encyclopedia training bytes per knowledge-base person: each person's article (≈350 bytes)
-/// then appears about eight times in varied wording, enough repetitions for a small model to
-/// store facts (single mentions are rarely learned).
+/// Encyclopedia training bytes per knowledge-base person. Person articles average about 250
+/// bytes and make up 80% of the domain, so each person gets about ten articles, each in
+/// different wording: repetition with paraphrase is what lets a small model store a fact
+/// (single mentions are rarely learned).
 const ENCYCLOPEDIA_BYTES_PER_PERSON: u64 = 3_000;
 /// The fewest people, so that a tiny test corpus still has held-out facts to ask about.
 const MIN_PEOPLE: u64 = 24;
