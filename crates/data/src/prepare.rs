@@ -209,7 +209,11 @@ impl HashHoldout {
         let k = *seen;
         *seen += 1;
         if k < 2 * self.min_documents {
-            return if k.is_multiple_of(2) { Split::Val } else { Split::Test };
+            return if k.is_multiple_of(2) {
+                Split::Val
+            } else {
+                Split::Test
+            };
         }
         let x = fnv1a(doc.text.as_bytes()) as f64 / (u64::MAX as f64 + 1.0);
         if x < self.fraction {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use mixlab_data::{DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource, prepare_dataset};
+use mixlab_data::{
+    DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource, prepare_dataset,
+};
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
@@ -61,12 +63,20 @@ pub fn peak_rss_mib() -> Option<f64> {
 
 fn bench_data(args: DataArgs) -> Result<()> {
     if !args.input.exists() {
-        bail!("{} does not exist: pass --input with a Pile-format corpus", args.input.display());
+        bail!(
+            "{} does not exist: pass --input with a Pile-format corpus",
+            args.input.display()
+        );
     }
     let tmp = tempfile_dir()?;
     let out = tmp.join("dataset");
     let tokenizer: TokenizerSource = args.tokenizer.parse()?;
-    let config = PrepareConfig::new(vec![args.input.clone()], out.clone(), tokenizer, args.seq_len);
+    let config = PrepareConfig::new(
+        vec![args.input.clone()],
+        out.clone(),
+        tokenizer,
+        args.seq_len,
+    );
     let report = prepare_dataset(&config).context("ingest benchmark")?;
     let secs = report.ingest_time.as_secs_f64();
     let rss_after_ingest = peak_rss_mib();
@@ -90,12 +100,34 @@ fn bench_data(args: DataArgs) -> Result<()> {
     println!("| measurement | value |");
     println!("|---|---|");
     println!("| input | {} |", args.input.display());
-    println!("| threads (rayon) | {} |", std::thread::available_parallelism().map_or(1, |n| n.get()));
-    println!("| tokenizer training | {:.1} s |", report.tokenizer_time.as_secs_f64());
+    println!(
+        "| threads (rayon) | {} |",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "| tokenizer training | {:.1} s |",
+        report.tokenizer_time.as_secs_f64()
+    );
     println!("| ingest: documents | {} |", report.documents);
-    println!("| ingest: text | {:.1} MB in {:.2} s = {:.2} MB/s |", report.input_bytes as f64 / 1e6, secs, report.input_bytes as f64 / 1e6 / secs);
-    println!("| ingest: tokens | {} = {:.0} tokens/s |", report.tokens, report.tokens as f64 / secs);
-    println!("| sampler: sequences of {} tokens | {} in {:.2} s = {:.0} seq/s ({:.1} M tokens/s) |", args.seq_len + 1, args.samples, sample_secs, args.samples as f64 / sample_secs, args.samples as f64 * (args.seq_len + 1) as f64 / sample_secs / 1e6);
+    println!(
+        "| ingest: text | {:.1} MB in {:.2} s = {:.2} MB/s |",
+        report.input_bytes as f64 / 1e6,
+        secs,
+        report.input_bytes as f64 / 1e6 / secs
+    );
+    println!(
+        "| ingest: tokens | {} = {:.0} tokens/s |",
+        report.tokens,
+        report.tokens as f64 / secs
+    );
+    println!(
+        "| sampler: sequences of {} tokens | {} in {:.2} s = {:.0} seq/s ({:.1} M tokens/s) |",
+        args.seq_len + 1,
+        args.samples,
+        sample_secs,
+        args.samples as f64 / sample_secs,
+        args.samples as f64 * (args.seq_len + 1) as f64 / sample_secs / 1e6
+    );
     if let (Some(a), Some(b)) = (rss_after_ingest, rss) {
         println!("| peak RSS after ingest / after sampling | {a:.0} MiB / {b:.0} MiB |");
     }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use mixlab_model::{TrainBenchConfig, bench_training};
 use mixlab_model::{CpuTrainBackend, cpu_device};
+use mixlab_model::{TrainBenchConfig, bench_training};
 use mixlab_train::{RunOptions, TrainConfig, open_dataset};
 
 /// Arguments of `bench train`.
@@ -31,7 +31,9 @@ pub fn run(args: Args) -> Result<()> {
     config.checkpoint.interval = 0;
     let store = open_dataset(&config)?;
     let manifest = store.manifest().clone();
-    let model_config = config.model.resolve(manifest.vocab_size, manifest.seq_len)?;
+    let model_config = config
+        .model
+        .resolve(manifest.vocab_size, manifest.seq_len)?;
     let options = RunOptions::default();
     let summary = crate::train_cmd::run_config(&config, &options, None)?;
     // The median of the logged step times, like the bare benchmark (the first step allocates).
@@ -57,11 +59,29 @@ pub fn run(args: Args) -> Result<()> {
         },
         &cpu_device(),
     )?;
-    println!("| measurement ({}, batch {} x {} tokens, {} steps) | value |", config.name, config.training.batch_size, manifest.seq_len, args.steps);
+    println!(
+        "| measurement ({}, batch {} x {} tokens, {} steps) | value |",
+        config.name, config.training.batch_size, manifest.seq_len, args.steps
+    );
     println!("|---|---|");
-    println!("| whole loop: median step | {:.1} ms ({:.0} tokens/s, {:.2} steps/s) |", loop_step * 1e3, loop_tps, 1.0 / loop_step);
-    println!("| bare model step (forward + backward + AdamW): median | {:.1} ms ({:.0} tokens/s) |", bare.median_step_seconds * 1e3, bare.tokens_per_second);
-    println!("| loop overhead | {:+.1}% |", 100.0 * (loop_step / bare.median_step_seconds - 1.0));
-    println!("| time inside the mixer | {:.5}% of the loop's step time |", 100.0 * summary.mixer_time.as_secs_f64() / summary.train_time.as_secs_f64());
+    println!(
+        "| whole loop: median step | {:.1} ms ({:.0} tokens/s, {:.2} steps/s) |",
+        loop_step * 1e3,
+        loop_tps,
+        1.0 / loop_step
+    );
+    println!(
+        "| bare model step (forward + backward + AdamW): median | {:.1} ms ({:.0} tokens/s) |",
+        bare.median_step_seconds * 1e3,
+        bare.tokens_per_second
+    );
+    println!(
+        "| loop overhead | {:+.1}% |",
+        100.0 * (loop_step / bare.median_step_seconds - 1.0)
+    );
+    println!(
+        "| time inside the mixer | {:.5}% of the loop's step time |",
+        100.0 * summary.mixer_time.as_secs_f64() / summary.train_time.as_secs_f64()
+    );
     Ok(())
 }

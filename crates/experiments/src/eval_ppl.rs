@@ -8,7 +8,9 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::Backend;
 use mixlab_data::{DomainStore, OpenOptions, Split, sha256_file};
 use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
-use mixlab_model::{CpuBackend, CudaBackend, DeviceSpec, GptNeoX, Precision, cpu_device, cuda_device};
+use mixlab_model::{
+    CpuBackend, CudaBackend, DeviceSpec, GptNeoX, Precision, cpu_device, cuda_device,
+};
 use mixlab_train::TrainConfig;
 use mixlab_train::checkpoint::read_state;
 
@@ -51,11 +53,17 @@ fn locate(dir: &Path) -> Result<(Source, Option<PathBuf>)> {
     let run_config = |run: &Path| Some(run.join("config.toml")).filter(|p| p.is_file());
     if dir.join("state.json").is_file() {
         let run = dir.parent().and_then(Path::parent).map(Path::to_path_buf);
-        return Ok((Source::Checkpoint(dir.to_path_buf()), run.as_deref().and_then(run_config)));
+        return Ok((
+            Source::Checkpoint(dir.to_path_buf()),
+            run.as_deref().and_then(run_config),
+        ));
     }
     if dir.join("config.json").is_file() {
         let run = dir.parent().map(Path::to_path_buf);
-        return Ok((Source::Pretrained(dir.to_path_buf()), run.as_deref().and_then(run_config)));
+        return Ok((
+            Source::Pretrained(dir.to_path_buf()),
+            run.as_deref().and_then(run_config),
+        ));
     }
     if dir.join("final/config.json").is_file() {
         return Ok((Source::Pretrained(dir.join("final")), run_config(dir)));
@@ -80,7 +88,12 @@ fn load<B: Backend>(source: &Source, device: &B::Device) -> Result<GptNeoX<B>> {
     }
 }
 
-fn run_on<B: Backend>(args: &Args, source: &Source, store: &DomainStore, device: &B::Device) -> Result<()> {
+fn run_on<B: Backend>(
+    args: &Args,
+    source: &Source,
+    store: &DomainStore,
+    device: &B::Device,
+) -> Result<()> {
     let model = load::<B>(source, device)?;
     if model.config().vocab_size != store.manifest().vocab_size {
         bail!(
@@ -110,11 +123,16 @@ pub fn run(args: Args) -> Result<()> {
     let dataset = match (&args.data, &run_config) {
         (Some(d), _) => d.clone(),
         (None, Some(cfg)) => TrainConfig::load(cfg)?.data.dataset,
-        (None, None) => bail!("no --data given and no run config.toml next to {}", args.checkpoint.display()),
+        (None, None) => bail!(
+            "no --data given and no run config.toml next to {}",
+            args.checkpoint.display()
+        ),
     };
     // A final/ directory carries the tokenizer it was trained with: the dataset must match it.
     let expected = match &source {
-        Source::Pretrained(dir) if dir.join("tokenizer.json").is_file() => Some(sha256_file(&dir.join("tokenizer.json"))?),
+        Source::Pretrained(dir) if dir.join("tokenizer.json").is_file() => {
+            Some(sha256_file(&dir.join("tokenizer.json"))?)
+        }
         _ => None,
     };
     let store = DomainStore::open(
@@ -126,6 +144,8 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     match args.device {
         DeviceSpec::Cpu => run_on::<CpuBackend>(&args, &source, &store, &cpu_device()),
-        DeviceSpec::Cuda(i) => run_on::<CudaBackend>(&args, &source, &store, &cuda_device(i, Precision::F32)?),
+        DeviceSpec::Cuda(i) => {
+            run_on::<CudaBackend>(&args, &source, &store, &cuda_device(i, Precision::F32)?)
+        }
     }
 }

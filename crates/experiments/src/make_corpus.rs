@@ -20,8 +20,9 @@ pub struct Args {
     /// the config file's].
     #[arg(long)]
     pub scale: Option<f64>,
-    /// A TOML file with a full corpus configuration (domains and their sizes, hold-out, ...);
-    /// --seed and --scale override its values.
+    /// A corpus configuration (domains and their sizes, hold-out, ...) as TOML, or as JSON when
+    /// the name ends in `.json` (a corpus's `synthetic-config.json`); --seed and --scale
+    /// override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Replace an existing output directory once the new one is complete.
@@ -35,8 +36,13 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<SyntheticConfig>(&text)
-                .with_context(|| format!("parsing {}", path.display()))?
+            // A corpus's own `synthetic-config.json` reads back as it was written.
+            let parsed = if path.extension().is_some_and(|e| e == "json") {
+                serde_json::from_str::<SyntheticConfig>(&text).map_err(anyhow::Error::from)
+            } else {
+                toml::from_str::<SyntheticConfig>(&text).map_err(anyhow::Error::from)
+            };
+            parsed.with_context(|| format!("parsing {}", path.display()))?
         }
         None => SyntheticConfig::default(),
     };

@@ -64,8 +64,8 @@ pub fn run(args: Args) -> Result<()> {
     config.tokenizer_train_bytes = args.tokenizer_train_bytes;
     config.overwrite = args.overwrite;
     config.progress = true;
-    let report = prepare_dataset(&config)
-        .with_context(|| format!("preparing {}", args.out.display()))?;
+    let report =
+        prepare_dataset(&config).with_context(|| format!("preparing {}", args.out.display()))?;
     let m = &report.manifest;
     let secs = report.ingest_time.as_secs_f64().max(1e-9);
     println!(
@@ -86,11 +86,20 @@ pub fn run(args: Args) -> Result<()> {
         report.tokens as f64 / secs,
         report.tokenizer_time.as_secs_f64()
     );
-    println!("{:<24} {:>10} {:>10} {:>10}", "domain", "train seq", "val seq", "test seq");
+    println!(
+        "{:<24} {:>10} {:>10} {:>10}",
+        "domain", "train seq", "val seq", "test seq"
+    );
     for d in &m.domains {
         let n = |s| d.splits.get(&s).map_or(0, |x| x.sequences);
         use mixlab_data::Split::*;
-        println!("{:<24} {:>10} {:>10} {:>10}", d.name, n(Train), n(Val), n(Test));
+        println!(
+            "{:<24} {:>10} {:>10} {:>10}",
+            d.name,
+            n(Train),
+            n(Val),
+            n(Test)
+        );
     }
     for (split, skipped) in &m.skipped_lines {
         if skipped.count > 0 {

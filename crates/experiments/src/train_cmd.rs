@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
-use mixlab_model::{CpuTrainBackend, CudaTrainBackend, DeviceSpec, Precision, cpu_device, cuda_device};
+use mixlab_model::{
+    CpuTrainBackend, CudaTrainBackend, DeviceSpec, Precision, cpu_device, cuda_device,
+};
 use mixlab_train::{RunOptions, RunSummary, TrainConfig, mixer_context, open_dataset, train};
 
 /// Arguments of `train`.
@@ -41,7 +43,11 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 /// Runs one config with the built-in mixers, on the device it names.
-pub fn run_config(config: &TrainConfig, options: &RunOptions, reference: Option<&std::path::Path>) -> Result<RunSummary> {
+pub fn run_config(
+    config: &TrainConfig,
+    options: &RunOptions,
+    reference: Option<&std::path::Path>,
+) -> Result<RunSummary> {
     let store = open_dataset(config).context("opening the dataset")?;
     let ctx = mixer_context(&store)?;
     let mixer = crate::mixers::registry()
@@ -49,7 +55,9 @@ pub fn run_config(config: &TrainConfig, options: &RunOptions, reference: Option<
         .context("building the mixer")?;
     let spec: DeviceSpec = config.training.device.parse()?;
     let summary = match spec {
-        DeviceSpec::Cpu => train::<CpuTrainBackend>(config, store, mixer, reference, &cpu_device(), options)?,
+        DeviceSpec::Cpu => {
+            train::<CpuTrainBackend>(config, store, mixer, reference, &cpu_device(), options)?
+        }
         DeviceSpec::Cuda(index) => {
             let device = cuda_device(index, Precision::F32)?;
             train::<CudaTrainBackend>(config, store, mixer, reference, &device, options)?
@@ -81,13 +89,20 @@ pub fn run(args: Args) -> Result<()> {
         summary.run_dir.display(),
         summary.steps,
         config.training.steps,
-        if summary.finished { " (finished)" } else { " (stopped; continue with --resume)" },
+        if summary.finished {
+            " (finished)"
+        } else {
+            " (stopped; continue with --resume)"
+        },
         summary.last_loss,
         summary.tokens_this_run as f64 / secs,
         100.0 * summary.mixer_time.as_secs_f64() / secs
     );
     if let Some(eval) = &summary.last_eval {
-        println!("validation: mean perplexity over domains {:.3}", eval.mean_perplexity);
+        println!(
+            "validation: mean perplexity over domains {:.3}",
+            eval.mean_perplexity
+        );
     }
     if !summary.finished && summary.steps < config.training.steps && args.max_steps.is_none() {
         bail!("interrupted at step {}", summary.steps);
