@@ -445,3 +445,71 @@ fn a_stop_request_checkpoints_and_exits_cleanly() {
     assert!(resumed.finished);
     assert_eq!(resumed.steps_this_run, 9);
 }
+
+#[test]
+fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    // The reference model: a short uniform-mixture run, as DoReMi's step 1.
+    let reference = tmp.path().join("reference");
+    let mut c = config(
+        &ds,
+        &reference,
+        "kind = \"static\"\nweights = \"uniform\"",
+        8,
+    );
+    c.eval.interval = 0;
+    run(&c, &RunOptions::default()).unwrap();
+    let ref_dir = reference.join("final");
+
+    let proxy = tmp.path().join("proxy");
+    let mut c = config(
+        &ds,
+        &proxy,
+        "kind = \"doremi\"\nsampling_weights = \"uniform\"",
+        8,
+    );
+    c.eval.interval = 0;
+    let mut r = registry();
+    r.register(MixerEntry::of::<mixlab_mixer_doremi::DoremiConfig>())
+        .unwrap();
+    let store = open_dataset(&c).unwrap();
+    let ctx = mixer_context(&store).unwrap();
+    let mixer = r.build(&c.mixer, &ctx).unwrap();
+    // Without the reference model the run is refused up front.
+    let e = train::<B>(
+        &c,
+        open_dataset(&c).unwrap(),
+        r.build(&c.mixer, &ctx).unwrap(),
+        None,
+        &CpuDevice::default(),
+        &RunOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("reference"), "{e}");
+    let summary = train::<B>(
+        &c,
+        store,
+        mixer,
+        Some(&ref_dir),
+        &CpuDevice::default(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert!(summary.finished);
+    let lines = train_lines(&proxy);
+    // Every drawn domain got reference-model excess losses over all its tokens.
+    for l in &lines {
+        for (domain, f) in l["feedback"].as_object().unwrap() {
+            if f["loss_count"].as_u64().unwrap() > 0 {
+                assert_eq!(f["excess_tokens"], f["tokens"], "{domain}");
+            }
+        }
+    }
+    // DoReMi's domain weights moved away from uniform and were exported as a static table.
+    let internals = &lines.last().unwrap()["mixer_internals"];
+    assert!(!internals.as_object().unwrap().is_empty());
+    let table = std::fs::read_to_string(proxy.join("mixer-output-weights.toml")).unwrap();
+    assert!(table.contains("[weights]"), "{table}");
+}
