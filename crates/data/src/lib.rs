@@ -9,6 +9,7 @@
 
 pub mod corpus;
 pub mod error;
+pub mod hash;
 pub mod manifest;
 pub mod prepare;
 pub mod shard;

@@ -224,11 +224,7 @@ pub fn domain_slug(name: &str) -> String {
     let slug = slug.trim_matches('-').to_string();
     if slug.is_empty() {
         // A name with no ASCII letters at all still needs a stable, distinct directory.
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in name.bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-        }
-        format!("domain-{h:016x}")
+        format!("domain-{:016x}", crate::hash::fnv1a(name.as_bytes()))
     } else {
         slug
     }

@@ -37,6 +37,7 @@ use crate::corpus::{
     BadLinePolicy, CorpusReader, Document, FieldPointers, InputLayout, SkippedLine, Split,
 };
 use crate::error::{DataError, Result};
+use crate::hash::fnv1a;
 use crate::manifest::{
     DomainManifest, FORMAT_VERSION, HoldoutInfo, Manifest, SkippedLines, SplitStats, TokenDtype,
     domain_slug,
@@ -186,15 +187,6 @@ impl Read for CountingFile {
 enum Assign {
     Fixed(Split),
     Hash,
-}
-
-/// 64-bit FNV-1a: tiny, stable across platforms and versions, good enough to split documents.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in bytes {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 struct HashHoldout {
@@ -631,13 +623,6 @@ fn counting_opener(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv_is_stable() {
-        // Reference values of 64-bit FNV-1a (offset basis, prime 0x100000001b3).
-        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
-    }
 
     #[test]
     fn hash_holdout_guarantees_minimum_then_hashes() {

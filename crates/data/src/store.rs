@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::Split;
 use crate::error::{DataError, Result};
+use crate::hash::splitmix64 as mix;
 use crate::manifest::{MANIFEST_FILE, Manifest, SplitStats};
 use crate::shard::ShardHandle;
 use crate::tokenizer::sha256_file;
@@ -251,14 +252,6 @@ pub struct DomainSampler {
     cursor: SamplerCursor,
     epoch_plan: Option<EpochPlan>,
     window: Option<Window>,
-}
-
-/// SplitMix64's finaliser: a fixed, well-mixing 64-bit hash.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e3779b97f4a7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
-    x ^ (x >> 31)
 }
 
 fn stream_seed(seed: u64, domain: &str) -> u64 {

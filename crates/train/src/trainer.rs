@@ -14,6 +14,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
+use mixlab_data::hash::splitmix64 as mix;
 use mixlab_data::{DomainSampler, DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource};
 use mixlab_eval::perplexity::{PerplexityConfig, PerplexityReport, evaluate_perplexity};
 use mixlab_mixing::{DomainSet, Mixer, MixerContext, StepFeedback};
@@ -42,13 +43,6 @@ pub struct SeedStreams {
     pub data: u64,
     /// Batch plans (which domain each micro-batch or sequence comes from).
     pub plan: u64,
-}
-
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e3779b97f4a7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
-    x ^ (x >> 31)
 }
 
 impl SeedStreams {
