@@ -7,6 +7,7 @@
 //! - [`store`] opens a prepared dataset: per-domain shuffled, epoch-looping, resumable samplers and
 //!   in-order evaluation iterators.
 
+pub mod atomic;
 pub mod corpus;
 pub mod error;
 pub mod hash;

@@ -239,46 +239,9 @@ enum Event {
 pub fn prepare_dataset(config: &PrepareConfig) -> Result<PrepareReport> {
     config.validate()?;
     let layout = InputLayout::discover(&config.inputs)?;
-    if config.out.exists() && !config.overwrite {
-        return Err(DataError::BadInput {
-            path: config.out.clone(),
-            reason: "output already exists (pass --overwrite to replace it)".into(),
-        });
-    }
-    let parent = match config.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
-    let name = config
-        .out
-        .file_name()
-        .ok_or_else(|| DataError::config("out", "has no final component"))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    match prepare_into(config, &layout, &tmp) {
-        Ok(report) => {
-            if config.out.exists() {
-                let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-                std::fs::rename(&config.out, &old).map_err(|e| DataError::io(&config.out, e))?;
-                std::fs::rename(&tmp, &config.out).map_err(|e| DataError::io(&config.out, e))?;
-                std::fs::remove_dir_all(&old).map_err(|e| DataError::io(&old, e))?;
-            } else {
-                std::fs::rename(&tmp, &config.out).map_err(|e| DataError::io(&config.out, e))?;
-            }
-            Ok(report)
-        }
-        Err(e) => {
-            // Best effort: the error that stopped us matters more than a failed cleanup.
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
+    crate::atomic::write_dir_atomically(&config.out, config.overwrite, |tmp| {
+        prepare_into(config, &layout, tmp)
+    })
 }
 
 fn obtain_tokenizer(

@@ -46,7 +46,7 @@ mod words;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use rand::SeedableRng;
@@ -555,45 +555,7 @@ impl SyntheticCorpus {
     /// Writes the corpus and the multiple-choice set to `out`, atomically. `out` must not exist
     /// unless `overwrite` is set; an existing `out` is replaced only once the new one is complete.
     pub fn write(&self, out: &Path, overwrite: bool) -> Result<SyntheticReport> {
-        if out.exists() && !overwrite {
-            return Err(DataError::BadInput {
-                path: out.to_path_buf(),
-                reason: "output already exists (pass --overwrite to replace it)".into(),
-            });
-        }
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
-        let name = out
-            .file_name()
-            .ok_or_else(|| DataError::config("out", "has no final component"))?
-            .to_string_lossy()
-            .to_string();
-        let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        match self.write_into(&tmp) {
-            Ok(report) => {
-                if out.exists() {
-                    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-                    std::fs::rename(out, &old).map_err(|e| DataError::io(out, e))?;
-                    std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
-                    std::fs::remove_dir_all(&old).map_err(|e| DataError::io(&old, e))?;
-                } else {
-                    std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
-                }
-                Ok(report)
-            }
-            Err(e) => {
-                // Best effort: the error that stopped us matters more than a failed cleanup.
-                let _ = std::fs::remove_dir_all(&tmp);
-                Err(e)
-            }
-        }
+        crate::atomic::write_dir_atomically(out, overwrite, |tmp| self.write_into(tmp))
     }
 
     fn write_into(&self, dir: &Path) -> Result<SyntheticReport> {

@@ -1,0 +1,55 @@
+//! Writing a whole output directory atomically.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{DataError, Result};
+
+/// Runs `write` on a hidden sibling directory `.<name>.partial-<pid>` and renames it to `out` only
+/// when `write` succeeds; on failure the partial directory is removed. An interrupted run therefore
+/// never leaves anything that looks finished at `out`. `out` must not exist unless `overwrite`, and
+/// an existing `out` is replaced only once the new one is complete.
+pub fn write_dir_atomically<T>(
+    out: &Path,
+    overwrite: bool,
+    write: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    if out.exists() && !overwrite {
+        return Err(DataError::BadInput {
+            path: out.to_path_buf(),
+            reason: "output already exists (pass --overwrite to replace it)".into(),
+        });
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
+    let name = out
+        .file_name()
+        .ok_or_else(|| DataError::config("out", "has no final component"))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    match write(&tmp) {
+        Ok(value) => {
+            if out.exists() {
+                let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+                std::fs::rename(out, &old).map_err(|e| DataError::io(out, e))?;
+                std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
+                std::fs::remove_dir_all(&old).map_err(|e| DataError::io(&old, e))?;
+            } else {
+                std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            // Best effort: the error that stopped us matters more than a failed cleanup.
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
