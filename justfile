@@ -9,6 +9,19 @@ default:
 test:
     cargo test --workspace --release
 
+# The paper's comparison (TPW, DoReMi, ODM, uniform) and its report: `just reproduce`, or
+# `just reproduce --preset smoke`, `just reproduce --preset paper-1b --data DIR` (GPU).
+reproduce *args:
+    cargo run --release -p experiments -- reproduce {{args}}
+
+# ODM's exploration schedule, smoothing and granularity, compared: `just ablate --preset tiny`.
+ablate *args:
+    cargo run --release -p experiments -- ablate-exploration {{args}}
+
+# Re-render a results directory's report from its run files: `just report results/tiny`.
+report dir:
+    cargo run --release -p experiments -- report {{dir}}
+
 # A one-to-two-minute ODM training run on the built-in synthetic corpus.
 smoke:
     cargo run --release -p experiments -- train --config configs/smoke.toml --out runs/smoke-$(date +%s)

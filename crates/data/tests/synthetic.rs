@@ -832,3 +832,14 @@ fn default_scale_gives_every_domain_enough_tokens() {
     }
     assert!(failures.is_empty(), "wrong sizes: {failures:?}");
 }
+
+#[test]
+fn every_domain_has_its_own_pile_analogue_and_round_trips_by_name() {
+    let analogues: std::collections::BTreeSet<&str> =
+        DomainKind::ALL.iter().map(|d| d.pile_analogue()).collect();
+    assert_eq!(analogues.len(), DomainKind::ALL.len(), "{analogues:?}");
+    for d in DomainKind::ALL {
+        assert_eq!(DomainKind::from_name(d.name()), Some(d));
+    }
+    assert_eq!(DomainKind::from_name("Pile-CC"), None);
+}

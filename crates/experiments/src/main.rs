@@ -12,6 +12,7 @@ mod mixers;
 mod model_info;
 mod prepare_data;
 mod replay_mixer;
+mod reproduce;
 mod train_cmd;
 
 use anyhow::Result;
@@ -46,6 +47,13 @@ enum Command {
     ListMixers(list_mixers::Args),
     /// Replay recorded per-domain feedback (JSON lines) through a mixer, without training.
     ReplayMixer(replay_mixer::Args),
+    /// The paper's comparison end to end: TPW, DoReMi (published and computed), ODM (both
+    /// rules), uniform; then report.md with Table 1 and Figures 1, 3 and 4. Resumable.
+    Reproduce(reproduce::Args),
+    /// ODM's exploration schedule, smoothing and sampling granularity, compared (resumable).
+    AblateExploration(reproduce::Args),
+    /// Re-render report.md and the figures of a reproduce/ablate-exploration results directory.
+    Report(reproduce::ReportArgs),
 }
 
 fn main() -> Result<()> {
@@ -61,6 +69,11 @@ fn main() -> Result<()> {
         Command::ReplayMixer(args) => replay_mixer::run(args),
         Command::Train(args) => train_cmd::run(args),
         Command::Eval(args) => eval_ppl::run(args),
+        Command::Reproduce(args) => reproduce::run(reproduce::PlanKind::Reproduce, args),
+        Command::AblateExploration(args) => {
+            reproduce::run(reproduce::PlanKind::AblateExploration, args)
+        }
+        Command::Report(args) => reproduce::run_report(args),
     }
 }
 

@@ -87,6 +87,11 @@ pub struct OdmConfig {
     /// cumulative reward from exploding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reward_scale: Option<f64>,
+    /// A fixed exploration rate ε in [0, 1/K] in place of the decaying ε_t (an ablation, see
+    /// `ablate-exploration`). Only the uniform share K·ε changes: the softmax temperature of the
+    /// paper and exp3 rules keeps the decaying ε_{t−1}, so ε = 0 still learns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<f64>,
 }
 
 fn default_initial_weights() -> WeightSpec {
@@ -116,6 +121,7 @@ impl OdmConfig {
             renormalize: false,
             loss_aggregation: None,
             reward_scale: None,
+            exploration: None,
         };
         unresolved.fill_defaults()
     }
@@ -167,6 +173,14 @@ impl OdmConfig {
                 });
             }
             _ => {}
+        }
+        if let Some(eps) = self.exploration
+            && !(eps.is_finite() && eps >= 0.0)
+        {
+            return Err(OdmError::Exploration {
+                value: eps,
+                max: None,
+            });
         }
         if let Some(alpha) = self.alpha
             && !(0.0..1.0).contains(&alpha)
@@ -232,6 +246,13 @@ impl MixerConfig for OdmConfig {
             type_name: "float > 0",
             default: "10 (exp3 only)",
             doc: "exp3's reward is loss / reward_scale (the code's /10 keeps the cumulative reward from exploding).",
+        },
+        ParamDoc {
+            name: "exploration",
+            type_name: "float in [0, 1/K]",
+            default: "absent: the decaying eps_t = min(1/K, sqrt(ln K / (K t)))",
+            doc: "A fixed exploration rate (ablation): only the uniform share K eps changes; the softmax \
+                  temperature keeps the decaying eps_{t-1}.",
         },
     ];
 

@@ -8,6 +8,15 @@ pub enum OdmError {
     #[error("alpha = {0}: the smoothing factor must be in [0, 1)")]
     Alpha(f64),
 
+    /// A fixed exploration rate outside [0, 1/K].
+    #[error("exploration = {value}: a fixed exploration rate must be in [0, 1/K]{}", max.map(|m| format!(" = [0, {m}]")).unwrap_or_default())]
+    Exploration {
+        /// The configured rate.
+        value: f64,
+        /// 1/K, when the domains are known.
+        max: Option<f64>,
+    },
+
     /// A reward scale that is not a positive finite number.
     #[error("reward_scale = {0}: it must be finite and > 0")]
     RewardScale(f64),

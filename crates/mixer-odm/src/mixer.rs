@@ -77,8 +77,17 @@ impl OdmMixer {
     /// Builds the mixer for `ctx.domains`; the config is validated and resolved first.
     pub fn new(config: OdmConfig, ctx: &MixerContext) -> mixlab_mixing::Result<Self> {
         let config = config.validate()?;
-        let initial = config.initial_weights.resolve(ctx, config.renormalize)?;
         let k = ctx.domains.len();
+        if let Some(eps) = config.exploration
+            && eps > 1.0 / k as f64
+        {
+            return Err(OdmError::Exploration {
+                value: eps,
+                max: Some(1.0 / k as f64),
+            }
+            .into());
+        }
+        let initial = config.initial_weights.resolve(ctx, config.renormalize)?;
         let rule = config.rule;
         let mut mixer = Self {
             rule,
@@ -179,7 +188,10 @@ impl OdmMixer {
             return;
         }
         let k = self.domains.len();
-        let eps = exploration_rate(k, t);
+        let eps = self
+            .config
+            .exploration
+            .unwrap_or_else(|| exploration_rate(k, t));
         let eps_prev = exploration_rate(k, t - 1);
         // R is finite, so the softmax always exists.
         softmax_into(&self.rewards, eps_prev, &mut self.weights);
@@ -194,8 +206,8 @@ impl OdmMixer {
     fn code_policy(&mut self, t: u64) {
         let k = self.domains.len();
         let eps_prev = self.code_eps;
-        let eps = exploration_rate(k, t);
-        self.code_eps = eps;
+        self.code_eps = exploration_rate(k, t);
+        let eps = self.config.exploration.unwrap_or(self.code_eps);
         let has_distribution = match self.rule {
             // R_i / Σ_j R_j = softmax(ln R); ε_prev cancels in the code's expression.
             OdmRule::ReferenceCode => softmax_into(&self.rewards, 1.0, &mut self.weights),

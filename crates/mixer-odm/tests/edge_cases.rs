@@ -241,7 +241,10 @@ fn config_validation_and_defaults() {
 fn every_param_is_documented() {
     let mut keys: Vec<String> = Vec::new();
     for rule in RULES {
-        let table = toml::Table::try_from(OdmConfig::new(rule)).expect("serialises");
+        // `exploration` is only written when set.
+        let mut config = OdmConfig::new(rule);
+        config.exploration = Some(0.01);
+        let table = toml::Table::try_from(config).expect("serialises");
         keys.extend(table.keys().cloned());
     }
     keys.sort();
@@ -283,4 +286,64 @@ fn initial_tpw_on_a_subset_of_the_pile() {
     let m = OdmMixer::new(config, &ctx).expect("renormalised TPW");
     let total = 0.1811 + 0.0896 + 0.0759 + 0.0014;
     assert!((m.weights()[0] - 0.1811 / total).abs() < 1e-15);
+}
+
+#[test]
+fn a_fixed_exploration_rate_replaces_only_the_uniform_share() {
+    let k = 4;
+    let fixed = |rule: OdmRule, eps: f64| {
+        let mut config = OdmConfig::new(rule).with_initial_weights(WeightSpec::Uniform);
+        config.exploration = Some(eps);
+        OdmMixer::new(config, &MixerContext::new(domains(k)))
+    };
+    for rule in RULES {
+        for eps in [0.0, 0.01, 0.05, 0.25] {
+            let mut m = fixed(rule, eps).expect("valid");
+            let mut decaying = mixer(rule, k, 0);
+            for t in 1..=200 {
+                let mut fb = StepFeedback::new(k);
+                fb.add_loss((t % 4) as usize, 1.0 + (t % 4) as f64, 1, 1);
+                m.observe(t, &fb).expect("valid");
+                decaying.observe(t, &fb).expect("valid");
+                assert_distribution(&m);
+                assert_eq!(m.exploration(), Some(eps), "{rule:?} step {t}");
+            }
+            // The rewards do not depend on ε (paper and reference-code importance weights use
+            // π, so compare only the rule without them) ...
+            if rule == OdmRule::ReferenceCode {
+                assert_eq!(m.rewards(), decaying.rewards());
+                // ... and the policy is (1 − Kε) R_i / Σ R + ε: recompute it by hand.
+                let r = m.rewards();
+                let sum: f64 = r.iter().sum();
+                for (w, ri) in m.weights().iter().zip(&r) {
+                    let expected = (1.0 - k as f64 * eps) * ri / sum + eps;
+                    assert!((w - expected).abs() < 1e-12, "{w} vs {expected}");
+                }
+            }
+            if eps == 0.25 {
+                // ε = 1/K is all exploration: uniform whatever the rewards.
+                assert!(m.weights().iter().all(|w| (w - 0.25).abs() < 1e-15));
+            }
+        }
+        // ε = 0 still learns (the temperature keeps decaying): the policy is not uniform.
+        let mut m = fixed(rule, 0.0).expect("valid");
+        for t in 1..=50 {
+            let mut fb = StepFeedback::new(k);
+            fb.add_loss((t % 4) as usize, 1.0 + 3.0 * (t % 4) as f64, 1, 1);
+            m.observe(t, &fb).expect("valid");
+        }
+        let w = m.weights();
+        assert!(w[3] > w[0] + 0.01, "{rule:?} learned nothing: {w:?}");
+    }
+    let too_big = fixed(OdmRule::Paper, 0.3).expect_err("above 1/K");
+    assert!(
+        too_big.to_string().contains("exploration = 0.3"),
+        "{too_big}"
+    );
+    let parse = |text: &str| parse_config::<OdmConfig>(&toml::from_str(text).expect("TOML"));
+    assert!(parse("exploration = -0.1").is_err());
+    assert_eq!(
+        parse("exploration = 0.05").expect("valid").exploration,
+        Some(0.05)
+    );
 }

@@ -157,6 +157,30 @@ impl DomainKind {
         }
     }
 
+    /// The Pile domain this one stands in for, by kind of text and role in the mixture. The
+    /// published weight tables (DoReMi's, ODM's) only exist for Pile domains; `reproduce` applies
+    /// them to the synthetic corpus through this correspondence (renormalised).
+    pub fn pile_analogue(self) -> &'static str {
+        match self {
+            DomainKind::Arithmetic => "DM Mathematics",
+            DomainKind::ToyCode => "Github",
+            DomainKind::Encyclopedia => "Wikipedia (en)",
+            DomainKind::ChatLogs => "Ubuntu IRC",
+            DomainKind::Emails => "Enron Emails",
+            DomainKind::LegalClauses => "FreeLaw",
+            DomainKind::MarkovEasy => "BookCorpus2",
+            DomainKind::MarkovHard => "Pile-CC",
+            DomainKind::RandomTokens => "YoutubeSubtitles",
+            DomainKind::NearDuplicates => "USPTO Backgrounds",
+            DomainKind::TinyRecipes => "NIH ExPorter",
+        }
+    }
+
+    /// The domain whose `pile_set_name` is `name`.
+    pub fn from_name(name: &str) -> Option<DomainKind> {
+        DomainKind::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// One line on what makes the domain interesting for mixing.
     pub fn property(self) -> &'static str {
         match self {

@@ -1,0 +1,1018 @@
+//! `reproduce` (the paper's comparison: TPW, DoReMi, ODM, uniform) and `ablate-exploration`
+//! (ODM's exploration schedule, smoothing and sampling granularity).
+//!
+//! Both build a [`Plan`]: methods × seeds, each a normal training run under
+//! `<out>/runs/<method>/seed-<seed>/`, followed by test perplexity and multiple choice of its
+//! final model. The plan is written to `<out>/plan.json` first, so the same command resumes: a
+//! finished run is skipped, an interrupted one continues from its newest checkpoint, a missing
+//! evaluation is computed. The report (`report.md` and SVG figures) is rendered from the files
+//! alone (`experiments report DIR`).
+
+pub mod preset;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::Backend;
+use mixlab_data::synthetic::DomainKind;
+use mixlab_data::{DomainStore, OpenOptions, Split};
+use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
+use mixlab_eval::{
+    McConfig, McDataset, ModelScorer, Protocol, evaluate_multiple_choice, load_tokenizer,
+};
+use mixlab_mixing::{DomainSet, NamedTable};
+use mixlab_model::{
+    CpuBackend, CudaBackend, DeviceSpec, GptNeoX, Precision, cpu_device, cuda_device,
+};
+use mixlab_train::config::{
+    CheckpointConfig, DataConfig, EvalConfig, ModelSpec, OptimizerConfig, PrepareSpec,
+    SyntheticSpec, TrainingConfig,
+};
+use mixlab_train::{Granularity, LrSchedule, RunOptions, TrainConfig, open_dataset};
+use serde::{Deserialize, Serialize};
+
+pub use preset::{Preset, preset};
+
+/// Which comparison a plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanKind {
+    /// The paper's comparison of mixing methods.
+    Reproduce,
+    /// ODM variants: exploration, smoothing, granularity.
+    AblateExploration,
+}
+
+/// Where a method's static weights come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weights {
+    /// The Pile weights, or their analogue on a dataset without the Pile's domains.
+    Tpw,
+    /// 1/K each.
+    Uniform,
+    /// A published table (`doremi-256k`, `doremi-50k`, ...).
+    Table(String),
+    /// The averaged domain weights a DoReMi proxy run (method id) wrote.
+    ProxyOutput(String),
+}
+
+/// How one method trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum MethodKind {
+    /// A fixed mixture.
+    Static {
+        /// The mixture.
+        weights: Weights,
+    },
+    /// ODM, initialised with TPW.
+    Odm {
+        /// `paper` or `reference-code`.
+        rule: String,
+        /// Warm-up steps with the stationary initial policy.
+        warmup_steps: u64,
+        /// Smoothing factor (None: the rule's default, 0.9).
+        alpha: Option<f64>,
+        /// Fixed exploration rate (None: the decaying ε_t).
+        exploration: Option<f64>,
+        /// Sampling granularity after the warm-up.
+        granularity: Granularity,
+        /// Sampling granularity during the warm-up (None: the same).
+        warmup_granularity: Option<Granularity>,
+    },
+    /// DoReMi's proxy run: Group DRO against a reference model (a method id, its final/).
+    DoremiProxy {
+        /// The method whose final model is the reference.
+        reference: String,
+    },
+}
+
+/// One method of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Method {
+    /// Identifier: the run directory name.
+    pub id: String,
+    /// Name in tables and legends.
+    pub label: String,
+    /// One line on what it is.
+    pub about: String,
+    /// Whether it appears in the comparison (a proxy run does not).
+    pub reported: bool,
+    /// The row of the paper's results this method corresponds to, if any.
+    pub paper_row: Option<String>,
+    /// How it trains.
+    pub kind: MethodKind,
+}
+
+/// The dataset of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// The prepared dataset.
+    pub path: PathBuf,
+    /// How to prepare it when missing.
+    pub prepare: Option<PrepareSpec>,
+    /// `synthetic` (the built-in corpus), `pile` (some or all Pile domains) or `other`.
+    pub kind: String,
+    /// Domains, in dataset order.
+    pub domains: Vec<String>,
+    /// What the report must say about the weight tables on this dataset.
+    pub note: String,
+}
+
+/// The multiple-choice benchmark of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McInfo {
+    /// Directory in the hendrycks/test layout.
+    pub data: PathBuf,
+    /// `synthetic` (the corpus's own set) or `mmlu`.
+    pub source: String,
+    /// Test questions per subject (None: all).
+    pub limit_per_subject: Option<usize>,
+}
+
+/// Everything a comparison runs, written to `<out>/plan.json` before the first run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Which comparison.
+    pub kind: PlanKind,
+    /// Sizes and budget.
+    pub preset: Preset,
+    /// The dataset.
+    pub dataset: DatasetInfo,
+    /// The multiple-choice benchmark, if any.
+    pub mc: Option<McInfo>,
+    /// Training seeds; every method runs once per seed.
+    pub seeds: Vec<u64>,
+    /// Methods, in run order (a method runs after those it depends on).
+    pub methods: Vec<Method>,
+}
+
+impl Plan {
+    /// The run directory of `method` with `seed`.
+    pub fn run_dir(out: &Path, method: &str, seed: u64) -> PathBuf {
+        out.join("runs").join(method).join(format!("seed-{seed}"))
+    }
+
+    /// The method called `id`.
+    pub fn method(&self, id: &str) -> Option<&Method> {
+        self.methods.iter().find(|m| m.id == id)
+    }
+
+    /// Methods shown in the comparison, in report order.
+    pub fn reported(&self) -> Vec<&Method> {
+        self.methods.iter().filter(|m| m.reported).collect()
+    }
+
+    /// Reads `<out>/plan.json`.
+    pub fn load(out: &Path) -> Result<Plan> {
+        let path = out.join("plan.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (is {} a results directory?)",
+                path.display(),
+                out.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The training config of `method` with `seed`, its run directory under `out`.
+    pub fn train_config(&self, out: &Path, method: &Method, seed: u64) -> Result<TrainConfig> {
+        let p = &self.preset;
+        let mut training = TrainingConfig {
+            batch_size: p.batch_size,
+            micro_batches: p.micro_batches,
+            granularity: Granularity::MicroBatch,
+            warmup_granularity: None,
+            warmup_steps: 0,
+            steps: p.steps,
+            seed,
+            device: p.device.clone(),
+            log_interval: 1,
+        };
+        let mixer = match &method.kind {
+            MethodKind::Static { weights } => {
+                let mut t = toml::Table::new();
+                t.insert("kind".into(), "static".into());
+                let (spec, renormalize) = self.weight_spec(out, weights, seed)?;
+                t.insert("weights".into(), spec);
+                t.insert("renormalize".into(), renormalize.into());
+                t
+            }
+            MethodKind::Odm {
+                rule,
+                warmup_steps,
+                alpha,
+                exploration,
+                granularity,
+                warmup_granularity,
+            } => {
+                let mut t = toml::Table::new();
+                t.insert("kind".into(), "odm".into());
+                t.insert("rule".into(), rule.clone().into());
+                let (spec, renormalize) = self.weight_spec(out, &Weights::Tpw, seed)?;
+                t.insert("initial_weights".into(), spec);
+                t.insert("renormalize".into(), renormalize.into());
+                t.insert("warmup_steps".into(), (*warmup_steps as i64).into());
+                if let Some(a) = alpha {
+                    t.insert("alpha".into(), (*a).into());
+                }
+                if let Some(e) = exploration {
+                    t.insert("exploration".into(), (*e).into());
+                }
+                training.granularity = *granularity;
+                training.warmup_granularity = *warmup_granularity;
+                training.warmup_steps = if warmup_granularity.is_some() {
+                    *warmup_steps
+                } else {
+                    0
+                };
+                t
+            }
+            MethodKind::DoremiProxy { .. } => {
+                // The repo's 120M proxy run: η = 1, c = 1e-3, uniform sampling weights, and
+                // per-sequence sampling from them.
+                training.granularity = Granularity::Sequence;
+                let mut t = toml::Table::new();
+                t.insert("kind".into(), "doremi".into());
+                t.insert("eta".into(), 1.0.into());
+                t.insert("smoothing".into(), 1e-3.into());
+                t.insert("sampling_weights".into(), "uniform".into());
+                t
+            }
+        };
+        let config = TrainConfig {
+            name: format!("{}-{}-seed{}", p.name, method.id, seed),
+            data: DataConfig {
+                dataset: self.dataset.path.clone(),
+                prepare: self.dataset.prepare.clone(),
+            },
+            model: ModelSpec {
+                preset: Some(p.model.clone()),
+                config: None,
+            },
+            mixer,
+            training,
+            optimizer: OptimizerConfig::default(),
+            schedule: LrSchedule {
+                peak_lr: p.peak_lr,
+                warmup_fraction: p.warmup_fraction,
+                min_lr_ratio: p.min_lr_ratio,
+            },
+            eval: EvalConfig {
+                interval: p.eval_interval,
+                max_sequences_per_domain: p.eval_max_sequences,
+                batch_size: p.eval_batch_size,
+            },
+            checkpoint: CheckpointConfig {
+                interval: p.checkpoint_interval,
+                keep: 1,
+            },
+            out_dir: Self::run_dir(out, &method.id, seed),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The `weights` value (and `renormalize`) of a static mixer for `weights` on this dataset.
+    fn weight_spec(&self, out: &Path, weights: &Weights, seed: u64) -> Result<(toml::Value, bool)> {
+        let domains = &self.dataset.domains;
+        let inline = |map: BTreeMap<String, f64>| {
+            let mut inner = toml::Table::new();
+            for (k, v) in map {
+                inner.insert(k, v.into());
+            }
+            let mut t = toml::Table::new();
+            t.insert("inline".into(), toml::Value::Table(inner));
+            toml::Value::Table(t)
+        };
+        let table = |name: &str| -> Result<(toml::Value, bool)> {
+            let named: NamedTable = name.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            match self.dataset.kind.as_str() {
+                "pile" => Ok((name.into(), domains.len() != DomainSet::pile().len())),
+                "synthetic" => Ok((inline(analogue_weights(named, domains)?), false)),
+                _ => bail!(
+                    "the table {name} is defined for the Pile's domains; the dataset's domains ({}) are neither the Pile's nor the synthetic corpus's",
+                    domains.join(", ")
+                ),
+            }
+        };
+        match weights {
+            Weights::Uniform => Ok(("uniform".into(), false)),
+            Weights::Tpw if self.dataset.kind == "pile" => table("tpw"),
+            Weights::Tpw => {
+                // TPW is the Pile's effective token share; on another dataset its analogue is
+                // the token-proportional mixture.
+                let mut t = toml::Table::new();
+                t.insert("temperature".into(), 1.0.into());
+                Ok((toml::Value::Table(t), false))
+            }
+            Weights::Table(name) => table(name),
+            Weights::ProxyOutput(proxy) => {
+                let path = Self::run_dir(out, proxy, seed).join("mixer-output-weights.toml");
+                let mut t = toml::Table::new();
+                t.insert("file".into(), path.display().to_string().into());
+                Ok((toml::Value::Table(t), false))
+            }
+        }
+    }
+}
+
+/// A published Pile table carried over to the synthetic corpus through each domain's Pile
+/// analogue (docs/default-corpus.md), renormalised to sum to 1.
+pub fn analogue_weights(table: NamedTable, domains: &[String]) -> Result<BTreeMap<String, f64>> {
+    let t = table.table();
+    let mut map = BTreeMap::new();
+    for d in domains {
+        let kind = DomainKind::from_name(d)
+            .with_context(|| format!("domain {d:?} is not a synthetic-corpus domain"))?;
+        let w = t
+            .get(kind.pile_analogue())
+            .with_context(|| format!("table {} has no {:?}", t.origin(), kind.pile_analogue()))?;
+        map.insert(d.clone(), w);
+    }
+    let sum: f64 = map.values().sum();
+    for w in map.values_mut() {
+        *w /= sum;
+    }
+    Ok(map)
+}
+
+/// The methods of the paper's comparison, in run order.
+pub fn reproduce_methods(preset: &Preset) -> Vec<Method> {
+    let stat = |id: &str, label: &str, about: &str, paper: Option<&str>, weights: Weights| Method {
+        id: id.into(),
+        label: label.into(),
+        about: about.into(),
+        reported: true,
+        paper_row: paper.map(Into::into),
+        kind: MethodKind::Static { weights },
+    };
+    vec![
+        stat("tpw", "TPW", "The Pile weights (the Pile's effective token shares; their analogue elsewhere)", Some("The Pile Weights"), Weights::Tpw),
+        stat("doremi-256k", "DoReMi-256k", "DoReMi's published weights (280M proxy, 256k-vocabulary tokenizer)", Some("DoReMi-256k"), Weights::Table("doremi-256k".into())),
+        stat("doremi-50k", "DoReMi-50k", "DoReMi weights recomputed with a 50k NeoX tokenizer (120M proxy)", Some("DoReMi-50k"), Weights::Table("doremi-50k".into())),
+        Method {
+            id: "odm-paper".into(),
+            label: "ODM".into(),
+            about: format!("ODM, Algorithm 1 of the paper (importance-weighted smoothed loss, softmax), TPW warm-up of {} steps (1%), homogeneous micro-batches", preset.odm_paper_warmup),
+            reported: true,
+            paper_row: Some("ODM".into()),
+            kind: MethodKind::Odm {
+                rule: "paper".into(),
+                warmup_steps: preset.odm_paper_warmup,
+                alpha: None,
+                exploration: None,
+                granularity: Granularity::MicroBatch,
+                warmup_granularity: None,
+            },
+        },
+        Method {
+            id: "odm-code".into(),
+            label: "ODM (code rule)".into(),
+            about: format!("ODM as the released code does it (smoothed exp(mean loss), linear normalisation), TPW warm-up of {} steps (2%) with mixed micro-batches", preset.odm_code_warmup),
+            reported: true,
+            paper_row: None,
+            kind: MethodKind::Odm {
+                rule: "reference-code".into(),
+                warmup_steps: preset.odm_code_warmup,
+                alpha: None,
+                exploration: None,
+                granularity: Granularity::MicroBatch,
+                warmup_granularity: Some(Granularity::Sequence),
+            },
+        },
+        stat("uniform", "Uniform", "1/K per domain (a strong cheap baseline in later work)", None, Weights::Uniform),
+        Method {
+            id: "doremi-proxy".into(),
+            label: "DoReMi proxy".into(),
+            about: "DoReMi step 2: Group DRO proxy against the TPW run as reference (eta 1, c 1e-3, uniform sampling)".into(),
+            reported: false,
+            paper_row: None,
+            kind: MethodKind::DoremiProxy { reference: "tpw".into() },
+        },
+        stat("doremi", "DoReMi (mixlab)", "DoReMi computed here: the proxy's averaged domain weights (reference = the TPW run)", None, Weights::ProxyOutput("doremi-proxy".into())),
+    ]
+}
+
+/// The ODM variants of `ablate-exploration`; `k` is the number of domains (for ε = 1/K).
+pub fn ablation_methods(preset: &Preset, k: usize) -> Vec<Method> {
+    let variant = |id: &str,
+                   label: &str,
+                   about: &str,
+                   alpha: Option<f64>,
+                   eps: Option<f64>,
+                   granularity: Granularity| Method {
+        id: id.into(),
+        label: label.into(),
+        about: about.into(),
+        reported: true,
+        paper_row: None,
+        kind: MethodKind::Odm {
+            rule: "paper".into(),
+            warmup_steps: preset.odm_paper_warmup,
+            alpha,
+            exploration: eps,
+            granularity,
+            warmup_granularity: None,
+        },
+    };
+    let mb = Granularity::MicroBatch;
+    vec![
+        variant(
+            "default",
+            "paper: decaying eps, alpha 0.9, micro-batch",
+            "ODM as in Algorithm 1: eps_t = min(1/K, sqrt(ln K/(K t))), alpha = 0.9, one domain per micro-batch",
+            None,
+            None,
+            mb,
+        ),
+        variant(
+            "eps-0",
+            "eps = 0",
+            "no exploration floor",
+            None,
+            Some(0.0),
+            mb,
+        ),
+        variant(
+            "eps-0.01",
+            "eps = 0.01",
+            "fixed exploration floor 0.01",
+            None,
+            Some(0.01),
+            mb,
+        ),
+        variant(
+            "eps-0.05",
+            "eps = 0.05",
+            "fixed exploration floor 0.05",
+            None,
+            Some(0.05),
+            mb,
+        ),
+        variant(
+            "eps-inv-k",
+            "eps = 1/K",
+            "eps = 1/K: the policy is uniform",
+            None,
+            Some(1.0 / k as f64),
+            mb,
+        ),
+        variant(
+            "alpha-0",
+            "alpha = 0",
+            "reward = the last importance-weighted loss",
+            Some(0.0),
+            None,
+            mb,
+        ),
+        variant(
+            "alpha-0.5",
+            "alpha = 0.5",
+            "the released scripts' other smoothing",
+            Some(0.5),
+            None,
+            mb,
+        ),
+        variant(
+            "alpha-0.99",
+            "alpha = 0.99",
+            "slow smoothing",
+            Some(0.99),
+            None,
+            mb,
+        ),
+        variant(
+            "sequence",
+            "sequence granularity",
+            "one domain per sequence (mixed micro-batches) instead of per micro-batch",
+            None,
+            None,
+            Granularity::Sequence,
+        ),
+    ]
+}
+
+/// Arguments shared by `reproduce` and `ablate-exploration`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// `smoke` (minutes), `tiny` (the default, ~30 min on 2 CPU cores) or `paper-1b` (GPU).
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// A Pile-format corpus (prepared here with the preset's tokenizer) or a prepared dataset
+    /// (with manifest.json). Default: the built-in synthetic corpus, generated on first use.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// A tokenizer.json for preparing `--data` (default: the preset's, `train:4096`).
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// Multiple-choice benchmark in the hendrycks/test layout (e.g. MMLU). Default: the
+    /// synthetic corpus's own set; none for `--data` without `--mmlu`.
+    #[arg(long)]
+    pub mmlu: Option<PathBuf>,
+    /// Test questions per subject (default: the preset's; 0 = all).
+    #[arg(long)]
+    pub mc_limit: Option<usize>,
+    /// Seeds per method (42, 1234, 100, 222 as in the paper's scripts, then 1000, 1001, ...).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// Optimizer steps of every run (default: the preset's); warm-ups stay 1% and 2%.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Only these methods (comma-separated ids; dependencies are added).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// `cpu`, `cuda` or `cuda:N` (default: the preset's).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Results directory (default: results/<preset> or results/ablate-exploration-<preset>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the synthetic corpus and prepared datasets go.
+    #[arg(long, default_value = "data")]
+    pub data_root: PathBuf,
+}
+
+/// The paper's training seeds, then more.
+fn seed_list(n: usize) -> Vec<u64> {
+    const PAPER: [u64; 4] = [42, 1234, 100, 222];
+    (0..n)
+        .map(|i| PAPER.get(i).copied().unwrap_or(1000 + i as u64 - 4))
+        .collect()
+}
+
+/// Resolves the dataset: prepares it if needed and reads its domains.
+fn dataset_info(args: &Args, preset: &Preset) -> Result<DatasetInfo> {
+    let (path, prepare) = match &args.data {
+        None => {
+            if !preset.synthetic_ok {
+                bail!(
+                    "preset {} needs --data: the Pile prepared with the GPT-NeoX-20B tokenizer (see docs/reproducing-at-scale.md)",
+                    preset.name
+                );
+            }
+            let root = args
+                .data_root
+                .join(format!("synthetic-s0-x{}", preset.synthetic_scale));
+            let vocab = preset.tokenizer.trim_start_matches("train:");
+            (
+                root.join(format!("prepared-v{vocab}-s{}", preset.seq_len)),
+                Some(PrepareSpec {
+                    corpus: root.join("corpus"),
+                    tokenizer: preset.tokenizer.clone(),
+                    seq_len: preset.seq_len,
+                    synthetic: Some(SyntheticSpec {
+                        seed: 0,
+                        scale: preset.synthetic_scale,
+                    }),
+                }),
+            )
+        }
+        Some(dir) if dir.join("manifest.json").is_file() => (dir.clone(), None),
+        Some(corpus) => {
+            let tokenizer = match &args.tokenizer {
+                Some(t) => t.clone(),
+                None if preset.tokenizer.starts_with("train:") => preset.tokenizer.clone(),
+                None => bail!(
+                    "{} is a corpus, not a prepared dataset: preset {} needs --tokenizer (GPT-NeoX-20B's tokenizer.json) to prepare it, or prepare it first with prepare-data",
+                    corpus.display(),
+                    preset.name
+                ),
+            };
+            let name = corpus
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "corpus".into());
+            let tok_slug: String = tokenizer
+                .rsplit('/')
+                .next()
+                .unwrap_or("tok")
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            (
+                args.data_root
+                    .join("prepared")
+                    .join(format!("{name}-{tok_slug}-s{}", preset.seq_len)),
+                Some(PrepareSpec {
+                    corpus: corpus.clone(),
+                    tokenizer,
+                    seq_len: preset.seq_len,
+                    synthetic: None,
+                }),
+            )
+        }
+    };
+    // Preparing goes through the trainer's own path, so runs see exactly this dataset.
+    let probe = TrainConfig {
+        name: "probe".into(),
+        data: DataConfig {
+            dataset: path.clone(),
+            prepare: prepare.clone(),
+        },
+        model: ModelSpec {
+            preset: Some(preset.model.clone()),
+            config: None,
+        },
+        mixer: toml::Table::new(),
+        training: TrainingConfig {
+            batch_size: preset.batch_size,
+            micro_batches: preset.micro_batches,
+            granularity: Granularity::MicroBatch,
+            warmup_granularity: None,
+            warmup_steps: 0,
+            steps: preset.steps,
+            seed: 0,
+            device: preset.device.clone(),
+            log_interval: 1,
+        },
+        optimizer: OptimizerConfig::default(),
+        schedule: LrSchedule::default(),
+        eval: EvalConfig::default(),
+        checkpoint: CheckpointConfig::default(),
+        out_dir: PathBuf::from("unused"),
+    };
+    let store = open_dataset(&probe).context("preparing or opening the dataset")?;
+    let domains = store.domain_names();
+    let pile = DomainSet::pile();
+    let synthetic = domains.iter().all(|d| DomainKind::from_name(d).is_some());
+    let in_pile = domains
+        .iter()
+        .filter(|d| pile.index_of(d).is_some())
+        .count();
+    let (kind, note) = if synthetic {
+        (
+            "synthetic",
+            "The built-in synthetic corpus has none of the Pile's domains. TPW is replaced by its analogue, the token-proportional mixture (TPW is the Pile's effective token share). The published DoReMi tables are carried over through each synthetic domain's Pile analogue (docs/default-corpus.md) and renormalised.".to_string(),
+        )
+    } else if in_pile == domains.len() {
+        let note = if domains.len() == pile.len() {
+            "The dataset has all 22 Pile domains: the published tables apply as they are."
+                .to_string()
+        } else {
+            let missing: Vec<&str> = pile
+                .names()
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !domains.iter().any(|d| d == n))
+                .collect();
+            format!(
+                "The dataset has {} of the Pile's 22 domains: every weight table (TPW, DoReMi-256k, DoReMi-50k) is renormalised over them. Missing: {}.",
+                domains.len(),
+                missing.join(", ")
+            )
+        };
+        ("pile", note)
+    } else {
+        (
+            "other",
+            "The dataset's domains are not the Pile's: TPW is replaced by the token-proportional mixture and the published DoReMi tables do not apply.".to_string(),
+        )
+    };
+    Ok(DatasetInfo {
+        path,
+        prepare,
+        kind: kind.into(),
+        domains,
+        note,
+    })
+}
+
+/// Builds the plan of `kind` from the arguments.
+fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
+    let mut preset = preset(&args.preset)?;
+    if let Some(steps) = args.steps {
+        if steps < 2 {
+            bail!("--steps {steps}: at least 2 steps");
+        }
+        preset.steps = steps;
+        preset.odm_paper_warmup = (steps / 100).max(1);
+        preset.odm_code_warmup = (steps / 50).max(1);
+        preset.eval_interval = preset.eval_interval.min(steps);
+    }
+    if let Some(device) = &args.device {
+        device.parse::<DeviceSpec>()?;
+        preset.device = device.clone();
+    }
+    if let Some(limit) = args.mc_limit {
+        preset.mc_limit_per_subject = (limit > 0).then_some(limit);
+    }
+    if args.seeds == 0 {
+        bail!("--seeds 0: at least one seed");
+    }
+    let dataset = dataset_info(args, &preset)?;
+    // The ablation compares perplexity and the policy only.
+    let mc = match (&args.mmlu, &dataset.prepare) {
+        _ if kind == PlanKind::AblateExploration => None,
+        (Some(dir), _) => Some(McInfo {
+            data: dir.clone(),
+            source: "mmlu".into(),
+            limit_per_subject: preset.mc_limit_per_subject,
+        }),
+        (
+            None,
+            Some(PrepareSpec {
+                corpus,
+                synthetic: Some(_),
+                ..
+            }),
+        ) => Some(McInfo {
+            data: corpus.join("mc"),
+            source: "synthetic".into(),
+            limit_per_subject: preset.mc_limit_per_subject,
+        }),
+        _ => None,
+    };
+    if let Some(mc) = &mc {
+        McDataset::open(&mc.data)
+            .with_context(|| format!("opening the multiple-choice set {}", mc.data.display()))?;
+    }
+    let all = match kind {
+        PlanKind::Reproduce => reproduce_methods(&preset),
+        PlanKind::AblateExploration => ablation_methods(&preset, dataset.domains.len()),
+    };
+    let methods = select_methods(all, &args.methods, &dataset)?;
+    Ok(Plan {
+        kind,
+        preset,
+        dataset,
+        mc,
+        seeds: seed_list(args.seeds),
+        methods,
+    })
+}
+
+/// The requested methods plus what they depend on, in run order; tables that do not apply to
+/// the dataset are refused by name.
+fn select_methods(
+    all: Vec<Method>,
+    wanted: &[String],
+    dataset: &DatasetInfo,
+) -> Result<Vec<Method>> {
+    let known: Vec<String> = all.iter().map(|m| m.id.clone()).collect();
+    for w in wanted {
+        if !known.contains(w) {
+            bail!("unknown method {w:?}: expected one of {}", known.join(", "));
+        }
+    }
+    let mut keep: Vec<String> = if wanted.is_empty() {
+        known.clone()
+    } else {
+        wanted.to_vec()
+    };
+    if dataset.kind == "other" && wanted.is_empty() {
+        keep.retain(|id| !id.starts_with("doremi-2") && !id.starts_with("doremi-5"));
+    }
+    // Dependencies: doremi needs its proxy, the proxy needs its reference.
+    loop {
+        let mut added = false;
+        for m in &all {
+            if !keep.contains(&m.id) {
+                continue;
+            }
+            let dep = match &m.kind {
+                MethodKind::Static {
+                    weights: Weights::ProxyOutput(p),
+                } => Some(p.clone()),
+                MethodKind::DoremiProxy { reference } => Some(reference.clone()),
+                _ => None,
+            };
+            if let Some(dep) = dep
+                && !keep.contains(&dep)
+            {
+                keep.push(dep);
+                added = true;
+            }
+        }
+        if !added {
+            break;
+        }
+    }
+    Ok(all.into_iter().filter(|m| keep.contains(&m.id)).collect())
+}
+
+/// Per-run wall-clock seconds by phase, summed over invocations (so resumed runs add up).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTiming {
+    /// Seconds by phase: `train` (steps and periodic validation), `test`, `mc-harness`, `mc-paper`.
+    pub seconds: BTreeMap<String, f64>,
+}
+
+impl RunTiming {
+    /// Reads `timing.json` of a run directory (empty when absent).
+    pub fn load(dir: &Path) -> Result<RunTiming> {
+        let path = dir.join("timing.json");
+        if !path.exists() {
+            return Ok(RunTiming::default());
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    fn add(dir: &Path, phase: &str, seconds: f64) -> Result<()> {
+        let mut t = RunTiming::load(dir)?;
+        *t.seconds.entry(phase.into()).or_default() += seconds;
+        write_atomic(&dir.join("timing.json"), &serde_json::to_string_pretty(&t)?)
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp-partial");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Runs `reproduce` or `ablate-exploration`: plan, runs, evaluations, report.
+pub fn run(kind: PlanKind, args: Args) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| match kind {
+        PlanKind::Reproduce => PathBuf::from("results").join(&args.preset),
+        PlanKind::AblateExploration => {
+            PathBuf::from("results").join(format!("ablate-exploration-{}", args.preset))
+        }
+    });
+    let plan = build_plan(kind, &args)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let plan_path = out.join("plan.json");
+    if plan_path.exists() {
+        let saved = Plan::load(&out)?;
+        if saved != plan {
+            let a = serde_json::to_value(&saved)?;
+            let b = serde_json::to_value(&plan)?;
+            let fields: Vec<&str> = ["kind", "preset", "dataset", "mc", "seeds", "methods"]
+                .into_iter()
+                .filter(|f| a[f] != b[f])
+                .collect();
+            bail!(
+                "{} holds a different plan (differs in: {}); rerun with the original arguments to resume, or choose another --out",
+                out.display(),
+                fields.join(", ")
+            );
+        }
+    } else {
+        write_atomic(&plan_path, &serde_json::to_string_pretty(&plan)?)?;
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let history = out.join("commands.txt");
+    let mut previous = std::fs::read_to_string(&history).unwrap_or_default();
+    previous.push_str(&command);
+    previous.push('\n');
+    write_atomic(&history, &previous)?;
+
+    let stop = crate::train_cmd::stop_flag()?;
+    let total = plan.seeds.len() * plan.methods.len();
+    let mut done = 0;
+    for &seed in &plan.seeds {
+        for method in &plan.methods {
+            done += 1;
+            eprintln!("[{done}/{total}] {} (seed {seed})", method.id);
+            run_method(&plan, &out, method, seed, &stop)?;
+        }
+    }
+    let written = report::write_report(&out)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Trains (or resumes, or skips) one run, then fills in its missing evaluations.
+fn run_method(
+    plan: &Plan,
+    out: &Path,
+    method: &Method,
+    seed: u64,
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    let config = plan.train_config(out, method, seed)?;
+    let dir = config.out_dir.clone();
+    if !dir.join("summary.json").is_file() {
+        let checkpoints = mixlab_train::checkpoint::list_checkpoints(&dir.join("checkpoints"))?;
+        if checkpoints.is_empty() && dir.exists() {
+            // Stopped before its first checkpoint: nothing to resume, start it again.
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        let reference = match &method.kind {
+            MethodKind::DoremiProxy { reference } => {
+                Some(Plan::run_dir(out, reference, seed).join("final"))
+            }
+            _ => None,
+        };
+        let options = RunOptions {
+            max_steps: None,
+            resume: !checkpoints.is_empty(),
+            progress: true,
+            stop: Some(stop.clone()),
+        };
+        let started = Instant::now();
+        let summary = crate::train_cmd::run_config(&config, &options, reference.as_deref())
+            .with_context(|| {
+                format!("training {} (seed {seed}) in {}", method.id, dir.display())
+            })?;
+        RunTiming::add(&dir, "train", started.elapsed().as_secs_f64())?;
+        if !summary.finished {
+            bail!(
+                "stopped at step {} of {}: run the same command again to resume",
+                summary.steps,
+                config.training.steps
+            );
+        }
+    }
+    if !method.reported {
+        return Ok(());
+    }
+    let spec: DeviceSpec = plan.preset.device.parse()?;
+    match spec {
+        DeviceSpec::Cpu => evaluate_run::<CpuBackend>(plan, &dir, &cpu_device()),
+        DeviceSpec::Cuda(i) => {
+            evaluate_run::<CudaBackend>(plan, &dir, &cuda_device(i, Precision::F32)?)
+        }
+    }
+}
+
+/// The run's test perplexity and multiple choice, whichever are missing.
+fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Result<()> {
+    let final_dir = dir.join("final");
+    let test_path = dir.join("test-ppl.json");
+    let protocols: Vec<Protocol> = if plan.mc.is_some() {
+        vec![Protocol::Harness, Protocol::Paper]
+    } else {
+        Vec::new()
+    };
+    let missing_mc = protocols
+        .iter()
+        .any(|p| !dir.join(format!("mc-{p}.json")).is_file());
+    if test_path.is_file() && !missing_mc {
+        return Ok(());
+    }
+    let model = GptNeoX::<B>::load_pretrained(&final_dir, device)
+        .with_context(|| format!("loading {}", final_dir.display()))?;
+    if !test_path.is_file() {
+        let started = Instant::now();
+        let store = DomainStore::open(&plan.dataset.path, &OpenOptions::default())?;
+        let config = PerplexityConfig {
+            max_sequences_per_domain: Some(plan.preset.test_max_sequences),
+            batch_size: plan.preset.eval_batch_size,
+            domains: Vec::new(),
+            progress: true,
+        };
+        let report = evaluate_perplexity(&model, device, &store, Split::Test, &config)?;
+        write_atomic(&test_path, &serde_json::to_string_pretty(&report)?)?;
+        RunTiming::add(dir, "test", started.elapsed().as_secs_f64())?;
+    }
+    if let Some(mc) = &plan.mc {
+        let dataset = McDataset::open(&mc.data)?;
+        let tokenizer = load_tokenizer(&final_dir.join("tokenizer.json"))?;
+        let mut scorer = ModelScorer::new(model, tokenizer, device.clone())?
+            .with_batch_size(plan.preset.eval_batch_size);
+        for protocol in protocols {
+            let path = dir.join(format!("mc-{protocol}.json"));
+            if path.is_file() {
+                continue;
+            }
+            let started = Instant::now();
+            let config = McConfig {
+                protocol,
+                limit_per_subject: mc.limit_per_subject,
+                progress: true,
+                ..McConfig::default()
+            };
+            let report = evaluate_multiple_choice(&mut scorer, &dataset, &config, None)?;
+            let partial = path.with_extension("json.partial");
+            report.write_json(&partial)?;
+            std::fs::rename(&partial, &path)
+                .with_context(|| format!("renaming {}", partial.display()))?;
+            RunTiming::add(
+                dir,
+                &format!("mc-{protocol}"),
+                started.elapsed().as_secs_f64(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A results directory written by `reproduce` or `ablate-exploration` (holds plan.json).
+    pub dir: PathBuf,
+}
+
+/// Runs `report`: re-renders report.md and the figures from the files alone.
+pub fn run_report(args: ReportArgs) -> Result<()> {
+    for path in report::write_report(&args.dir)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

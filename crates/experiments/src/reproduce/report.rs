@@ -1,0 +1,1133 @@
+//! The report of a `reproduce` or `ablate-exploration` results directory, computed from the run
+//! files alone: `report.md`, `report.json` (every number in the report) and SVG figures.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use mixlab_eval::McReport;
+use mixlab_eval::perplexity::PerplexityReport;
+use mixlab_plot::{BarGroup, GroupedBarChart, LineChart, Marker, Series, write_svg};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{MethodKind, Plan, PlanKind, RunTiming, write_atomic};
+
+/// One train line of metrics.jsonl, reduced to what the report uses.
+#[derive(Debug, Clone)]
+struct TrainPoint {
+    step: u64,
+    step_s: f64,
+    mixer_s: f64,
+    /// The policy's sampling distribution this step, in dataset domain order.
+    weights: Vec<f64>,
+    /// Sequences drawn per domain so far, in dataset domain order.
+    cumulative: Vec<f64>,
+}
+
+/// Everything read from one run directory.
+#[derive(Debug, Clone)]
+struct RunData {
+    /// (step, unweighted mean validation perplexity over domains).
+    val: Vec<(u64, f64)>,
+    train: Vec<TrainPoint>,
+    final_weights: Vec<f64>,
+    test: Option<PerplexityReport>,
+    mc: BTreeMap<String, McReport>,
+    timing: RunTiming,
+}
+
+fn read_run(dir: &Path, domains: &[String]) -> Result<RunData> {
+    let metrics = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&metrics)
+        .with_context(|| format!("reading {} (has this run finished?)", metrics.display()))?;
+    let by_domain = |v: &Value, what: &str, line: usize| -> Result<Vec<f64>> {
+        domains
+            .iter()
+            .map(|d| {
+                v[d].as_f64().with_context(|| {
+                    format!(
+                        "{} line {line}: {what} has no number for domain {d:?}",
+                        metrics.display()
+                    )
+                })
+            })
+            .collect()
+    };
+    let mut val = Vec::new();
+    let mut train = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {n}: not JSON", metrics.display()))?;
+        let step = || {
+            v["step"]
+                .as_u64()
+                .with_context(|| format!("{} line {n}: no step", metrics.display()))
+        };
+        match v["type"].as_str() {
+            Some("eval") if v["split"] == "val" => {
+                let ppl = v["mean_perplexity"].as_f64().with_context(|| {
+                    format!("{} line {n}: no mean_perplexity", metrics.display())
+                })?;
+                val.push((step()?, ppl));
+            }
+            Some("train") => {
+                let timing = &v["timing"];
+                train.push(TrainPoint {
+                    step: step()?,
+                    step_s: timing["step_s"].as_f64().unwrap_or(0.0),
+                    mixer_s: timing["mixer_s"].as_f64().unwrap_or(0.0),
+                    weights: by_domain(&v["weights"], "weights", n)?,
+                    cumulative: by_domain(&v["cumulative_sequences"], "cumulative_sequences", n)?,
+                });
+            }
+            _ => {}
+        }
+    }
+    if val.is_empty() {
+        bail!("{} has no validation lines", metrics.display());
+    }
+    let summary_path = dir.join("summary.json");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).with_context(|| {
+            format!(
+                "reading {} (has this run finished?)",
+                summary_path.display()
+            )
+        })?)
+        .with_context(|| format!("parsing {}", summary_path.display()))?;
+    let final_weights = by_domain(&summary["final_weights"], "final_weights", 0)
+        .with_context(|| format!("in {}", summary_path.display()))?;
+    let test_path = dir.join("test-ppl.json");
+    let test = if test_path.is_file() {
+        Some(
+            serde_json::from_str(&std::fs::read_to_string(&test_path)?)
+                .with_context(|| format!("parsing {}", test_path.display()))?,
+        )
+    } else {
+        None
+    };
+    let mut mc = BTreeMap::new();
+    for protocol in ["harness", "paper"] {
+        let path = dir.join(format!("mc-{protocol}.json"));
+        if path.is_file() {
+            let report: McReport = serde_json::from_str(&std::fs::read_to_string(&path)?)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            mc.insert(protocol.to_string(), report);
+        }
+    }
+    Ok(RunData {
+        val,
+        train,
+        final_weights,
+        test,
+        mc,
+        timing: RunTiming::load(dir)?,
+    })
+}
+
+/// Mean, sample standard deviation (None for one value) and the values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stat {
+    /// Mean over seeds.
+    pub mean: f64,
+    /// Sample standard deviation over seeds (absent with one seed).
+    pub std: Option<f64>,
+    /// One value per seed, in plan seed order.
+    pub per_seed: Vec<f64>,
+}
+
+impl Stat {
+    fn of(values: Vec<f64>) -> Stat {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let std = (values.len() > 1)
+            .then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+        Stat {
+            mean,
+            std,
+            per_seed: values,
+        }
+    }
+
+    /// `12.345` or `12.345 ± 0.120` with `decimals`.
+    fn show(&self, decimals: usize) -> String {
+        match self.std {
+            Some(s) => format!("{:.*} ± {:.*}", decimals, self.mean, decimals, s),
+            None => format!("{:.*}", decimals, self.mean),
+        }
+    }
+
+    /// As a percentage.
+    fn show_pct(&self, decimals: usize) -> String {
+        match self.std {
+            Some(s) => format!(
+                "{:.*}% ± {:.*}",
+                decimals,
+                100.0 * self.mean,
+                decimals,
+                100.0 * s
+            ),
+            None => format!("{:.*}%", decimals, 100.0 * self.mean),
+        }
+    }
+
+    /// Whether the difference of the means exceeds twice its standard error (None: one seed).
+    fn differs_from(&self, other: &Stat) -> Option<bool> {
+        let (a, b) = (self.std?, other.std?);
+        let se = (a * a / self.per_seed.len() as f64 + b * b / other.per_seed.len() as f64).sqrt();
+        Some((self.mean - other.mean).abs() > 2.0 * se)
+    }
+}
+
+/// Multiple-choice numbers of one method and protocol.
+#[derive(Debug, Clone, Serialize)]
+pub struct McNumbers {
+    /// Micro-averaged accuracy over all questions.
+    pub acc: Stat,
+    /// Length-normalised accuracy (the paper protocol only).
+    pub acc_norm: Option<Stat>,
+    /// Accuracy per subject (mean over seeds).
+    pub subjects: BTreeMap<String, f64>,
+    /// Questions scored per seed.
+    pub questions: u64,
+}
+
+/// The numbers of one method.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodNumbers {
+    /// Method id.
+    pub id: String,
+    /// Method label.
+    pub label: String,
+    /// Final unweighted mean validation perplexity.
+    pub final_val_ppl: Stat,
+    /// Validation curve: (step, mean over seeds).
+    pub val_curve: Vec<(u64, f64)>,
+    /// Unweighted mean test perplexity over domains.
+    pub test_avg_ppl: Option<Stat>,
+    /// Test perplexity per domain (mean over seeds).
+    pub test_domain_ppl: BTreeMap<String, f64>,
+    /// Multiple choice by protocol.
+    pub mc: BTreeMap<String, McNumbers>,
+    /// Final sampling weights per domain (seed mean).
+    pub final_weights: BTreeMap<String, f64>,
+    /// Share of sequences drawn per domain over the whole run (seed mean).
+    pub cumulative_share: BTreeMap<String, f64>,
+    /// Wall-clock seconds by phase (sum over seeds).
+    pub seconds: BTreeMap<String, f64>,
+    /// Time in the mixer over time in training steps, from the per-step timings.
+    pub mixer_overhead: f64,
+    /// Test-perplexity ranks among the reported methods: best, middle, worst domain counts.
+    pub buckets: Option<[usize; 3]>,
+    /// The same among the paper's four methods (when all four ran).
+    pub paper_buckets: Option<[usize; 3]>,
+    /// Entropy (nats) of the sampling distribution at each logged step (seed 1).
+    #[serde(skip)]
+    pub entropy: Vec<(u64, f64)>,
+    /// Cumulative share per domain over steps (seed 1), for Fig. 4.
+    #[serde(skip)]
+    pub cumulative_curve: Vec<(u64, Vec<f64>)>,
+}
+
+/// "ODM reaches a baseline's final validation perplexity at step s" (Fig. 1's arrows).
+#[derive(Debug, Clone, Serialize)]
+pub struct FewerIterations {
+    /// The ODM method.
+    pub odm: String,
+    /// The baseline.
+    pub baseline: String,
+    /// The baseline's final mean validation perplexity (seed mean).
+    pub target: f64,
+    /// First evaluated step where ODM's seed-mean curve is at or below the target.
+    pub step: Option<u64>,
+    /// 1 − step / steps: the share of iterations saved.
+    pub fewer: Option<f64>,
+    /// ODM's final over the baseline's final, minus 1 (negative: ODM lower).
+    pub final_gap: f64,
+}
+
+/// Every number of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportNumbers {
+    /// Per method, in report order.
+    pub methods: Vec<MethodNumbers>,
+    /// Fig. 1's "fewer iterations", per ODM method and baseline.
+    pub fewer_iterations: Vec<FewerIterations>,
+    /// Domains, in dataset order.
+    pub domains: Vec<String>,
+}
+
+fn named(domains: &[String], values: &[f64]) -> BTreeMap<String, f64> {
+    domains
+        .iter()
+        .cloned()
+        .zip(values.iter().copied())
+        .collect()
+}
+
+fn mean_vec(rows: &[Vec<f64>]) -> Vec<f64> {
+    let n = rows.len() as f64;
+    let mut out = vec![0.0; rows.first().map_or(0, Vec::len)];
+    for r in rows {
+        for (o, v) in out.iter_mut().zip(r) {
+            *o += v / n;
+        }
+    }
+    out
+}
+
+fn share(counts: &[f64]) -> Vec<f64> {
+    let total: f64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|c| if total > 0.0 { c / total } else { 0.0 })
+        .collect()
+}
+
+fn entropy(p: &[f64]) -> f64 {
+    -p.iter()
+        .filter(|&&x| x > 0.0)
+        .map(|x| x * x.ln())
+        .sum::<f64>()
+}
+
+/// The seed-mean curve over the steps every seed evaluated.
+fn mean_curve(runs: &[RunData]) -> Vec<(u64, f64)> {
+    let first = &runs[0].val;
+    first
+        .iter()
+        .filter_map(|&(step, _)| {
+            let vals: Option<Vec<f64>> = runs
+                .iter()
+                .map(|r| r.val.iter().find(|(s, _)| *s == step).map(|(_, v)| *v))
+                .collect();
+            vals.map(|v| (step, v.iter().sum::<f64>() / v.len() as f64))
+        })
+        .collect()
+}
+
+fn method_numbers(plan: &Plan, id: &str, label: &str, runs: &[RunData]) -> MethodNumbers {
+    let domains = &plan.dataset.domains;
+    let final_val = Stat::of(
+        runs.iter()
+            .map(|r| r.val.last().expect("checked").1)
+            .collect(),
+    );
+    let tests: Vec<&PerplexityReport> = runs.iter().filter_map(|r| r.test.as_ref()).collect();
+    let (test_avg, test_domain) = if tests.len() == runs.len() {
+        let avg = Stat::of(tests.iter().map(|t| t.mean_perplexity).collect());
+        let mut per = BTreeMap::new();
+        for d in &tests[0].domains {
+            let vals: Vec<f64> = tests
+                .iter()
+                .filter_map(|t| t.domain(&d.domain).map(|x| x.perplexity))
+                .collect();
+            per.insert(
+                d.domain.clone(),
+                vals.iter().sum::<f64>() / vals.len() as f64,
+            );
+        }
+        (Some(avg), per)
+    } else {
+        (None, BTreeMap::new())
+    };
+    let mut mc = BTreeMap::new();
+    for protocol in ["harness", "paper"] {
+        let reports: Vec<&McReport> = runs.iter().filter_map(|r| r.mc.get(protocol)).collect();
+        if reports.len() != runs.len() || reports.is_empty() {
+            continue;
+        }
+        let acc = Stat::of(reports.iter().map(|r| r.overall.acc).collect());
+        let norms: Option<Vec<f64>> = reports.iter().map(|r| r.overall.acc_norm).collect();
+        let mut subjects = BTreeMap::new();
+        for s in &reports[0].subjects {
+            let vals: Vec<f64> = reports
+                .iter()
+                .filter_map(|r| r.subjects.iter().find(|x| x.subject == s.subject))
+                .map(|x| x.accuracy.acc)
+                .collect();
+            subjects.insert(
+                s.subject.clone(),
+                vals.iter().sum::<f64>() / vals.len() as f64,
+            );
+        }
+        mc.insert(
+            protocol.to_string(),
+            McNumbers {
+                acc,
+                acc_norm: norms.map(Stat::of),
+                subjects,
+                questions: reports[0].overall.questions,
+            },
+        );
+    }
+    let finals: Vec<Vec<f64>> = runs.iter().map(|r| r.final_weights.clone()).collect();
+    let shares: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            share(
+                &r.train
+                    .last()
+                    .map(|t| t.cumulative.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut seconds = BTreeMap::new();
+    for r in runs {
+        for (phase, s) in &r.timing.seconds {
+            *seconds.entry(phase.clone()).or_insert(0.0) += s;
+        }
+    }
+    let step_s: f64 = runs.iter().flat_map(|r| &r.train).map(|t| t.step_s).sum();
+    let mixer_s: f64 = runs.iter().flat_map(|r| &r.train).map(|t| t.mixer_s).sum();
+    let first = &runs[0];
+    MethodNumbers {
+        id: id.into(),
+        label: label.into(),
+        final_val_ppl: final_val,
+        val_curve: mean_curve(runs),
+        test_avg_ppl: test_avg,
+        test_domain_ppl: test_domain,
+        mc,
+        final_weights: named(domains, &mean_vec(&finals)),
+        cumulative_share: named(domains, &mean_vec(&shares)),
+        seconds,
+        mixer_overhead: if step_s > 0.0 { mixer_s / step_s } else { 0.0 },
+        buckets: None,
+        paper_buckets: None,
+        entropy: first
+            .train
+            .iter()
+            .map(|t| (t.step, entropy(&t.weights)))
+            .collect(),
+        cumulative_curve: first
+            .train
+            .iter()
+            .map(|t| (t.step, share(&t.cumulative)))
+            .collect(),
+    }
+}
+
+/// Best / middle / worst counts of test perplexity per domain among `methods` (indices).
+fn buckets(methods: &[&MethodNumbers], domains: &[String]) -> Option<Vec<[usize; 3]>> {
+    if methods.len() < 2 || methods.iter().any(|m| m.test_domain_ppl.is_empty()) {
+        return None;
+    }
+    let mut counts = vec![[0usize; 3]; methods.len()];
+    for d in domains {
+        let vals: Option<Vec<f64>> = methods
+            .iter()
+            .map(|m| m.test_domain_ppl.get(d).copied())
+            .collect();
+        let Some(vals) = vals else { continue };
+        let best = vals.iter().copied().fold(f64::INFINITY, f64::min);
+        let worst = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for (i, v) in vals.iter().enumerate() {
+            let bucket = if *v == best {
+                0
+            } else if *v == worst {
+                2
+            } else {
+                1
+            };
+            counts[i][bucket] += 1;
+        }
+    }
+    Some(counts)
+}
+
+/// The first step where `curve` is at or below `target`.
+fn first_reach(curve: &[(u64, f64)], target: f64) -> Option<u64> {
+    curve.iter().find(|(_, v)| *v <= target).map(|(s, _)| *s)
+}
+
+/// Reads every run of the plan and computes the report's numbers.
+pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
+    let mut methods = Vec::new();
+    for m in plan.reported() {
+        let runs: Vec<RunData> = plan
+            .seeds
+            .iter()
+            .map(|&seed| read_run(&Plan::run_dir(out, &m.id, seed), &plan.dataset.domains))
+            .collect::<Result<_>>()
+            .with_context(|| format!("reading the runs of {}", m.id))?;
+        methods.push(method_numbers(plan, &m.id, &m.label, &runs));
+    }
+    let refs: Vec<&MethodNumbers> = methods.iter().collect();
+    if let Some(counts) = buckets(&refs, &plan.dataset.domains) {
+        for (m, c) in methods.iter_mut().zip(counts) {
+            m.buckets = Some(c);
+        }
+    }
+    let paper_ids = ["tpw", "doremi-256k", "doremi-50k", "odm-paper"];
+    let paper: Vec<&MethodNumbers> = paper_ids
+        .iter()
+        .filter_map(|id| methods.iter().find(|m| m.id == *id))
+        .collect();
+    if paper.len() == 4
+        && let Some(counts) = buckets(&paper, &plan.dataset.domains)
+    {
+        let counts: Vec<(String, [usize; 3])> =
+            paper.iter().map(|m| m.id.clone()).zip(counts).collect();
+        for (id, c) in counts {
+            if let Some(m) = methods.iter_mut().find(|m| m.id == id) {
+                m.paper_buckets = Some(c);
+            }
+        }
+    }
+    let mut fewer = Vec::new();
+    if plan.kind == PlanKind::Reproduce {
+        for odm in methods.iter().filter(|m| is_odm(plan, &m.id)) {
+            for base in methods.iter().filter(|m| !is_odm(plan, &m.id)) {
+                let target = base.final_val_ppl.mean;
+                let step = first_reach(&odm.val_curve, target);
+                fewer.push(FewerIterations {
+                    odm: odm.id.clone(),
+                    baseline: base.id.clone(),
+                    target,
+                    step,
+                    fewer: step.map(|s| 1.0 - s as f64 / plan.preset.steps as f64),
+                    final_gap: odm.final_val_ppl.mean / target - 1.0,
+                });
+            }
+        }
+    }
+    Ok(ReportNumbers {
+        methods,
+        fewer_iterations: fewer,
+        domains: plan.dataset.domains.clone(),
+    })
+}
+
+fn is_odm(plan: &Plan, id: &str) -> bool {
+    plan.method(id)
+        .is_some_and(|m| matches!(m.kind, MethodKind::Odm { .. }))
+}
+
+/// Renders the report of `out` and returns the files written.
+pub fn write_report(out: &Path) -> Result<Vec<PathBuf>> {
+    let plan = Plan::load(out)?;
+    let numbers = compute(out, &plan)?;
+    let mut written = Vec::new();
+    let mut md = String::new();
+    match plan.kind {
+        PlanKind::Reproduce => reproduce_report(out, &plan, &numbers, &mut md, &mut written)?,
+        PlanKind::AblateExploration => {
+            ablation_report(out, &plan, &numbers, &mut md, &mut written)?
+        }
+    }
+    let json = out.join("report.json");
+    write_atomic(&json, &serde_json::to_string_pretty(&numbers)?)?;
+    written.push(json);
+    let path = out.join("report.md");
+    write_atomic(&path, &md)?;
+    written.push(path);
+    Ok(written)
+}
+
+fn svg(out: &Path, name: &str, svg: &str, written: &mut Vec<PathBuf>) -> Result<()> {
+    let path = out.join(name);
+    write_svg(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+    written.push(path);
+    Ok(())
+}
+
+/// The header every report starts with: what ran, on what, and how to rerun it.
+fn header(out: &Path, plan: &Plan, title: &str, md: &mut String) {
+    let p = &plan.preset;
+    let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap_or_default();
+    let _ = writeln!(md, "# {title}\n");
+    let _ = writeln!(
+        md,
+        "Preset `{}`: {}.\n\n- Model `{}`; {} steps of {} sequences ({} micro-batches) x {} tokens; peak learning rate {}, {}% warm-up, cosine to {}x.\n- Data: `{}` ({} domains, {}).\n- Validation every {} steps on at most {} sequences per domain; test perplexity on at most {} sequences per domain.\n- Seeds: {}.\n- Device: {}.\n",
+        p.name,
+        p.about,
+        p.model,
+        p.steps,
+        p.batch_size,
+        p.micro_batches,
+        p.seq_len,
+        p.peak_lr,
+        100.0 * p.warmup_fraction,
+        p.min_lr_ratio,
+        plan.dataset.path.display(),
+        plan.dataset.domains.len(),
+        plan.dataset.kind,
+        p.eval_interval,
+        p.eval_max_sequences,
+        p.test_max_sequences,
+        plan.seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        p.device,
+    );
+    let _ = writeln!(md, "{}\n", plan.dataset.note);
+    if !commands.is_empty() {
+        let _ = writeln!(
+            md,
+            "Produced by (each invocation; a later one resumes the plan in `plan.json`):\n\n```sh\n{}```\n\nEvery run's exact config is `runs/<method>/seed-<seed>/config.toml`; `experiments report {}` re-renders this file from the run files.\n",
+            commands,
+            out.display()
+        );
+    }
+}
+
+fn reproduce_report(
+    out: &Path,
+    plan: &Plan,
+    n: &ReportNumbers,
+    md: &mut String,
+    written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    header(
+        out,
+        plan,
+        "Reproduction: ODM vs DoReMi vs The Pile weights vs uniform",
+        md,
+    );
+    let _ = writeln!(md, "## Methods\n\n| method | what |\n|---|---|");
+    for m in plan.reported() {
+        let _ = writeln!(md, "| {} | {} |", m.label, m.about);
+    }
+    let _ = writeln!(md);
+
+    // Figure 1 and the fewer-iterations numbers.
+    let mut fig1 = LineChart::new(
+        "Average validation perplexity (unweighted over domains)",
+        "step",
+        "perplexity",
+    );
+    fig1.log_y = true;
+    for m in &n.methods {
+        fig1.series.push(Series {
+            label: m.label.clone(),
+            points: m.val_curve.iter().map(|&(s, v)| (s as f64, v)).collect(),
+            dashed: !is_odm(plan, &m.id),
+        });
+    }
+    for f in n
+        .fewer_iterations
+        .iter()
+        .filter(|f| f.odm == "odm-paper" && f.baseline == "tpw")
+    {
+        if let Some(step) = f.step {
+            fig1.markers.push(Marker {
+                x: step as f64,
+                label: "ODM reaches TPW's final".into(),
+            });
+        }
+    }
+    svg(out, "fig1-val-perplexity.svg", &fig1.to_svg(), written)?;
+    let _ = writeln!(
+        md,
+        "## Figure 1: validation perplexity\n\n![Figure 1](fig1-val-perplexity.svg)\n"
+    );
+    let _ = writeln!(md, "| method | final validation perplexity |\n|---|---:|");
+    for m in &n.methods {
+        let _ = writeln!(md, "| {} | {} |", m.label, m.final_val_ppl.show(3));
+    }
+    let _ = writeln!(
+        md,
+        "\nFewer iterations (odm-facts.md §3.1): the first evaluated step where the ODM curve reaches a baseline's final value, as 1 − step/{} (evaluations every {} steps bound the resolution).\n",
+        plan.preset.steps, plan.preset.eval_interval
+    );
+    let _ = writeln!(
+        md,
+        "| ODM | baseline | baseline final | ODM reaches it at | fewer iterations | final gap |\n|---|---|---:|---:|---:|---:|"
+    );
+    let label = |id: &str| {
+        n.methods
+            .iter()
+            .find(|m| m.id == id)
+            .map_or(id.to_string(), |m| m.label.clone())
+    };
+    for f in &n.fewer_iterations {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {} | {} | {:+.1}% |",
+            label(&f.odm),
+            label(&f.baseline),
+            f.target,
+            f.step.map_or("not reached".into(), |s| format!("step {s}")),
+            f.fewer.map_or("—".into(), |x| format!("{:.1}%", 100.0 * x)),
+            100.0 * f.final_gap
+        );
+    }
+    let _ = writeln!(md);
+
+    // Figure 3.
+    let have_test = n.methods.iter().all(|m| m.test_avg_ppl.is_some());
+    if have_test {
+        let labels: Vec<String> = n.methods.iter().map(|m| m.label.clone()).collect();
+        let mut fig3 = GroupedBarChart::new("Test perplexity per domain", "perplexity", labels);
+        fig3.log_y = true;
+        let mut groups = vec![BarGroup {
+            label: "Average".into(),
+            values: n
+                .methods
+                .iter()
+                .map(|m| m.test_avg_ppl.as_ref().map(|s| s.mean))
+                .collect(),
+            errors: n
+                .methods
+                .iter()
+                .map(|m| m.test_avg_ppl.as_ref().and_then(|s| s.std))
+                .collect(),
+        }];
+        for d in &n.domains {
+            groups.push(BarGroup {
+                label: d.clone(),
+                values: n
+                    .methods
+                    .iter()
+                    .map(|m| m.test_domain_ppl.get(d).copied())
+                    .collect(),
+                errors: Vec::new(),
+            });
+        }
+        fig3.groups = groups;
+        svg(out, "fig3-test-perplexity.svg", &fig3.to_svg(), written)?;
+        let _ = writeln!(
+            md,
+            "## Figure 3: test perplexity per domain\n\n![Figure 3](fig3-test-perplexity.svg)\n"
+        );
+        let _ = write!(md, "| domain |");
+        for m in &n.methods {
+            let _ = write!(md, " {} |", m.label);
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in &n.methods {
+            let _ = write!(md, "---:|");
+        }
+        let _ = write!(md, "\n| **Average** |");
+        for m in &n.methods {
+            let _ = write!(
+                md,
+                " **{}** |",
+                m.test_avg_ppl.as_ref().map_or("—".into(), |s| s.show(3))
+            );
+        }
+        let _ = writeln!(md);
+        for d in &n.domains {
+            let _ = write!(md, "| {d} |");
+            for m in &n.methods {
+                let _ = write!(
+                    md,
+                    " {} |",
+                    m.test_domain_ppl
+                        .get(d)
+                        .map_or("—".into(), |v| format!("{v:.3}"))
+                );
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(
+            md,
+            "\nBest / middle / worst test perplexity, counted over domains (ties share the rank):\n\n| method | best | middle | worst | among the paper's four (TPW, DoReMi-256k, DoReMi-50k, ODM) |\n|---|---:|---:|---:|---|"
+        );
+        for m in &n.methods {
+            if let Some([b, mid, w]) = m.buckets {
+                let paper = m
+                    .paper_buckets
+                    .map_or("—".into(), |[b, m, w]| format!("{b} / {m} / {w}"));
+                let _ = writeln!(md, "| {} | {b} | {mid} | {w} | {paper} |", m.label);
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\nThe paper (Fig. 3, 22 domains, four methods): TPW 7/8/7, DoReMi-50k 3/17/2, ODM 9/9/4.\n"
+        );
+    }
+
+    // Figure 4, for each ODM method.
+    let k = n.domains.len();
+    if k > 1 && n.methods.iter().any(|m| is_odm(plan, &m.id)) {
+        // ε_t = min(1/K, sqrt(ln K / (K t))) stays at 1/K (a uniform policy) while t ≤ K ln K.
+        let uniform_until = (k as f64 * (k as f64).ln()).floor() as u64;
+        let last = mixlab_mixer_odm::exploration_rate(k, plan.preset.steps);
+        let _ = writeln!(
+            md,
+            "ODM's exploration with K = {k} domains: ε_t = 1/K, which makes the policy exactly uniform, until step {uniform_until} (K ln K); at the last step, {} of the probability mass is still uniform exploration (K·ε_t = {:.3}; the paper, K = 22 at step 100,000: 0.026). Short runs therefore keep ODM close to uniform by construction.\n",
+            format_args!("{:.1}%", 100.0 * k as f64 * last),
+            k as f64 * last
+        );
+    }
+    let tpw = n.methods.iter().find(|m| m.id == "tpw");
+    for m in n.methods.iter().filter(|m| is_odm(plan, &m.id)) {
+        let mut fig4 = LineChart::new(
+            format!("{}: cumulative sampling distribution", m.label),
+            "step",
+            "share of sequences drawn so far",
+        );
+        for (i, d) in n.domains.iter().enumerate() {
+            fig4.series.push(Series {
+                label: d.clone(),
+                points: m
+                    .cumulative_curve
+                    .iter()
+                    .map(|(s, v)| (*s as f64, v[i]))
+                    .collect(),
+                dashed: false,
+            });
+        }
+        let name = format!("fig4-{}-cumulative.svg", m.id);
+        svg(out, &name, &fig4.to_svg(), written)?;
+        let mut series = Vec::new();
+        let mut cols: Vec<&BTreeMap<String, f64>> = Vec::new();
+        if let Some(t) = tpw {
+            series.push("TPW (initial policy)".to_string());
+            cols.push(&t.final_weights);
+        }
+        series.push(format!("{} final π", m.label));
+        cols.push(&m.final_weights);
+        series.push(format!("{} mean π (cumulative share)", m.label));
+        cols.push(&m.cumulative_share);
+        let mut bars = GroupedBarChart::new(
+            format!("{}: final weights vs TPW", m.label),
+            "weight",
+            series.clone(),
+        );
+        bars.groups = n
+            .domains
+            .iter()
+            .map(|d| BarGroup {
+                label: d.clone(),
+                values: cols.iter().map(|c| c.get(d).copied()).collect(),
+                errors: Vec::new(),
+            })
+            .collect();
+        let bars_name = format!("fig4-{}-weights.svg", m.id);
+        svg(out, &bars_name, &bars.to_svg(), written)?;
+        let _ = writeln!(
+            md,
+            "## Figure 4: {} sampling distribution\n\n![Figure 4: cumulative distribution]({name})\n\n![Figure 4: final weights]({bars_name})\n",
+            m.label
+        );
+        let _ = write!(md, "| domain |");
+        for s in &series {
+            let _ = write!(md, " {s} |");
+        }
+        let _ = write!(md, " change vs TPW |\n|---|");
+        for _ in &series {
+            let _ = write!(md, "---:|");
+        }
+        let _ = writeln!(md, "---:|");
+        for d in &n.domains {
+            let _ = write!(md, "| {d} |");
+            for c in &cols {
+                let _ = write!(md, " {:.4} |", c.get(d).copied().unwrap_or(f64::NAN));
+            }
+            let change = tpw
+                .and_then(|t| Some(m.cumulative_share.get(d)? - t.final_weights.get(d)?))
+                .map_or("—".into(), |x| format!("{x:+.4}"));
+            let _ = writeln!(md, " {change} |");
+        }
+        let _ = writeln!(md);
+    }
+
+    // Table 1.
+    if let Some(mc) = &plan.mc {
+        let source = if mc.source == "mmlu" {
+            format!("MMLU from `{}`", mc.data.display())
+        } else {
+            format!(
+                "the synthetic corpus's own multiple-choice set (`{}`; its subjects are learnable only from specific domains, docs/default-corpus.md)",
+                mc.data.display()
+            )
+        };
+        let limit = mc
+            .limit_per_subject
+            .map_or("all test questions".into(), |l| {
+                format!("at most {l} test questions per subject")
+            });
+        let _ = writeln!(
+            md,
+            "## Table 1: 5-shot multiple choice\n\nOn {source}, {limit}. `harness`: today's lm-evaluation-harness prompt, letters scored; `paper`: lm-evaluation-harness 0.3.0 as the paper ran it, answer texts scored (acc and length-normalised acc_norm). Chance is 25%.\n"
+        );
+        let subjects: Vec<String> = n
+            .methods
+            .iter()
+            .find_map(|m| {
+                m.mc.get("harness")
+                    .map(|x| x.subjects.keys().cloned().collect())
+            })
+            .unwrap_or_default();
+        let per_subject = subjects.len() <= 8;
+        let _ = write!(md, "| method | harness acc | paper acc | paper acc_norm |");
+        if per_subject {
+            for s in &subjects {
+                let _ = write!(md, " {s} (harness) |");
+            }
+        }
+        let _ = write!(md, "\n|---|---:|---:|---:|");
+        if per_subject {
+            for _ in &subjects {
+                let _ = write!(md, "---:|");
+            }
+        }
+        let _ = writeln!(md);
+        for m in &n.methods {
+            let h = m.mc.get("harness");
+            let p = m.mc.get("paper");
+            let _ = write!(
+                md,
+                "| {} | {} | {} | {} |",
+                m.label,
+                h.map_or("—".into(), |x| x.acc.show_pct(2)),
+                p.map_or("—".into(), |x| x.acc.show_pct(2)),
+                p.and_then(|x| x.acc_norm.as_ref())
+                    .map_or("—".into(), |x| x.show_pct(2)),
+            );
+            if per_subject {
+                for s in &subjects {
+                    let v = h.and_then(|x| x.subjects.get(s));
+                    let _ = write!(
+                        md,
+                        " {} |",
+                        v.map_or("—".into(), |v| format!("{:.2}%", 100.0 * v))
+                    );
+                }
+            }
+            let _ = writeln!(md);
+        }
+        if let Some(q) = n
+            .methods
+            .first()
+            .and_then(|m| m.mc.get("harness"))
+            .map(|x| x.questions)
+        {
+            let se = (0.25f64 * 0.75 / q as f64).sqrt();
+            let _ = writeln!(
+                md,
+                "\n{q} questions per method and seed: one standard error of an accuracy near chance is {:.1} points.\n",
+                100.0 * se
+            );
+        }
+    } else {
+        let _ = writeln!(
+            md,
+            "## Table 1: 5-shot multiple choice\n\nNot run: no multiple-choice set for this dataset (pass `--mmlu DIR`).\n"
+        );
+    }
+
+    paper_comparison(plan, n, md);
+    timing_table(plan, n, md);
+    seed_spread(plan, n, md);
+    Ok(())
+}
+
+/// The paper's numbers (odm-facts.md §3) beside this run's.
+fn paper_comparison(plan: &Plan, n: &ReportNumbers, md: &mut String) {
+    // (row, Table 1 MMLU, Fig. 1 final validation perplexity [fig-decoded], Fig. 3 average test
+    // perplexity [fig-decoded]).
+    const PAPER: [(&str, &str, f64, f64, f64); 4] = [
+        ("The Pile Weights", "tpw", 0.27469, 13.35, 13.77),
+        ("DoReMi-256k", "doremi-256k", 0.27596, 13.48, 13.88),
+        ("DoReMi-50k", "doremi-50k", 0.27887, 12.99, 13.41),
+        ("ODM", "odm-paper", 0.28416, 12.68, 13.17),
+    ];
+    let p = &plan.preset;
+    let tokens = p.steps * (p.batch_size * p.seq_len) as u64;
+    let _ = writeln!(
+        md,
+        "## The paper's numbers beside this run's\n\nThe paper trains a 1B-parameter model for 100,000 steps of 480 x 1024 tokens (49.2B tokens) on all 22 Pile domains and scores MMLU. This run: model `{}`, {} steps, {} tokens per run, {} domains of `{}`. Perplexities of different tokenizers, data and scales are not comparable in value; compare the orderings and the relative gaps.\n",
+        p.model,
+        p.steps,
+        tokens,
+        plan.dataset.domains.len(),
+        plan.dataset.kind
+    );
+    let _ = writeln!(
+        md,
+        "| method | paper: MMLU | this run: MC (harness) | paper: final val ppl | this run | paper: test ppl | this run |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for (row, id, mmlu, val, test) in PAPER {
+        let m = n.methods.iter().find(|m| m.id == id);
+        let _ = writeln!(
+            md,
+            "| {row} | {:.2}% | {} | {val:.2} | {} | {test:.2} | {} |",
+            100.0 * mmlu,
+            m.and_then(|m| m.mc.get("harness"))
+                .map_or("—".into(), |x| x.acc.show_pct(2)),
+            m.map_or("—".into(), |m| m.final_val_ppl.show(3)),
+            m.and_then(|m| m.test_avg_ppl.as_ref())
+                .map_or("—".into(), |s| s.show(3)),
+        );
+    }
+    let find = |base: &str| {
+        n.fewer_iterations
+            .iter()
+            .find(|f| f.odm == "odm-paper" && f.baseline == base)
+    };
+    let show = |f: Option<&FewerIterations>| {
+        f.map_or("—".into(), |f| {
+            format!(
+                "{} fewer iterations, final {:+.1}%",
+                f.fewer
+                    .map_or("not reached".into(), |x| format!("{:.1}%", 100.0 * x)),
+                100.0 * f.final_gap
+            )
+        })
+    };
+    let _ = writeln!(
+        md,
+        "\n| ODM vs | paper | this run |\n|---|---|---|\n| TPW | 30% fewer iterations, final val −4.8% | {} |\n| DoReMi-50k | 19% fewer iterations, final val −2.4% | {} |\n| DoReMi-256k | (≈30% decoded), final val −4.9% (decoded −5.9%) | {} |\n",
+        show(find("tpw")),
+        show(find("doremi-50k")),
+        show(find("doremi-256k")),
+    );
+}
+
+fn timing_table(plan: &Plan, n: &ReportNumbers, md: &mut String) {
+    let _ = writeln!(
+        md,
+        "## Wall time and mixer overhead\n\nSeconds summed over {} seed(s). `train` includes the periodic validation; the overhead is the time in the mixer (`observe` and the policy) over the time of the training steps, from each step's timing in metrics.jsonl (the paper: 0.000007%).\n\n| method | train s | test ppl s | MC s | total s | mixer overhead |\n|---|---:|---:|---:|---:|---:|",
+        plan.seeds.len()
+    );
+    let mut total = 0.0;
+    for m in &n.methods {
+        let get = |k: &str| m.seconds.get(k).copied().unwrap_or(0.0);
+        let mc = get("mc-harness") + get("mc-paper");
+        let sum = get("train") + get("test") + mc;
+        total += sum;
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.5}% |",
+            m.label,
+            get("train"),
+            get("test"),
+            mc,
+            sum,
+            100.0 * m.mixer_overhead
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nAll reported methods together: {:.1} minutes (plus any unreported runs, such as the DoReMi proxy).\n",
+        total / 60.0
+    );
+}
+
+fn seed_spread(plan: &Plan, n: &ReportNumbers, md: &mut String) {
+    if plan.seeds.len() < 2 {
+        let _ = writeln!(
+            md,
+            "## Seeds\n\nOne seed: no estimate of the seed-to-seed spread, so no difference above can be called significant. Rerun with `--seeds 3` (or more) for mean ± std.\n"
+        );
+        return;
+    }
+    let Some(base) = n.methods.iter().find(|m| m.id == "tpw") else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "## Seeds\n\nMean ± sample std over {} seeds. A difference \"exceeds the spread\" when the means differ by more than twice the standard error of their difference.\n\n| method vs TPW | final val ppl | exceeds the spread | test ppl | exceeds the spread |\n|---|---:|---|---:|---|",
+        plan.seeds.len()
+    );
+    let yes = |x: Option<bool>| match x {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "—",
+    };
+    for m in n.methods.iter().filter(|m| m.id != "tpw") {
+        let test = match (&m.test_avg_ppl, &base.test_avg_ppl) {
+            (Some(a), Some(b)) => (format!("{:+.3}", a.mean - b.mean), a.differs_from(b)),
+            _ => ("—".into(), None),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:+.3} | {} | {} | {} |",
+            m.label,
+            m.final_val_ppl.mean - base.final_val_ppl.mean,
+            yes(m.final_val_ppl.differs_from(&base.final_val_ppl)),
+            test.0,
+            yes(test.1)
+        );
+    }
+    let _ = writeln!(md);
+}
+
+fn ablation_report(
+    out: &Path,
+    plan: &Plan,
+    n: &ReportNumbers,
+    md: &mut String,
+    written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    header(
+        out,
+        plan,
+        "Ablation: ODM's exploration, smoothing and sampling granularity",
+        md,
+    );
+    let k = plan.dataset.domains.len();
+    let target = n
+        .methods
+        .iter()
+        .find(|m| m.id == "default")
+        .map(|m| m.final_val_ppl.mean);
+    let _ = writeln!(
+        md,
+        "All variants use the paper's rule (Algorithm 1) with a TPW warm-up of {} steps; each changes one thing. A fixed ε replaces only the uniform share K·ε; the softmax temperature keeps the decaying ε_(t−1), so ε = 0 still learns and ε = 1/K is exactly uniform.\n",
+        plan.preset.odm_paper_warmup
+    );
+    let _ = writeln!(
+        md,
+        "| variant | what | final val ppl | steps to the default's final | final weight entropy (max ln K = {:.3}) |\n|---|---|---:|---:|---:|",
+        (k as f64).ln()
+    );
+    for m in &n.methods {
+        let about = plan.method(&m.id).map_or("", |x| x.about.as_str());
+        let reach = target
+            .and_then(|t| first_reach(&m.val_curve, t))
+            .map_or("not reached".into(), |s| format!("{s}"));
+        let h = m.entropy.last().map_or(f64::NAN, |x| x.1);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.3} |",
+            m.label,
+            about,
+            m.final_val_ppl.show(3),
+            reach,
+            h
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nSteps to target: the first evaluated step (every {} steps) where the variant's average validation perplexity is at or below the default variant's final value.\n",
+        plan.preset.eval_interval
+    );
+    let mut fig = LineChart::new("Average validation perplexity", "step", "perplexity");
+    fig.log_y = true;
+    let mut ent = LineChart::new(
+        "Entropy of the sampling distribution",
+        "step",
+        "entropy (nats)",
+    );
+    for m in &n.methods {
+        fig.series.push(Series {
+            label: m.label.clone(),
+            points: m.val_curve.iter().map(|&(s, v)| (s as f64, v)).collect(),
+            dashed: false,
+        });
+        ent.series.push(Series {
+            label: m.label.clone(),
+            points: m.entropy.iter().map(|&(s, v)| (s as f64, v)).collect(),
+            dashed: false,
+        });
+    }
+    svg(out, "ablation-val-perplexity.svg", &fig.to_svg(), written)?;
+    svg(out, "ablation-weight-entropy.svg", &ent.to_svg(), written)?;
+    let _ = writeln!(
+        md,
+        "![validation perplexity](ablation-val-perplexity.svg)\n\n![weight entropy](ablation-weight-entropy.svg)\n"
+    );
+    timing_table(plan, n, md);
+    Ok(())
+}

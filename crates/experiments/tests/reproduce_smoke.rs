@@ -1,0 +1,298 @@
+//! `reproduce --preset smoke` end to end: every method trains and is evaluated, the report has
+//! every table and figure, its numbers are the ones in the run files, a rerun resumes instead of
+//! retraining, and `ablate-exploration` writes its report.
+//!
+//! The synthetic corpus is generated and prepared once under the target directory's test scratch
+//! space, so later test runs reuse it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn experiments() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_experiments"))
+}
+
+fn data_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reproduce-smoke-data")
+}
+
+/// Both tests generate and prepare the same corpus on first use: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("remove old output");
+    }
+    dir
+}
+
+fn run(cmd: &mut Command) -> String {
+    let output = cmd.output().expect("spawn experiments");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The metrics.jsonl validation lines of a run: (step, mean perplexity).
+fn val_curve(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+        .filter(|v| v["type"] == "eval" && v["split"] == "val")
+        .map(|v| {
+            (
+                v["step"].as_u64().expect("step"),
+                v["mean_perplexity"].as_f64().expect("ppl"),
+            )
+        })
+        .collect()
+}
+
+const REPORTED: [(&str, &str); 7] = [
+    ("tpw", "TPW"),
+    ("doremi-256k", "DoReMi-256k"),
+    ("doremi-50k", "DoReMi-50k"),
+    ("odm-paper", "ODM"),
+    ("odm-code", "ODM (code rule)"),
+    ("uniform", "Uniform"),
+    ("doremi", "DoReMi (mixlab)"),
+];
+
+#[test]
+fn smoke_reproduction_report_matches_its_runs_and_resumes() {
+    let _serial = serial();
+    let out = fresh_dir("reproduce-smoke");
+    let args = |cmd: &mut Command| {
+        cmd.arg("reproduce")
+            .arg("--preset")
+            .arg("smoke")
+            .arg("--out")
+            .arg(&out)
+            .arg("--data-root")
+            .arg(data_root());
+    };
+    let mut first = experiments();
+    args(&mut first);
+    run(&mut first);
+
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    let numbers = read_json(&out.join("report.json"));
+    for heading in [
+        "## Figure 1: validation perplexity",
+        "## Figure 3: test perplexity per domain",
+        "## Figure 4: ODM sampling distribution",
+        "## Figure 4: ODM (code rule) sampling distribution",
+        "## Table 1: 5-shot multiple choice",
+        "## The paper's numbers beside this run's",
+        "## Wall time and mixer overhead",
+        "## Seeds",
+    ] {
+        assert!(report.contains(heading), "report.md lacks {heading:?}");
+    }
+    for figure in [
+        "fig1-val-perplexity.svg",
+        "fig3-test-perplexity.svg",
+        "fig4-odm-paper-cumulative.svg",
+        "fig4-odm-paper-weights.svg",
+        "fig4-odm-code-cumulative.svg",
+        "fig4-odm-code-weights.svg",
+    ] {
+        let svg = std::fs::read_to_string(out.join(figure)).expect(figure);
+        assert!(
+            svg.starts_with("<svg") || svg.starts_with("<?xml"),
+            "{figure}"
+        );
+        assert!(
+            report.contains(&format!("({figure})")),
+            "report.md does not show {figure}"
+        );
+    }
+    assert!(
+        out.join("runs/doremi-proxy/seed-42/mixer-output-weights.toml")
+            .is_file(),
+        "the DoReMi proxy wrote its averaged weights"
+    );
+
+    let methods = numbers["methods"].as_array().expect("methods");
+    assert_eq!(methods.len(), REPORTED.len());
+    for (id, label) in REPORTED {
+        let run = out.join("runs").join(id).join("seed-42");
+        let m = methods
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing from report.json"));
+        // Figure 1: the final validation perplexity is the last eval line of metrics.jsonl.
+        let curve = val_curve(&run);
+        assert_eq!(curve.last().expect("val").0, 12, "{id}");
+        let final_val = curve.last().expect("val").1;
+        assert_eq!(m["final_val_ppl"]["mean"].as_f64(), Some(final_val), "{id}");
+        assert!(
+            report.contains(&format!("| {label} | {final_val:.3} |")),
+            "{id}: final val ppl {final_val:.3} not in report.md"
+        );
+        // Figure 3: the average test perplexity is test-ppl.json's.
+        let test = read_json(&run.join("test-ppl.json"));
+        let avg = test["mean_perplexity"].as_f64().expect("mean");
+        assert_eq!(m["test_avg_ppl"]["mean"].as_f64(), Some(avg), "{id}");
+        assert!(report.contains(&format!("**{avg:.3}**")), "{id}: {avg:.3}");
+        // Table 1: both protocols.
+        for protocol in ["harness", "paper"] {
+            let mc = read_json(&run.join(format!("mc-{protocol}.json")));
+            let acc = mc["overall"]["acc"].as_f64().expect("acc");
+            assert_eq!(m["mc"][protocol]["acc"]["mean"].as_f64(), Some(acc));
+            assert!(
+                report.contains(&format!("{:.2}%", 100.0 * acc)),
+                "{id} {protocol}"
+            );
+        }
+        // Wall time was recorded for training and every evaluation.
+        let timing = read_json(&run.join("timing.json"));
+        for phase in ["train", "test", "mc-harness", "mc-paper"] {
+            assert!(
+                timing["seconds"][phase].as_f64().expect(phase) > 0.0,
+                "{id} {phase}"
+            );
+        }
+    }
+    // Fewer iterations, recomputed from the two curves.
+    let tpw_final = val_curve(&out.join("runs/tpw/seed-42"))
+        .last()
+        .expect("val")
+        .1;
+    let odm = val_curve(&out.join("runs/odm-paper/seed-42"));
+    let expected = odm.iter().find(|(_, v)| *v <= tpw_final).map(|(s, _)| *s);
+    let row = numbers["fewer_iterations"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|f| f["odm"] == "odm-paper" && f["baseline"] == "tpw")
+        .expect("ODM vs TPW");
+    assert_eq!(row["step"].as_u64(), expected);
+    assert_eq!(row["target"].as_f64(), Some(tpw_final));
+
+    // A rerun resumes: nothing retrains, and an interrupted run continues from its checkpoint.
+    let uniform = out.join("runs/uniform/seed-42");
+    let metrics_before = std::fs::read_to_string(uniform.join("metrics.jsonl")).expect("metrics");
+    for f in ["summary.json", "test-ppl.json", "mc-harness.json"] {
+        std::fs::remove_file(uniform.join(f)).expect(f);
+    }
+    std::fs::remove_dir_all(uniform.join("final")).expect("final");
+    let tpw_metrics = std::fs::metadata(out.join("runs/tpw/seed-42/metrics.jsonl"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let mut again = experiments();
+    args(&mut again);
+    run(&mut again);
+    assert_eq!(
+        std::fs::read_to_string(uniform.join("metrics.jsonl")).expect("metrics"),
+        metrics_before,
+        "the resumed run's metrics equal the uninterrupted ones"
+    );
+    assert!(uniform.join("summary.json").is_file() && uniform.join("mc-harness.json").is_file());
+    assert_eq!(
+        std::fs::metadata(out.join("runs/tpw/seed-42/metrics.jsonl"))
+            .and_then(|m| m.modified())
+            .expect("mtime"),
+        tpw_metrics,
+        "a finished run is not retrained"
+    );
+    // The resumed run's final model scores exactly as before (resume is bit-exact on CPU).
+    let renumbered = read_json(&out.join("report.json"));
+    for (before, after) in methods
+        .iter()
+        .zip(renumbered["methods"].as_array().expect("methods"))
+    {
+        for field in ["final_val_ppl", "test_avg_ppl", "mc"] {
+            assert_eq!(before[field], after[field], "{} {field}", before["id"]);
+        }
+    }
+
+    // `report DIR` re-renders from the files alone.
+    std::fs::remove_file(out.join("report.md")).expect("remove");
+    run(experiments().arg("report").arg(&out));
+    assert!(out.join("report.md").is_file());
+
+    // Another plan in the same directory is refused, naming what differs.
+    let output = experiments()
+        .args(["reproduce", "--preset", "smoke", "--steps", "13", "--out"])
+        .arg(&out)
+        .arg("--data-root")
+        .arg(data_root())
+        .output()
+        .expect("spawn");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("different plan") && stderr.contains("preset"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn smoke_ablation_writes_its_report() {
+    let _serial = serial();
+    let out = fresh_dir("ablate-smoke");
+    run(experiments()
+        .args([
+            "ablate-exploration",
+            "--preset",
+            "smoke",
+            "--methods",
+            "default,eps-0,eps-inv-k,sequence",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--data-root")
+        .arg(data_root()));
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    for needle in [
+        "eps = 0",
+        "eps = 1/K",
+        "sequence granularity",
+        "(ablation-val-perplexity.svg)",
+        "(ablation-weight-entropy.svg)",
+    ] {
+        assert!(report.contains(needle), "report.md lacks {needle:?}");
+    }
+    // ε = 1/K is all exploration: the policy is uniform, so its entropy is ln K at every step.
+    let k = read_json(&out.join("report.json"))["domains"]
+        .as_array()
+        .expect("domains")
+        .len() as f64;
+    let metrics =
+        std::fs::read_to_string(out.join("runs/eps-inv-k/seed-42/metrics.jsonl")).expect("metrics");
+    let last: Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .rfind(|v| v["type"] == "train")
+        .expect("train line");
+    let weights: Vec<f64> = last["next_weights"]
+        .as_object()
+        .expect("weights")
+        .values()
+        .map(|w| w.as_f64().expect("number"))
+        .collect();
+    assert!(
+        weights.iter().all(|w| (w - 1.0 / k).abs() < 1e-12),
+        "{weights:?}"
+    );
+}
