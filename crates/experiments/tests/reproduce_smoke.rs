@@ -257,7 +257,7 @@ fn smoke_ablation_writes_its_report() {
             "--preset",
             "smoke",
             "--methods",
-            "default,eps-0,eps-inv-k,sequence",
+            "default,eps-inv-k",
             "--out",
         ])
         .arg(&out)
@@ -265,9 +265,9 @@ fn smoke_ablation_writes_its_report() {
         .arg(data_root()));
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     for needle in [
-        "eps = 0",
+        "paper: decaying eps, alpha 0.9, micro-batch",
         "eps = 1/K",
-        "sequence granularity",
+        "steps to the default's final",
         "(ablation-val-perplexity.svg)",
         "(ablation-weight-entropy.svg)",
     ] {

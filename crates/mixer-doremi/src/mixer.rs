@@ -3,7 +3,7 @@
 use mixlab_mixing::math::softmax_into;
 use mixlab_mixing::{
     DomainSet, Mixer, MixerConfig, MixerContext, MixingError, StepFeedback, WeightTable,
-    check_distribution, check_step, exact_float, named_values,
+    check_distribution, check_state_header, check_step, exact_float, named_values,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -205,32 +205,14 @@ impl Mixer for DoremiMixer {
         let kind = self.kind();
         let s: DoremiState = serde_json::from_value(state.clone())
             .map_err(|e| MixingError::state(kind, e.to_string()))?;
-        if s.kind != kind {
-            return Err(MixingError::state(
-                kind,
-                format!("the checkpoint holds a `{}` mixer", s.kind),
-            ));
-        }
-        if s.domains != self.domains {
-            return Err(MixingError::state(
-                kind,
-                format!(
-                    "the checkpoint's domains ({}) differ from the dataset's",
-                    s.domains.describe()
-                ),
-            ));
-        }
-        let config = serde_json::to_string(&self.config)
-            .map_err(|e| MixingError::state(kind, e.to_string()))?;
-        if s.config != config {
-            return Err(MixingError::state(
-                kind,
-                format!(
-                    "the checkpoint was written with the config {}, this mixer has {config}",
-                    s.config
-                ),
-            ));
-        }
+        check_state_header(
+            kind,
+            &self.domains,
+            &self.config,
+            &s.kind,
+            &s.domains,
+            &s.config,
+        )?;
         check_distribution(
             &self.domains,
             &s.domain_weights,

@@ -3,7 +3,7 @@
 use mixlab_mixing::math::{log_add_exp, softmax_into};
 use mixlab_mixing::{
     DomainFeedback, DomainSet, Mixer, MixerConfig, MixerContext, MixingError, StepFeedback,
-    check_step, exact_float, named_values,
+    check_state_header, check_step, exact_float, named_values,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -294,32 +294,14 @@ impl Mixer for OdmMixer {
         let kind = self.kind();
         let s: OdmState = serde_json::from_value(state.clone())
             .map_err(|e| MixingError::state(kind, e.to_string()))?;
-        if s.kind != kind {
-            return Err(MixingError::state(
-                kind,
-                format!("the checkpoint holds a `{}` mixer", s.kind),
-            ));
-        }
-        if s.domains != self.domains {
-            return Err(MixingError::state(
-                kind,
-                format!(
-                    "the checkpoint's domains ({}) differ from the dataset's",
-                    s.domains.describe()
-                ),
-            ));
-        }
-        let config = serde_json::to_string(&self.config)
-            .map_err(|e| MixingError::state(kind, e.to_string()))?;
-        if s.config != config {
-            return Err(MixingError::state(
-                kind,
-                format!(
-                    "the checkpoint was written with the config {}, this mixer has {config}",
-                    s.config
-                ),
-            ));
-        }
+        check_state_header(
+            kind,
+            &self.domains,
+            &self.config,
+            &s.kind,
+            &s.domains,
+            &s.config,
+        )?;
         let k = self.domains.len();
         if s.weights.len() != k || s.rewards.len() != k {
             return Err(MixingError::state(

@@ -33,7 +33,7 @@ pub use feedback_log::{
     DomainFeedbackRecord, FeedbackHeader, FeedbackLine, FeedbackLog, FeedbackRecord,
     parse_feedback_line,
 };
-pub use mixer::{Mixer, check_distribution, check_step, named_values};
+pub use mixer::{Mixer, check_distribution, check_state_header, check_step, named_values};
 pub use named::NamedTable;
 pub use registry::{MixerConfig, MixerContext, MixerEntry, MixerRegistry, ParamDoc, parse_config};
 pub use replay::{replay, replay_context, replay_line};

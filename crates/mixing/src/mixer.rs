@@ -65,6 +65,45 @@ pub trait Mixer: Send + fmt::Debug {
     }
 }
 
+/// The checks every stateful mixer makes before restoring a checkpointed state: the state was
+/// written by the same kind of mixer, over the same domains, with the same config (compared as
+/// its JSON serialisation, which is what the state stores).
+pub fn check_state_header(
+    kind: &str,
+    domains: &DomainSet,
+    config: &impl serde::Serialize,
+    saved_kind: &str,
+    saved_domains: &DomainSet,
+    saved_config: &str,
+) -> Result<()> {
+    if saved_kind != kind {
+        return Err(MixingError::state(
+            kind,
+            format!("the checkpoint holds a `{saved_kind}` mixer"),
+        ));
+    }
+    if saved_domains != domains {
+        return Err(MixingError::state(
+            kind,
+            format!(
+                "the checkpoint's domains ({}) differ from the dataset's",
+                saved_domains.describe()
+            ),
+        ));
+    }
+    let config =
+        serde_json::to_string(config).map_err(|e| MixingError::state(kind, e.to_string()))?;
+    if saved_config != config {
+        return Err(MixingError::state(
+            kind,
+            format!(
+                "the checkpoint was written with the config {saved_config}, this mixer has {config}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that `step` may follow `last` (the last observed step): steps count from 1 and
 /// strictly increase. Gaps are allowed (a resumed or sub-sampled run).
 pub fn check_step(last: Option<u64>, step: u64) -> Result<()> {

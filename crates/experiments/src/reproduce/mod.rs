@@ -169,6 +169,25 @@ impl Plan {
         self.methods.iter().filter(|m| m.reported).collect()
     }
 
+    /// The plan without its descriptions (labels, one-line explanations), which a newer version
+    /// may word differently: two plans with the same semantics run the same runs.
+    pub fn semantics(&self) -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(self)?;
+        if let Some(preset) = v.get_mut("preset").and_then(|p| p.as_object_mut()) {
+            preset.remove("about");
+        }
+        if let Some(methods) = v.get_mut("methods").and_then(|m| m.as_array_mut()) {
+            for m in methods.iter_mut().filter_map(|m| m.as_object_mut()) {
+                m.remove("label");
+                m.remove("about");
+            }
+        }
+        if let Some(dataset) = v.get_mut("dataset").and_then(|d| d.as_object_mut()) {
+            dataset.remove("note");
+        }
+        Ok(v)
+    }
+
     /// Reads `<out>/plan.json`.
     pub fn load(out: &Path) -> Result<Plan> {
         let path = out.join("plan.json");
@@ -361,7 +380,7 @@ pub fn reproduce_methods(preset: &Preset) -> Vec<Method> {
         Method {
             id: "odm-paper".into(),
             label: "ODM".into(),
-            about: format!("ODM, Algorithm 1 of the paper (importance-weighted smoothed loss, softmax), TPW warm-up of {} steps (1%), homogeneous micro-batches", preset.odm_paper_warmup),
+            about: format!("ODM, Algorithm 1 of the paper (importance-weighted smoothed loss, softmax), a {}-step TPW warm-up (1%), homogeneous micro-batches", preset.odm_paper_warmup),
             reported: true,
             paper_row: Some("ODM".into()),
             kind: MethodKind::Odm {
@@ -376,7 +395,7 @@ pub fn reproduce_methods(preset: &Preset) -> Vec<Method> {
         Method {
             id: "odm-code".into(),
             label: "ODM (code rule)".into(),
-            about: format!("ODM as the released code does it (smoothed exp(mean loss), linear normalisation), TPW warm-up of {} steps (2%) with mixed micro-batches", preset.odm_code_warmup),
+            about: format!("ODM as the released code does it (smoothed exp(mean loss), linear normalisation), a {}-step TPW warm-up (2%) with mixed micro-batches", preset.odm_code_warmup),
             reported: true,
             paper_row: None,
             kind: MethodKind::Odm {
@@ -846,9 +865,8 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     let plan_path = out.join("plan.json");
     if plan_path.exists() {
         let saved = Plan::load(&out)?;
-        if saved != plan {
-            let a = serde_json::to_value(&saved)?;
-            let b = serde_json::to_value(&plan)?;
+        let (a, b) = (saved.semantics()?, plan.semantics()?);
+        if a != b {
             let fields: Vec<&str> = ["kind", "preset", "dataset", "mc", "seeds", "methods"]
                 .into_iter()
                 .filter(|f| a[f] != b[f])
@@ -1015,4 +1033,109 @@ pub fn run_report(args: ReportArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic_plan(kind: PlanKind) -> Plan {
+        let preset = preset("tiny").expect("known");
+        let domains: Vec<String> = DomainKind::ALL
+            .iter()
+            .map(|d| d.name().to_string())
+            .collect();
+        let methods = match kind {
+            PlanKind::Reproduce => reproduce_methods(&preset),
+            PlanKind::AblateExploration => ablation_methods(&preset, domains.len()),
+        };
+        Plan {
+            kind,
+            preset,
+            dataset: DatasetInfo {
+                path: "data/x".into(),
+                prepare: None,
+                kind: "synthetic".into(),
+                domains,
+                note: String::new(),
+            },
+            mc: None,
+            seeds: vec![42],
+            methods,
+        }
+    }
+
+    #[test]
+    fn published_tables_carry_over_through_the_pile_analogues() {
+        let domains: Vec<String> = DomainKind::ALL
+            .iter()
+            .map(|d| d.name().to_string())
+            .collect();
+        let w = analogue_weights(NamedTable::Doremi256k, &domains).expect("all analogues exist");
+        assert!((w.values().sum::<f64>() - 1.0).abs() < 1e-12);
+        // DoReMi-256k's 0.6057 on Pile-CC lands on Markov Hard, its analogue, renormalised by
+        // the sum of the eleven analogues' weights.
+        let table = NamedTable::Doremi256k.table();
+        let sum: f64 = DomainKind::ALL
+            .iter()
+            .map(|d| table.get(d.pile_analogue()).expect("in table"))
+            .sum();
+        assert!((w["Markov Hard"] - 0.6057 / sum).abs() < 1e-12);
+        assert!(analogue_weights(NamedTable::Tpw, &["Pile-CC".to_string()]).is_err());
+    }
+
+    #[test]
+    fn every_method_has_a_valid_config_per_seed() {
+        for kind in [PlanKind::Reproduce, PlanKind::AblateExploration] {
+            let plan = synthetic_plan(kind);
+            for m in &plan.methods {
+                let c = plan
+                    .train_config(Path::new("out"), m, 7)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", m.id));
+                assert_eq!(c.training.seed, 7);
+                assert_eq!(c.out_dir, Plan::run_dir(Path::new("out"), &m.id, 7));
+                let mixer = crate::mixers::registry();
+                // The mixer table parses (the proxy's output file need not exist yet).
+                if !matches!(
+                    m.kind,
+                    MethodKind::Static {
+                        weights: Weights::ProxyOutput(_)
+                    }
+                ) {
+                    let k = plan.dataset.domains.len();
+                    let ctx = mixlab_mixing::MixerContext::new(
+                        DomainSet::new(plan.dataset.domains.clone()).expect("distinct"),
+                    )
+                    .with_token_counts((1..=k as u64).map(|i| 1000 * i).collect())
+                    .expect("one count per domain")
+                    .with_vocab_size(4096);
+                    mixer
+                        .build(&c.mixer, &ctx)
+                        .unwrap_or_else(|e| panic!("{}: {e}", m.id));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dependencies_are_added_and_unknown_methods_refused() {
+        let plan = synthetic_plan(PlanKind::Reproduce);
+        let all = reproduce_methods(&plan.preset);
+        let ids = |ms: Vec<Method>| ms.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let picked = select_methods(all.clone(), &["doremi".into()], &plan.dataset).expect("ok");
+        assert_eq!(ids(picked), ["tpw", "doremi-proxy", "doremi"]);
+        let err = select_methods(all, &["odm".into()], &plan.dataset).expect_err("unknown");
+        assert!(err.to_string().contains("odm-paper"), "{err}");
+    }
+
+    #[test]
+    fn descriptions_do_not_change_a_plans_semantics() {
+        let a = synthetic_plan(PlanKind::Reproduce);
+        let mut b = a.clone();
+        b.methods[0].about = "reworded".into();
+        b.preset.about = "reworded".into();
+        assert_eq!(a.semantics().expect("json"), b.semantics().expect("json"));
+        b.seeds.push(1234);
+        assert_ne!(a.semantics().expect("json"), b.semantics().expect("json"));
+    }
 }

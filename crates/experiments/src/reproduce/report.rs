@@ -174,12 +174,47 @@ impl Stat {
         }
     }
 
-    /// Whether the difference of the means exceeds twice its standard error (None: one seed).
+    /// Whether the means differ at the 5% level of a two-sided two-sample Student's t-test with
+    /// pooled variance (None: fewer than two seeds on a side). With few seeds the critical value
+    /// is large (4.30 for two seeds each), which is the honest price of few seeds.
     fn differs_from(&self, other: &Stat) -> Option<bool> {
-        let (a, b) = (self.std?, other.std?);
-        let se = (a * a / self.per_seed.len() as f64 + b * b / other.per_seed.len() as f64).sqrt();
-        Some((self.mean - other.mean).abs() > 2.0 * se)
+        let (sa, sb) = (self.std?, other.std?);
+        let (na, nb) = (self.per_seed.len() as f64, other.per_seed.len() as f64);
+        let df = self.per_seed.len() + other.per_seed.len() - 2;
+        let pooled = ((na - 1.0) * sa * sa + (nb - 1.0) * sb * sb) / df as f64;
+        let se = (pooled * (1.0 / na + 1.0 / nb)).sqrt();
+        Some((self.mean - other.mean).abs() > t_critical_95(df) * se)
     }
+}
+
+/// The two-sided 95% critical value of Student's t with `df` degrees of freedom (a standard
+/// table; between its rows the next smaller df is used, which errs on the conservative side).
+fn t_critical_95(df: usize) -> f64 {
+    const TABLE: [(usize, f64); 15] = [
+        (1, 12.706),
+        (2, 4.303),
+        (3, 3.182),
+        (4, 2.776),
+        (5, 2.571),
+        (6, 2.447),
+        (7, 2.365),
+        (8, 2.306),
+        (9, 2.262),
+        (10, 2.228),
+        (12, 2.179),
+        (15, 2.131),
+        (20, 2.086),
+        (30, 2.042),
+        (60, 2.000),
+    ];
+    if df > 120 {
+        return 1.96;
+    }
+    TABLE
+        .iter()
+        .rev()
+        .find(|(d, _)| *d <= df)
+        .map_or(f64::INFINITY, |(_, t)| *t)
 }
 
 /// Multiple-choice numbers of one method and protocol.
@@ -258,6 +293,18 @@ pub struct ReportNumbers {
     pub fewer_iterations: Vec<FewerIterations>,
     /// Domains, in dataset order.
     pub domains: Vec<String>,
+    /// The seeds every reported method has finished (training and evaluations); the report
+    /// uses these only, so that methods are compared over the same seeds.
+    pub seeds: Vec<u64>,
+    /// Runs of the plan that have not finished (`method seed N`), left out of the report.
+    pub unfinished: Vec<String>,
+}
+
+/// Whether a run has finished training and every evaluation the plan asks for.
+fn run_finished(plan: &Plan, dir: &Path) -> bool {
+    let mc_done = plan.mc.is_none()
+        || (dir.join("mc-harness.json").is_file() && dir.join("mc-paper.json").is_file());
+    dir.join("summary.json").is_file() && dir.join("test-ppl.json").is_file() && mc_done
 }
 
 fn named(domains: &[String], values: &[f64]) -> BTreeMap<String, f64> {
@@ -447,10 +494,29 @@ fn first_reach(curve: &[(u64, f64)], target: f64) -> Option<u64> {
 
 /// Reads every run of the plan and computes the report's numbers.
 pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
+    let mut unfinished = Vec::new();
+    let mut seeds = Vec::new();
+    for &seed in &plan.seeds {
+        let missing: Vec<String> = plan
+            .reported()
+            .iter()
+            .filter(|m| !run_finished(plan, &Plan::run_dir(out, &m.id, seed)))
+            .map(|m| format!("{} seed {seed}", m.id))
+            .collect();
+        if missing.is_empty() {
+            seeds.push(seed);
+        }
+        unfinished.extend(missing);
+    }
+    if seeds.is_empty() {
+        bail!(
+            "no seed has finished every method yet (unfinished: {}); run the plan's command again to continue it",
+            unfinished.join(", ")
+        );
+    }
     let mut methods = Vec::new();
     for m in plan.reported() {
-        let runs: Vec<RunData> = plan
-            .seeds
+        let runs: Vec<RunData> = seeds
             .iter()
             .map(|&seed| read_run(&Plan::run_dir(out, &m.id, seed), &plan.dataset.domains))
             .collect::<Result<_>>()
@@ -500,6 +566,8 @@ pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
         methods,
         fewer_iterations: fewer,
         domains: plan.dataset.domains.clone(),
+        seeds,
+        unfinished,
     })
 }
 
@@ -537,7 +605,7 @@ fn svg(out: &Path, name: &str, svg: &str, written: &mut Vec<PathBuf>) -> Result<
 }
 
 /// The header every report starts with: what ran, on what, and how to rerun it.
-fn header(out: &Path, plan: &Plan, title: &str, md: &mut String) {
+fn header(out: &Path, plan: &Plan, n: &ReportNumbers, title: &str, md: &mut String) {
     let p = &plan.preset;
     let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap_or_default();
     let _ = writeln!(md, "# {title}\n");
@@ -560,7 +628,7 @@ fn header(out: &Path, plan: &Plan, title: &str, md: &mut String) {
         p.eval_interval,
         p.eval_max_sequences,
         p.test_max_sequences,
-        plan.seeds
+        n.seeds
             .iter()
             .map(u64::to_string)
             .collect::<Vec<_>>()
@@ -568,6 +636,20 @@ fn header(out: &Path, plan: &Plan, title: &str, md: &mut String) {
         p.device,
     );
     let _ = writeln!(md, "{}\n", plan.dataset.note);
+    if !n.unfinished.is_empty() {
+        let _ = writeln!(
+            md,
+            "**Partial results.** The plan has {} seed(s); this report uses the {} that every method finished ({}). Not finished, and left out: {}. Running the plan's command again continues them.\n",
+            plan.seeds.len(),
+            n.seeds.len(),
+            n.seeds
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            n.unfinished.join(", ")
+        );
+    }
     if !commands.is_empty() {
         let _ = writeln!(
             md,
@@ -588,12 +670,41 @@ fn reproduce_report(
     header(
         out,
         plan,
+        n,
         "Reproduction: ODM vs DoReMi vs The Pile weights vs uniform",
         md,
     );
     let _ = writeln!(md, "## Methods\n\n| method | what |\n|---|---|");
     for m in plan.reported() {
         let _ = writeln!(md, "| {} | {} |", m.label, m.about);
+    }
+    let _ = writeln!(md);
+
+    // The mixtures themselves: static weights, and ODM's average policy.
+    let _ = writeln!(
+        md,
+        "## The mixtures\n\nSampling weights per domain: the fixed weights of the static methods (DoReMi (mixlab): the proxy's averaged weights) and, for ODM, the share of sequences it drew over the whole run (its mean policy).\n"
+    );
+    let _ = write!(md, "| domain |");
+    for m in &n.methods {
+        let _ = write!(md, " {} |", m.label);
+    }
+    let _ = write!(md, "\n|---|");
+    for _ in &n.methods {
+        let _ = write!(md, "---:|");
+    }
+    let _ = writeln!(md);
+    for d in &n.domains {
+        let _ = write!(md, "| {d} |");
+        for m in &n.methods {
+            let w = if is_odm(plan, &m.id) {
+                m.cumulative_share.get(d)
+            } else {
+                m.final_weights.get(d)
+            };
+            let _ = write!(md, " {:.4} |", w.copied().unwrap_or(f64::NAN));
+        }
+        let _ = writeln!(md);
     }
     let _ = writeln!(md);
 
@@ -917,8 +1028,8 @@ fn reproduce_report(
     }
 
     paper_comparison(plan, n, md);
-    timing_table(plan, n, md);
-    seed_spread(plan, n, md);
+    timing_table(n, md);
+    seed_spread(n, md);
     Ok(())
 }
 
@@ -945,14 +1056,16 @@ fn paper_comparison(plan: &Plan, n: &ReportNumbers, md: &mut String) {
     );
     let _ = writeln!(
         md,
-        "| method | paper: MMLU | this run: MC (harness) | paper: final val ppl | this run | paper: test ppl | this run |\n|---|---:|---:|---:|---:|---:|---:|"
+        "| method | paper: MMLU (lm-eval 0.3.0) | this run: MC, paper protocol | this run: MC, harness | paper: final val ppl | this run | paper: test ppl | this run |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (row, id, mmlu, val, test) in PAPER {
         let m = n.methods.iter().find(|m| m.id == id);
         let _ = writeln!(
             md,
-            "| {row} | {:.2}% | {} | {val:.2} | {} | {test:.2} | {} |",
+            "| {row} | {:.2}% | {} | {} | {val:.2} | {} | {test:.2} | {} |",
             100.0 * mmlu,
+            m.and_then(|m| m.mc.get("paper"))
+                .map_or("—".into(), |x| x.acc.show_pct(2)),
             m.and_then(|m| m.mc.get("harness"))
                 .map_or("—".into(), |x| x.acc.show_pct(2)),
             m.map_or("—".into(), |m| m.final_val_ppl.show(3)),
@@ -984,11 +1097,11 @@ fn paper_comparison(plan: &Plan, n: &ReportNumbers, md: &mut String) {
     );
 }
 
-fn timing_table(plan: &Plan, n: &ReportNumbers, md: &mut String) {
+fn timing_table(n: &ReportNumbers, md: &mut String) {
     let _ = writeln!(
         md,
         "## Wall time and mixer overhead\n\nSeconds summed over {} seed(s). `train` includes the periodic validation; the overhead is the time in the mixer (`observe` and the policy) over the time of the training steps, from each step's timing in metrics.jsonl (the paper: 0.000007%).\n\n| method | train s | test ppl s | MC s | total s | mixer overhead |\n|---|---:|---:|---:|---:|---:|",
-        plan.seeds.len()
+        n.seeds.len()
     );
     let mut total = 0.0;
     for m in &n.methods {
@@ -1014,43 +1127,55 @@ fn timing_table(plan: &Plan, n: &ReportNumbers, md: &mut String) {
     );
 }
 
-fn seed_spread(plan: &Plan, n: &ReportNumbers, md: &mut String) {
-    if plan.seeds.len() < 2 {
+fn seed_spread(n: &ReportNumbers, md: &mut String) {
+    if n.seeds.len() < 2 {
         let _ = writeln!(
             md,
             "## Seeds\n\nOne seed: no estimate of the seed-to-seed spread, so no difference above can be called significant. Rerun with `--seeds 3` (or more) for mean ± std.\n"
         );
         return;
     }
-    let Some(base) = n.methods.iter().find(|m| m.id == "tpw") else {
-        return;
-    };
     let _ = writeln!(
         md,
-        "## Seeds\n\nMean ± sample std over {} seeds. A difference \"exceeds the spread\" when the means differ by more than twice the standard error of their difference.\n\n| method vs TPW | final val ppl | exceeds the spread | test ppl | exceeds the spread |\n|---|---:|---|---:|---|",
-        plan.seeds.len()
+        "## Seeds\n\nMean ± sample std over {} seeds. A difference \"exceeds the spread\" when a two-sided two-sample t-test (pooled variance) rejects equal means at the 5% level; with two seeds per method that needs a gap of 4.3 standard errors of the difference.\n",
+        n.seeds.len()
     );
     let yes = |x: Option<bool>| match x {
         Some(true) => "yes",
         Some(false) => "no",
         None => "—",
     };
-    for m in n.methods.iter().filter(|m| m.id != "tpw") {
-        let test = match (&m.test_avg_ppl, &base.test_avg_ppl) {
-            (Some(a), Some(b)) => (format!("{:+.3}", a.mean - b.mean), a.differs_from(b)),
-            _ => ("—".into(), None),
+    // Every method against TPW (the paper's reference point), then ODM against the others.
+    for base_id in ["tpw", "odm-paper"] {
+        let Some(base) = n.methods.iter().find(|m| m.id == base_id) else {
+            continue;
         };
         let _ = writeln!(
             md,
-            "| {} | {:+.3} | {} | {} | {} |",
-            m.label,
-            m.final_val_ppl.mean - base.final_val_ppl.mean,
-            yes(m.final_val_ppl.differs_from(&base.final_val_ppl)),
-            test.0,
-            yes(test.1)
+            "| method − {} | final val ppl | exceeds the spread | test ppl | exceeds the spread |\n|---|---:|---|---:|---|",
+            base.label
         );
+        for m in n
+            .methods
+            .iter()
+            .filter(|m| m.id != base_id && !(base_id == "odm-paper" && m.id == "tpw"))
+        {
+            let test = match (&m.test_avg_ppl, &base.test_avg_ppl) {
+                (Some(a), Some(b)) => (format!("{:+.3}", a.mean - b.mean), a.differs_from(b)),
+                _ => ("—".into(), None),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:+.3} | {} | {} | {} |",
+                m.label,
+                m.final_val_ppl.mean - base.final_val_ppl.mean,
+                yes(m.final_val_ppl.differs_from(&base.final_val_ppl)),
+                test.0,
+                yes(test.1)
+            );
+        }
+        let _ = writeln!(md);
     }
-    let _ = writeln!(md);
 }
 
 fn ablation_report(
@@ -1063,6 +1188,7 @@ fn ablation_report(
     header(
         out,
         plan,
+        n,
         "Ablation: ODM's exploration, smoothing and sampling granularity",
         md,
     );
@@ -1128,6 +1254,81 @@ fn ablation_report(
         md,
         "![validation perplexity](ablation-val-perplexity.svg)\n\n![weight entropy](ablation-weight-entropy.svg)\n"
     );
-    timing_table(plan, n, md);
+    timing_table(n, md);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn method(id: &str, test: &[(&str, f64)]) -> MethodNumbers {
+        MethodNumbers {
+            id: id.into(),
+            label: id.into(),
+            final_val_ppl: Stat::of(vec![1.0]),
+            val_curve: Vec::new(),
+            test_avg_ppl: None,
+            test_domain_ppl: test.iter().map(|(d, v)| (d.to_string(), *v)).collect(),
+            mc: BTreeMap::new(),
+            final_weights: BTreeMap::new(),
+            cumulative_share: BTreeMap::new(),
+            seconds: BTreeMap::new(),
+            mixer_overhead: 0.0,
+            buckets: None,
+            paper_buckets: None,
+            entropy: Vec::new(),
+            cumulative_curve: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stat_is_the_mean_and_the_sample_standard_deviation() {
+        // 2, 4, 6: mean 4, squared deviations 4 + 0 + 4 = 8, over n − 1 = 2 → variance 4, std 2.
+        let s = Stat::of(vec![2.0, 4.0, 6.0]);
+        assert_eq!(s.mean, 4.0);
+        assert_eq!(s.std, Some(2.0));
+        assert_eq!(s.show(2), "4.00 ± 2.00");
+        assert_eq!(Stat::of(vec![0.25]).show_pct(1), "25.0%");
+        assert_eq!(Stat::of(vec![3.0]).std, None);
+        // Means 4 and 10, each std 2 over 3 seeds: pooled variance 4, standard error of the
+        // difference sqrt(4 (1/3 + 1/3)) = 1.633, df = 4, t(0.975, 4) = 2.776, threshold
+        // 4.53 < 6: they differ. Means 4 and 8: 4 < 4.53, they do not.
+        assert_eq!(s.differs_from(&Stat::of(vec![8.0, 10.0, 12.0])), Some(true));
+        assert_eq!(s.differs_from(&Stat::of(vec![6.0, 8.0, 10.0])), Some(false));
+        assert_eq!(t_critical_95(2), 4.303);
+        assert_eq!(t_critical_95(11), 2.228);
+        assert_eq!(t_critical_95(500), 1.96);
+        assert_eq!(s.differs_from(&Stat::of(vec![4.0])), None);
+    }
+
+    #[test]
+    fn buckets_count_best_middle_and_worst_per_domain() {
+        let domains: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let x = method("x", &[("a", 1.0), ("b", 5.0), ("c", 2.0)]);
+        let y = method("y", &[("a", 2.0), ("b", 4.0), ("c", 2.0)]);
+        let z = method("z", &[("a", 3.0), ("b", 3.0), ("c", 9.0)]);
+        let counts = buckets(&[&x, &y, &z], &domains).expect("all have test numbers");
+        // a: x best, y middle, z worst. b: z best, y middle, x worst. c: x and y tie for best.
+        assert_eq!(counts, vec![[2, 0, 1], [1, 2, 0], [1, 0, 2]]);
+        let no_test = method("w", &[]);
+        assert!(buckets(&[&x, &no_test], &domains).is_none());
+    }
+
+    #[test]
+    fn fewer_iterations_uses_the_first_step_at_or_below_the_target() {
+        let curve = [(10, 9.0), (20, 7.0), (30, 5.0), (40, 4.0)];
+        assert_eq!(first_reach(&curve, 7.0), Some(20));
+        assert_eq!(first_reach(&curve, 6.0), Some(30));
+        assert_eq!(first_reach(&curve, 3.0), None);
+    }
+
+    #[test]
+    fn shares_and_entropy() {
+        assert_eq!(share(&[1.0, 3.0]), vec![0.25, 0.75]);
+        assert_eq!(share(&[0.0, 0.0]), vec![0.0, 0.0]);
+        assert!((entropy(&[0.25; 4]) - 4f64.ln()).abs() < 1e-15);
+        assert_eq!(entropy(&[1.0, 0.0]), 0.0);
+        assert_eq!(mean_vec(&[vec![1.0, 2.0], vec![3.0, 6.0]]), vec![2.0, 4.0]);
+    }
 }
