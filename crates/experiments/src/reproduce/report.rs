@@ -660,6 +660,19 @@ fn header(out: &Path, plan: &Plan, n: &ReportNumbers, title: &str, md: &mut Stri
     }
 }
 
+/// A Markdown table header: a left-aligned first column, then right-aligned number columns.
+fn table_header<S: AsRef<str>>(md: &mut String, first: &str, columns: &[S]) {
+    let _ = write!(md, "| {first} |");
+    for c in columns {
+        let _ = write!(md, " {} |", c.as_ref());
+    }
+    let _ = write!(md, "\n|---|");
+    for _ in columns {
+        let _ = write!(md, "---:|");
+    }
+    let _ = writeln!(md);
+}
+
 fn reproduce_report(
     out: &Path,
     plan: &Plan,
@@ -685,15 +698,8 @@ fn reproduce_report(
         md,
         "## The mixtures\n\nSampling weights per domain: the fixed weights of the static methods (DoReMi (mixlab): the proxy's averaged weights) and, for ODM, the share of sequences it drew over the whole run (its mean policy).\n"
     );
-    let _ = write!(md, "| domain |");
-    for m in &n.methods {
-        let _ = write!(md, " {} |", m.label);
-    }
-    let _ = write!(md, "\n|---|");
-    for _ in &n.methods {
-        let _ = write!(md, "---:|");
-    }
-    let _ = writeln!(md);
+    let labels: Vec<&str> = n.methods.iter().map(|m| m.label.as_str()).collect();
+    table_header(md, "domain", &labels);
     for d in &n.domains {
         let _ = write!(md, "| {d} |");
         for m in &n.methods {
@@ -775,8 +781,11 @@ fn reproduce_report(
     // Figure 3.
     let have_test = n.methods.iter().all(|m| m.test_avg_ppl.is_some());
     if have_test {
-        let labels: Vec<String> = n.methods.iter().map(|m| m.label.clone()).collect();
-        let mut fig3 = GroupedBarChart::new("Test perplexity per domain", "perplexity", labels);
+        let mut fig3 = GroupedBarChart::new(
+            "Test perplexity per domain",
+            "perplexity",
+            labels.iter().copied(),
+        );
         fig3.log_y = true;
         let mut groups = vec![BarGroup {
             label: "Average".into(),
@@ -808,15 +817,8 @@ fn reproduce_report(
             md,
             "## Figure 3: test perplexity per domain\n\n![Figure 3](fig3-test-perplexity.svg)\n"
         );
-        let _ = write!(md, "| domain |");
-        for m in &n.methods {
-            let _ = write!(md, " {} |", m.label);
-        }
-        let _ = write!(md, "\n|---|");
-        for _ in &n.methods {
-            let _ = write!(md, "---:|");
-        }
-        let _ = write!(md, "\n| **Average** |");
+        table_header(md, "domain", &labels);
+        let _ = write!(md, "| **Average** |");
         for m in &n.methods {
             let _ = write!(
                 md,
@@ -920,15 +922,9 @@ fn reproduce_report(
             "## Figure 4: {} sampling distribution\n\n![Figure 4: cumulative distribution]({name})\n\n![Figure 4: final weights]({bars_name})\n",
             m.label
         );
-        let _ = write!(md, "| domain |");
-        for s in &series {
-            let _ = write!(md, " {s} |");
-        }
-        let _ = write!(md, " change vs TPW |\n|---|");
-        for _ in &series {
-            let _ = write!(md, "---:|");
-        }
-        let _ = writeln!(md, "---:|");
+        let mut columns = series.clone();
+        columns.push("change vs TPW".into());
+        table_header(md, "domain", &columns);
         for d in &n.domains {
             let _ = write!(md, "| {d} |");
             for c in &cols {
@@ -1200,7 +1196,7 @@ fn ablation_report(
         .map(|m| m.final_val_ppl.mean);
     let _ = writeln!(
         md,
-        "All variants use the paper's rule (Algorithm 1) with a TPW warm-up of {} steps; each changes one thing. A fixed ε replaces only the uniform share K·ε; the softmax temperature keeps the decaying ε_(t−1), so ε = 0 still learns and ε = 1/K is exactly uniform.\n",
+        "All variants use the paper's rule (Algorithm 1) with a {}-step TPW warm-up; each changes one thing. A fixed ε replaces only the uniform share K·ε; the softmax temperature keeps the decaying ε_(t−1), so ε = 0 still learns and ε = 1/K is exactly uniform.\n",
         plan.preset.odm_paper_warmup
     );
     let _ = writeln!(
