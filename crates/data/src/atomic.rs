@@ -53,3 +53,35 @@ pub fn write_dir_atomically<T>(
         }
     }
 }
+
+/// Writes `text` to `path` through a sibling temporary file and a rename, so `path` holds either
+/// its old content or the whole new text, never a torn write.
+pub fn write_file_atomically(path: &Path, text: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| DataError::config("path", "has no final component"))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(|e| DataError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_replaced_whole_and_no_temporary_is_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.json");
+        write_file_atomically(&path, "one").expect("write");
+        write_file_atomically(&path, "two").expect("replace");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "two");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+        assert_eq!(names.len(), 1, "only the file itself remains");
+        let missing_dir = dir.path().join("nope").join("b.json");
+        let err = write_file_atomically(&missing_dir, "x").expect_err("no directory");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}

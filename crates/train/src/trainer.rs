@@ -332,9 +332,7 @@ fn with_commit(toml: &str) -> String {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    Ok(mixlab_data::atomic::write_file_atomically(path, text)?)
 }
 
 impl<B: AutodiffBackend> Loop<B> {

@@ -843,13 +843,9 @@ impl RunTiming {
     }
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory and a rename.
+/// Writes `text` to `path` whole or not at all (mixlab-data's atomic writer).
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp-partial");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    Ok(mixlab_data::atomic::write_file_atomically(path, text)?)
 }
 
 /// Runs `reproduce` or `ablate-exploration`: plan, runs, evaluations, report.
@@ -1006,10 +1002,7 @@ fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Resu
                 ..McConfig::default()
             };
             let report = evaluate_multiple_choice(&mut scorer, &dataset, &config, None)?;
-            let partial = path.with_extension("json.partial");
-            report.write_json(&partial)?;
-            std::fs::rename(&partial, &path)
-                .with_context(|| format!("renaming {}", partial.display()))?;
+            write_atomic(&path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
             RunTiming::add(
                 dir,
                 &format!("mc-{protocol}"),
