@@ -518,6 +518,75 @@ fn every_multiple_choice_answer_is_correct_by_construction() {
 }
 
 #[test]
+fn a_corpus_with_an_older_multiple_choice_set_is_named_as_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("corpus");
+    let report = generate(&small(3), &out);
+    assert_eq!(
+        report.multiple_choice_version,
+        mixlab_data::synthetic::MULTIPLE_CHOICE_VERSION
+    );
+    mixlab_data::synthetic::check_multiple_choice_version(&out).unwrap();
+    // A corpus-info.json from before the version existed reads as version 1.
+    let info = out.join("corpus-info.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    json.as_object_mut()
+        .unwrap()
+        .remove("multiple_choice_version");
+    std::fs::write(&info, json.to_string()).unwrap();
+    let err = mixlab_data::synthetic::check_multiple_choice_version(&out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("corpus-info.json") && err.contains("version 1") && err.contains("version 2"),
+        "{err}"
+    );
+}
+
+/// A rule that never reads the question cannot beat chance on the numeric subjects. The
+/// strongest such rule a trained model can learn is the answer prior: pick the option seen most
+/// often as an answer. It is fitted on one seed's questions and scored on another's. With near
+/// misses as distractors (answer ± 1, ± 2, as this set once had) the rule scored 36-37% on
+/// `arithmetic` and `code_output`; with sibling answers the options are exchangeable and it
+/// stays at 25% up to sampling noise (1,500 questions: one standard error 1.1 points).
+#[test]
+fn the_answer_prior_alone_scores_chance() {
+    let subjects = |seed: u64| {
+        let mut config = SyntheticConfig::with_seed_and_scale(seed, TEST_SCALE);
+        config.multiple_choice.test_rows = 1500;
+        SyntheticCorpus::new(&config).unwrap().multiple_choice()
+    };
+    let (fit, score) = (subjects(11), subjects(12));
+    for name in ["arithmetic", "code_output"] {
+        let get = |set: &[McSubject]| set.iter().find(|s| s.name == name).unwrap().clone();
+        let (fit, score) = (get(&fit), get(&score));
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for q in fit.dev.iter().chain(&fit.val).chain(&fit.test) {
+            *seen.entry(q.choices[q.answer].as_str()).or_default() += 1;
+        }
+        let count = |c: &str| seen.get(c).copied().unwrap_or(0);
+        let right = score
+            .test
+            .iter()
+            .filter(|q| {
+                // Ties go to the earliest letter, and letters are balanced.
+                let pick = (0..4)
+                    .max_by_key(|&i| (count(&q.choices[i]), std::cmp::Reverse(i)))
+                    .unwrap();
+                pick == q.answer
+            })
+            .count();
+        let acc = right as f64 / score.test.len() as f64;
+        assert!(score.test.len() >= 1400, "{name}: {}", score.test.len());
+        assert!(
+            (0.20..0.30).contains(&acc),
+            "{name}: the answer prior scores {acc:.3}"
+        );
+    }
+}
+
+#[test]
 fn facts_asked_are_stated_in_training_text_but_never_in_question_form() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("corpus");

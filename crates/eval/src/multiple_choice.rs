@@ -315,7 +315,7 @@ pub fn evaluate_multiple_choice<S: LogLikelihoodScorer + ?Sized>(
         ProgressBar::hidden()
     };
 
-    let with_norm = config.protocol == Protocol::Paper;
+    let with_norm = config.protocol.scores_option_text();
     let mut results = Vec::with_capacity(subjects.len());
     let mut requests_scored = 0u64;
     let mut examples_dropped = 0u64;
@@ -382,7 +382,7 @@ pub fn evaluate_multiple_choice<S: LogLikelihoodScorer + ?Sized>(
     Ok(McReport {
         protocol: config.protocol,
         num_fewshot: config.num_fewshot,
-        seed: with_norm.then_some(config.seed),
+        seed: (config.protocol == Protocol::Paper).then_some(config.seed),
         data_dir: dataset.root().to_owned(),
         max_input_tokens: scorer.max_input_tokens(),
         limit_per_subject: config.limit_per_subject,
@@ -415,7 +415,7 @@ fn plan_subject<'a>(
     let k = config.num_fewshot;
     let limit = config.limit_per_subject.unwrap_or(usize::MAX);
     match config.protocol {
-        Protocol::Harness => {
+        Protocol::Harness | Protocol::Continuation => {
             if subject.dev.len() < k {
                 return Err(EvalError::Subject {
                     subject: subject.name.clone(),
@@ -559,7 +559,7 @@ fn evaluate_subject<S: LogLikelihoodScorer + ?Sized>(
     progress: &ProgressBar,
 ) -> Result<(SubjectResult, u64, u64)> {
     let (pool, fewshot_source, pool_short, planned) = plan_subject(subject, config)?;
-    let with_norm = config.protocol == Protocol::Paper;
+    let with_norm = config.protocol.scores_option_text();
     let mut tally = Tally::default();
     let (mut shots_total, mut cropped, mut truncated, mut dropped, mut requests_scored) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
@@ -597,8 +597,9 @@ fn evaluate_subject<S: LogLikelihoodScorer + ?Sized>(
             let question = &subject.test[p.doc_index];
             let lls: Vec<f64> = scores.iter().map(|s| s.log_likelihood).collect();
             let prediction = argmax(&lls).unwrap_or(0);
-            // lm-evaluation-harness 0.3.0 MultipleChoiceTask: ll / len(choice), the option text
-            // without the leading space, in characters (Python code points).
+            // lm-evaluation-harness 0.3.0 MultipleChoiceTask, and today's harness for option
+            // texts: ll / len(choice), the option text without the leading space, in characters
+            // (Python code points).
             let prediction_norm = with_norm.then(|| {
                 let per_char: Vec<f64> = lls
                     .iter()
@@ -661,7 +662,7 @@ impl McReport {
     /// The report as a Markdown document: settings, overall and per-category accuracy, then one
     /// row per subject.
     pub fn to_markdown(&self) -> String {
-        let with_norm = self.protocol == Protocol::Paper;
+        let with_norm = self.protocol.scores_option_text();
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -676,6 +677,11 @@ impl McReport {
             Protocol::Paper => {
                 "lm-evaluation-harness 0.3.0 (what ODM ran): no header, seeded examples, \
                  scored on \" \" + answer text, acc and acc_norm (per character)"
+            }
+            Protocol::Continuation => {
+                "lm-evaluation-harness mmlu_continuation (cloze): subject header, first dev rows \
+                 as examples, questions without their options, scored on \" \" + answer text, \
+                 acc and acc_norm (per character)"
             }
         };
         let _ = writeln!(out, "- Protocol: {protocol_line}.");

@@ -16,6 +16,17 @@
 //! Question: <question>\nChoices:\nA. <A>\nB. <B>\nC. <C>\nD. <D>\nAnswer:
 //! ```
 //! with no header, scored on the continuations `" " + option text`.
+//!
+//! **`continuation`**, current lm-evaluation-harness's `mmlu_continuation` (the cloze form: no
+//! options in the prompt, so a model that has never seen lettered exam questions can still
+//! answer; the OLMES paper's "cloze formulation", the usual choice for small models):
+//!
+//! ```text
+//! The following are questions (with answers) about abstract algebra.\n\n
+//! Question: <question.strip()>\nAnswer: <answer text>\n\n     (x k, first k dev rows)
+//! Question: <question.strip()>\nAnswer:
+//! ```
+//! scored on the continuations `" " + option text` (acc, and acc_norm per character).
 
 use std::str::FromStr;
 
@@ -34,14 +45,28 @@ pub enum Protocol {
     /// lm-evaluation-harness 0.3.0 as the ODM paper ran it: no header, seeded random examples from
     /// val, full answer texts as continuations, `acc` and `acc_norm`.
     Paper,
+    /// Current lm-evaluation-harness's `mmlu_continuation` (cloze): the question without its
+    /// options, the first dev rows as examples, answer texts as continuations, `acc` and
+    /// `acc_norm`. Measures knowledge without the lettered-exam format.
+    Continuation,
 }
 
 impl Protocol {
+    /// Every protocol, in report order.
+    pub const ALL: [Protocol; 3] = [Protocol::Harness, Protocol::Paper, Protocol::Continuation];
+
+    /// Whether `acc_norm` (log-likelihood per character of the option text) is reported: the
+    /// protocols that score option texts rather than letters.
+    pub fn scores_option_text(self) -> bool {
+        !matches!(self, Protocol::Harness)
+    }
+
     /// The name used on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Harness => "harness",
             Protocol::Paper => "paper",
+            Protocol::Continuation => "continuation",
         }
     }
 }
@@ -59,9 +84,10 @@ impl FromStr for Protocol {
         match name {
             "harness" => Ok(Protocol::Harness),
             "paper" => Ok(Protocol::Paper),
+            "continuation" => Ok(Protocol::Continuation),
             other => Err(EvalError::InvalidConfig {
                 field: "protocol",
-                reason: format!("`{other}` is not `harness` or `paper`"),
+                reason: format!("`{other}` is not `harness`, `paper` or `continuation`"),
             }),
         }
     }
@@ -104,6 +130,19 @@ pub fn harness_question_text(question: &McQuestion) -> String {
     text
 }
 
+/// The `continuation` description line, with its two newlines.
+pub fn continuation_description(subject: &str) -> String {
+    format!(
+        "The following are questions (with answers) about {}.\n\n",
+        format_subject(subject)
+    )
+}
+
+/// `continuation` `doc_to_text`: `Question: `, the stripped question, `\nAnswer:`.
+pub fn continuation_question_text(question: &McQuestion) -> String {
+    format!("Question: {}\nAnswer:", python_strip(&question.question))
+}
+
 /// `paper` `format_example`: `Question: `, the unstripped question, `Choices:`, the lettered
 /// options each followed by a newline, `Answer:`.
 pub fn paper_question_text(question: &McQuestion) -> String {
@@ -123,15 +162,16 @@ pub fn question_text(protocol: Protocol, question: &McQuestion) -> String {
     match protocol {
         Protocol::Harness => harness_question_text(question),
         Protocol::Paper => paper_question_text(question),
+        Protocol::Continuation => continuation_question_text(question),
     }
 }
 
 /// The continuation scored for option `index` of `question`: `" A"` (harness) or `" " + text`
-/// (paper). A worked example's answer is written the same way.
+/// (paper, continuation). A worked example's answer is written the same way.
 pub fn continuation(protocol: Protocol, question: &McQuestion, index: usize) -> String {
     match protocol {
         Protocol::Harness => format!(" {}", CHOICE_LETTERS[index]),
-        Protocol::Paper => format!(" {}", question.choices[index]),
+        Protocol::Paper | Protocol::Continuation => format!(" {}", question.choices[index]),
     }
 }
 
@@ -142,8 +182,9 @@ pub fn continuations(protocol: Protocol, question: &McQuestion) -> [String; NUM_
 
 /// The full context for `question` with `examples` as worked examples, in the given order.
 ///
-/// Both protocols join each example's text and answer with `"\n\n"` after it, then the question;
-/// `harness` puts its description line first (and keeps it when there are no examples).
+/// Every protocol joins each example's text and answer with `"\n\n"` after it, then the
+/// question; `harness` and `continuation` put their description line first (and keep it when
+/// there are no examples).
 pub fn build_context(
     protocol: Protocol,
     subject: &str,
@@ -153,6 +194,7 @@ pub fn build_context(
     let mut context = match protocol {
         Protocol::Harness => harness_description(subject),
         Protocol::Paper => String::new(),
+        Protocol::Continuation => continuation_description(subject),
     };
     for example in examples {
         context.push_str(&question_text(protocol, example));

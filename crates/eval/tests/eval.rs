@@ -315,6 +315,25 @@ fn paper_prompt_matches_hand_written_string() {
         "The following are multiple choice questions (with answers) about high school us history.\n\n\
          Example?\nA. a\nB. b\nC. c\nD. d\nAnswer:"
     );
+    // lm-evaluation-harness mmlu_continuation: its description, `Question: {{question.strip()}}\nAnswer:`
+    // without the options, " " + option text as the answer, examples joined by "\n\n".
+    assert_eq!(
+        build_context(Protocol::Continuation, "anatomy", &[&example], &question),
+        concat!(
+            "The following are questions (with answers) about anatomy.\n\n",
+            "Question: Example?\nAnswer: d\n\n",
+            "Question: Spaced, kept?\nAnswer:",
+        )
+    );
+    assert_eq!(
+        continuations(Protocol::Continuation, &question),
+        [" one", " two, three", " four", " five"].map(String::from)
+    );
+    assert_eq!(
+        "continuation".parse::<Protocol>().unwrap(),
+        Protocol::Continuation
+    );
+    assert!(Protocol::Continuation.scores_option_text() && !Protocol::Harness.scores_option_text());
 }
 
 /// The paper protocol draws examples like lm-evaluation-harness 0.3.0. Indices from CPython:
@@ -826,7 +845,7 @@ fn multiple_choice_runs_end_to_end_with_a_model() {
     let mut scorer = ModelScorer::new(model, tokenizer, cpu_device())
         .unwrap()
         .with_batch_size(4);
-    for protocol in [Protocol::Harness, Protocol::Paper] {
+    for protocol in Protocol::ALL {
         let dump_path = fixture.root.join(format!("{protocol}.jsonl"));
         let mut dump = PromptDump::create(&dump_path).unwrap();
         let config = McConfig {

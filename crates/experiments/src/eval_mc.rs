@@ -20,6 +20,9 @@ pub enum ProtocolArg {
     Harness,
     /// lm-evaluation-harness 0.3.0, what the ODM paper's Table 1 used.
     Paper,
+    /// Today's lm-evaluation-harness mmlu_continuation (cloze): the question without its options,
+    /// answer texts scored; what small models are measured with.
+    Continuation,
 }
 
 impl From<ProtocolArg> for Protocol {
@@ -27,6 +30,7 @@ impl From<ProtocolArg> for Protocol {
         match protocol {
             ProtocolArg::Harness => Protocol::Harness,
             ProtocolArg::Paper => Protocol::Paper,
+            ProtocolArg::Continuation => Protocol::Continuation,
         }
     }
 }
@@ -282,7 +286,7 @@ fn bench_on<B: Backend>(args: &BenchArgs, device: B::Device) -> Result<()> {
         "| protocol | questions | requests | model rows | input tokens | padded tokens | prompts cropped | seconds | questions/s | tokens/s |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for protocol in [Protocol::Harness, Protocol::Paper] {
+    for protocol in Protocol::ALL {
         let mc = McConfig {
             protocol,
             subjects: subjects.clone(),

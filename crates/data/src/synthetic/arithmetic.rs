@@ -169,6 +169,18 @@ impl Problem {
         }
     }
 
+    /// Level and form: the level with the top-level operator of an evaluation, or `None` for
+    /// `a*x + b = c`. Problems of one shape have answers from one distribution.
+    pub fn shape(&self) -> (u8, Option<Op>) {
+        match self {
+            Problem::Evaluate { level, expr } => match expr {
+                Expr::Bin(_, op, _) => (*level, Some(*op)),
+                Expr::Num(_) => (*level, None),
+            },
+            Problem::Linear { .. } => (4, None),
+        }
+    }
+
     /// The exact answer, from the problem's structure.
     pub fn answer(&self) -> i64 {
         match self {

@@ -7,12 +7,14 @@
 //! | `code_output` | Toy Code | what a 2-5 statement program prints |
 //!
 //! Every question keeps its ground truth ([`Truth`]); the correct choice is computed from it,
-//! never from text. Distractors have the answer's type and format: numbers in an arithmetic
-//! progression around the answer or values the program's variables took, chosen so that the
-//! answer's rank among the four numbers is uniformly random (so "pick the middle/smallest
-//! value" does not beat chance); cities of the same country, other occupations, other
-//! organisations. The correct letter is balanced: each of
-//! A-D is correct for a quarter of the test rows (up to one row).
+//! never from text. Distractors have the answer's type and format. For `arithmetic` and
+//! `code_output` they are the answers of sibling questions (same level and operator; programs of
+//! the same length), drawn so that the four options are exchangeable: a rule that does not read
+//! the question, such as preferring the numbers most often seen as answers, scores 25% in
+//! expectation, so accuracy above chance means the question was understood. For
+//! `encyclopedia_facts`: cities of the same country, other occupations, other organisations,
+//! and birth years in a progression around the answer at a uniformly random rank. The correct
+//! letter is balanced: each of A-D is correct for a quarter of the test rows (up to one row).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -143,29 +145,6 @@ pub(crate) fn numeric_distractors(
     progression(answer, feasible[rng.random_range(0..feasible.len())], rank)
 }
 
-/// Three values of `pool` (none equal to `answer`) that put `answer` at a uniformly random
-/// rank, or a progression with that rank when the pool cannot.
-fn distractors_from_pool(
-    rng: &mut ChaCha8Rng,
-    answer: i64,
-    pool: &[i64],
-    steps: &[i64],
-) -> Vec<i64> {
-    let rank = rng.random_range(0..4usize);
-    let mut below: Vec<i64> = pool.iter().copied().filter(|&v| v < answer).collect();
-    let mut above: Vec<i64> = pool.iter().copied().filter(|&v| v > answer).collect();
-    if below.len() < rank || above.len() < 3 - rank {
-        let d = steps[rng.random_range(0..steps.len())];
-        return progression(answer, d, rank as i64);
-    }
-    shuffle(rng, &mut below);
-    shuffle(rng, &mut above);
-    below.truncate(rank);
-    above.truncate(3 - rank);
-    below.extend(above);
-    below
-}
-
 /// Draws `n` distinct items with `make`, skipping questions already used (dev and test never
 /// share a question).
 fn distinct<F>(
@@ -253,42 +232,60 @@ pub(crate) fn arithmetic_subject(seed: u64, rows: &MultipleChoiceConfig) -> McSu
             let level = rng.random_range(1..=2);
             let p = arithmetic::problem(rng, level);
             let answer = p.answer();
-            // Below 3, non-negative distractors would make the answer the smallest choice too
-            // often.
-            if answer < 3 {
-                return None;
-            }
-            let steps: &[i64] = if level == 1 { &[1, 2] } else { &[1, 2, 10] };
-            let distractors = numbers(numeric_distractors(rng, answer, steps, true));
+            let shape = p.shape();
+            let distractors = sibling_values(answer, || {
+                loop {
+                    let sibling = arithmetic::problem(rng, level);
+                    if sibling.shape() == shape {
+                        return Some(sibling.answer());
+                    }
+                }
+            })?;
             Some((
                 p.canonical_question(),
                 answer.to_string(),
-                distractors,
+                numbers(distractors),
                 Truth::Arithmetic(p),
             ))
         },
     )
 }
 
+/// Three distractors that are the answers of sibling questions (`draw` makes one), or `None`
+/// when any of the four values repeats, so the caller draws a new question. Rejecting the
+/// question together with its siblings keeps the four values i.i.d. given that they differ,
+/// hence exchangeable: a rule that never reads the question (prefer small numbers, round
+/// numbers, the answers seen most often in training) is right for a quarter of the questions
+/// in expectation. Near misses (answer ± 1) would let such answer-string preferences beat 25%.
+fn sibling_values(answer: i64, mut draw: impl FnMut() -> Option<i64>) -> Option<Vec<i64>> {
+    let mut values = vec![answer];
+    for _ in 0..3 {
+        let v = draw()?;
+        if values.contains(&v) {
+            return None;
+        }
+        values.push(v);
+    }
+    values.remove(0);
+    Some(values)
+}
+
 pub(crate) fn code_subject(seed: u64, rows: &MultipleChoiceConfig) -> McSubject {
     subject("code_output", DomainKind::ToyCode, seed, rows, |rng, _| {
         let statements = rng.random_range(2..=5);
         let p = code::program(rng, statements, 0);
-        let exec = p.run().ok()?;
-        let answer = *exec.output.last()?;
-        // Values the variables held are the plausible wrong answers of a reader who tracked
-        // the wrong variable or stopped a step early; progressions fill in when they cannot.
-        let mut traced: Vec<i64> = Vec::new();
-        for v in &exec.values {
-            if *v != answer && !traced.contains(v) {
-                traced.push(*v);
+        let answer = *p.run().ok()?.output.last()?;
+        // The outputs of other programs of the same length: the answer's own distribution, so
+        // the options are exchangeable (see `sibling_values`).
+        let distractors = sibling_values(answer, || {
+            for _ in 0..1000 {
+                let sibling = code::program(rng, statements, 0);
+                if let Some(v) = sibling.run().ok().and_then(|e| e.output.last().copied()) {
+                    return Some(v);
+                }
             }
-        }
-        let distractors = if rng.random_bool(0.5) {
-            distractors_from_pool(rng, answer, &traced, &[1, 2, 3])
-        } else {
-            numeric_distractors(rng, answer, &[1, 2, 3], false)
-        };
+            None
+        })?;
         let question = format!("What does this program print?\n{}", p.render().trim_end());
         Some((
             question,
@@ -427,21 +424,13 @@ mod tests {
     fn numeric_distractors_put_the_answer_at_every_rank() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut ranks = [0usize; 4];
-        let mut pool_ranks = [0usize; 4];
-        let pool = [1, 5, 7, 30, 44, 61, 90];
         for _ in 0..4000 {
             let d = numeric_distractors(&mut rng, 5, &[1, 2, 10], true);
             assert_eq!(d.len(), 3);
             assert!(!d.contains(&5) && d.iter().all(|&x| x >= 0));
             ranks[d.iter().filter(|&&x| x < 5).count()] += 1;
-            let d = distractors_from_pool(&mut rng, 40, &pool, &[1]);
-            assert_eq!(d.len(), 3);
-            assert!(d.iter().all(|x| pool.contains(x)), "{d:?}");
-            pool_ranks[d.iter().filter(|&&x| x < 40).count()] += 1;
         }
-        for r in [ranks, pool_ranks] {
-            assert!(r.iter().all(|&c| (850..1150).contains(&c)), "{r:?}");
-        }
+        assert!(ranks.iter().all(|&c| (850..1150).contains(&c)), "{ranks:?}");
         // At 0 the rank drops to 0 instead of the values going negative.
         for _ in 0..100 {
             assert!(
@@ -450,7 +439,17 @@ mod tests {
                     .all(|&x| x > 0)
             );
         }
-        // A pool with nothing below the answer falls back to a progression.
-        assert_eq!(distractors_from_pool(&mut rng, -50, &pool, &[1]).len(), 3);
+    }
+
+    #[test]
+    fn sibling_values_are_distinct_or_rejected() {
+        let mut draws = [7, 3, 9].into_iter();
+        assert_eq!(sibling_values(5, || draws.next()), Some(vec![7, 3, 9]));
+        // A repeat of the answer or of another distractor rejects the whole question.
+        let mut draws = [7, 5, 9].into_iter();
+        assert_eq!(sibling_values(5, || draws.next()), None);
+        let mut draws = [7, 7, 9].into_iter();
+        assert_eq!(sibling_values(5, || draws.next()), None);
+        assert_eq!(sibling_values(5, || None), None);
     }
 }

@@ -749,6 +749,12 @@ fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
         }),
         _ => None,
     };
+    if let (Some(mc), Some(PrepareSpec { corpus, .. })) = (&mc, &dataset.prepare)
+        && mc.source == "synthetic"
+        && corpus.join("corpus-info.json").is_file()
+    {
+        mixlab_data::synthetic::check_multiple_choice_version(corpus)?;
+    }
     if let Some(mc) = &mc {
         McDataset::open(&mc.data)
             .with_context(|| format!("opening the multiple-choice set {}", mc.data.display()))?;
@@ -836,9 +842,18 @@ impl RunTiming {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// Adds to a phase that resumes (training after an interruption sums its sessions).
     fn add(dir: &Path, phase: &str, seconds: f64) -> Result<()> {
         let mut t = RunTiming::load(dir)?;
         *t.seconds.entry(phase.into()).or_default() += seconds;
+        write_atomic(&dir.join("timing.json"), &serde_json::to_string_pretty(&t)?)
+    }
+
+    /// Sets the time of an evaluation: one that is computed again (its output was deleted)
+    /// replaces the time of the output it replaces.
+    fn set(dir: &Path, phase: &str, seconds: f64) -> Result<()> {
+        let mut t = RunTiming::load(dir)?;
+        t.seconds.insert(phase.into(), seconds);
         write_atomic(&dir.join("timing.json"), &serde_json::to_string_pretty(&t)?)
     }
 }
@@ -959,7 +974,7 @@ fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Resu
     let final_dir = dir.join("final");
     let test_path = dir.join("test-ppl.json");
     let protocols: Vec<Protocol> = if plan.mc.is_some() {
-        vec![Protocol::Harness, Protocol::Paper]
+        Protocol::ALL.to_vec()
     } else {
         Vec::new()
     };
@@ -982,7 +997,7 @@ fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Resu
         };
         let report = evaluate_perplexity(&model, device, &store, Split::Test, &config)?;
         write_atomic(&test_path, &serde_json::to_string_pretty(&report)?)?;
-        RunTiming::add(dir, "test", started.elapsed().as_secs_f64())?;
+        RunTiming::set(dir, "test", started.elapsed().as_secs_f64())?;
     }
     if let Some(mc) = &plan.mc {
         let dataset = McDataset::open(&mc.data)?;
@@ -1003,7 +1018,7 @@ fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Resu
             };
             let report = evaluate_multiple_choice(&mut scorer, &dataset, &config, None)?;
             write_atomic(&path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
-            RunTiming::add(
+            RunTiming::set(
                 dir,
                 &format!("mc-{protocol}"),
                 started.elapsed().as_secs_f64(),

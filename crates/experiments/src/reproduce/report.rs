@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mixlab_eval::McReport;
 use mixlab_eval::perplexity::PerplexityReport;
+use mixlab_eval::{McReport, Protocol};
 use mixlab_plot::{BarGroup, GroupedBarChart, LineChart, Marker, Series, write_svg};
 use serde::Serialize;
 use serde_json::Value;
@@ -110,7 +110,7 @@ fn read_run(dir: &Path, domains: &[String]) -> Result<RunData> {
         None
     };
     let mut mc = BTreeMap::new();
-    for protocol in ["harness", "paper"] {
+    for protocol in Protocol::ALL {
         let path = dir.join(format!("mc-{protocol}.json"));
         if path.is_file() {
             let report: McReport = serde_json::from_str(&std::fs::read_to_string(&path)?)
@@ -228,6 +228,74 @@ pub struct McNumbers {
     pub subjects: BTreeMap<String, f64>,
     /// Questions scored per seed.
     pub questions: u64,
+    /// All questions pooled over seeds: correct answers and questions, and the chance test.
+    pub pooled: ChanceTest,
+    /// The same per subject.
+    pub pooled_subjects: BTreeMap<String, ChanceTest>,
+}
+
+/// Whether an accuracy is above the 25% of guessing among four options: correct answers pooled
+/// over seeds, tested with the exact one-sided binomial test.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ChanceTest {
+    /// Correct answers, summed over seeds.
+    pub correct: u64,
+    /// Questions scored, summed over seeds.
+    pub questions: u64,
+    /// P(X >= correct) for X ~ Binomial(questions, 0.25): the chance of doing this well by
+    /// guessing.
+    pub p_value: f64,
+}
+
+/// Significance level of [`ChanceTest::above_chance`]: strict, because a report has many cells.
+pub const CHANCE_ALPHA: f64 = 0.01;
+
+impl ChanceTest {
+    fn of(correct: u64, questions: u64) -> ChanceTest {
+        ChanceTest {
+            correct,
+            questions,
+            p_value: binomial_upper_tail(correct, questions, 0.25),
+        }
+    }
+
+    /// Above chance at [`CHANCE_ALPHA`].
+    pub fn above_chance(&self) -> bool {
+        self.questions > 0 && self.p_value < CHANCE_ALPHA
+    }
+
+    /// `*` when above chance, else nothing (the marker of Table 1).
+    fn marker(&self) -> &'static str {
+        if self.above_chance() { "*" } else { "" }
+    }
+}
+
+/// P(X >= k) for X ~ Binomial(n, p), summed exactly in log space (n up to the hundreds of
+/// thousands of an MMLU run over seeds costs a few milliseconds).
+fn binomial_upper_tail(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n {
+        return 0.0;
+    }
+    // ln(i!) for i = 0..=n.
+    let mut ln_fact = Vec::with_capacity(n as usize + 1);
+    ln_fact.push(0.0f64);
+    for i in 1..=n {
+        ln_fact.push(ln_fact[i as usize - 1] + (i as f64).ln());
+    }
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let term = |i: u64| {
+        ln_fact[n as usize] - ln_fact[i as usize] - ln_fact[(n - i) as usize]
+            + i as f64 * lp
+            + (n - i) as f64 * lq
+    };
+    // Sum relative to the largest term so tiny tails do not underflow to zero too early.
+    let terms: Vec<f64> = (k..=n).map(term).collect();
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = terms.iter().map(|t| (t - max).exp()).sum();
+    (max + sum.ln()).exp().min(1.0)
 }
 
 /// The numbers of one method.
@@ -300,7 +368,9 @@ pub struct ReportNumbers {
     pub unfinished: Vec<String>,
 }
 
-/// Whether a run has finished training and every evaluation the plan asks for.
+/// Whether a run has finished training and the evaluations the paper's comparison needs. The
+/// `continuation` protocol is not required: results made before it existed still report, with
+/// "—" in its columns (a rerun of `reproduce` adds it).
 fn run_finished(plan: &Plan, dir: &Path) -> bool {
     let mc_done = plan.mc.is_none()
         || (dir.join("mc-harness.json").is_file() && dir.join("mc-paper.json").is_file());
@@ -382,7 +452,7 @@ fn method_numbers(plan: &Plan, id: &str, label: &str, runs: &[RunData]) -> Metho
         (None, BTreeMap::new())
     };
     let mut mc = BTreeMap::new();
-    for protocol in ["harness", "paper"] {
+    for protocol in Protocol::ALL.map(Protocol::as_str) {
         let reports: Vec<&McReport> = runs.iter().filter_map(|r| r.mc.get(protocol)).collect();
         if reports.len() != runs.len() || reports.is_empty() {
             continue;
@@ -390,6 +460,7 @@ fn method_numbers(plan: &Plan, id: &str, label: &str, runs: &[RunData]) -> Metho
         let acc = Stat::of(reports.iter().map(|r| r.overall.acc).collect());
         let norms: Option<Vec<f64>> = reports.iter().map(|r| r.overall.acc_norm).collect();
         let mut subjects = BTreeMap::new();
+        let mut pooled_subjects = BTreeMap::new();
         for s in &reports[0].subjects {
             let vals: Vec<f64> = reports
                 .iter()
@@ -400,7 +471,18 @@ fn method_numbers(plan: &Plan, id: &str, label: &str, runs: &[RunData]) -> Metho
                 s.subject.clone(),
                 vals.iter().sum::<f64>() / vals.len() as f64,
             );
+            let (correct, questions) = reports
+                .iter()
+                .filter_map(|r| r.subjects.iter().find(|x| x.subject == s.subject))
+                .fold((0, 0), |(c, q), x| {
+                    (c + x.accuracy.correct, q + x.accuracy.questions)
+                });
+            pooled_subjects.insert(s.subject.clone(), ChanceTest::of(correct, questions));
         }
+        let pooled = ChanceTest::of(
+            reports.iter().map(|r| r.overall.correct).sum(),
+            reports.iter().map(|r| r.overall.questions).sum(),
+        );
         mc.insert(
             protocol.to_string(),
             McNumbers {
@@ -408,6 +490,8 @@ fn method_numbers(plan: &Plan, id: &str, label: &str, runs: &[RunData]) -> Metho
                 acc_norm: norms.map(Stat::of),
                 subjects,
                 questions: reports[0].overall.questions,
+                pooled,
+                pooled_subjects,
             },
         );
     }
@@ -955,7 +1039,7 @@ fn reproduce_report(
             });
         let _ = writeln!(
             md,
-            "## Table 1: 5-shot multiple choice\n\nOn {source}, {limit}. `harness`: today's lm-evaluation-harness prompt, letters scored; `paper`: lm-evaluation-harness 0.3.0 as the paper ran it, answer texts scored (acc and length-normalised acc_norm). Chance is 25%.\n"
+            "## Table 1: 5-shot multiple choice\n\nOn {source}, {limit}. `harness`: today's lm-evaluation-harness prompt, letters scored; `paper`: lm-evaluation-harness 0.3.0 as the paper ran it, answer texts scored (acc and length-normalised acc_norm); `continuation`: today's harness `mmlu_continuation`, the question without its options and answer texts scored (the cloze form small models are measured with). Chance is 25%.\n"
         );
         let subjects: Vec<String> = n
             .methods
@@ -966,43 +1050,68 @@ fn reproduce_report(
             })
             .unwrap_or_default();
         let per_subject = subjects.len() <= 8;
-        let _ = write!(md, "| method | harness acc | paper acc | paper acc_norm |");
-        if per_subject {
-            for s in &subjects {
-                let _ = write!(md, " {s} (harness) |");
-            }
-        }
-        let _ = write!(md, "\n|---|---:|---:|---:|");
-        if per_subject {
-            for _ in &subjects {
-                let _ = write!(md, "---:|");
-            }
-        }
-        let _ = writeln!(md);
+        // A cell's accuracy with the above-chance marker of its pooled counts.
+        let cell = |x: Option<&McNumbers>| {
+            x.map_or("—".into(), |x| {
+                format!("{}{}", x.acc.show_pct(2), x.pooled.marker())
+            })
+        };
+        let _ = writeln!(
+            md,
+            "| method | harness acc | paper acc | paper acc_norm | continuation acc | continuation acc_norm |\n|---|---:|---:|---:|---:|---:|"
+        );
+        let norm = |x: Option<&McNumbers>| {
+            x.and_then(|x| x.acc_norm.as_ref())
+                .map_or("—".into(), |x| x.show_pct(2))
+        };
         for m in &n.methods {
-            let h = m.mc.get("harness");
-            let p = m.mc.get("paper");
-            let _ = write!(
+            let (p, c) = (m.mc.get("paper"), m.mc.get("continuation"));
+            let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 m.label,
-                h.map_or("—".into(), |x| x.acc.show_pct(2)),
-                p.map_or("—".into(), |x| x.acc.show_pct(2)),
-                p.and_then(|x| x.acc_norm.as_ref())
-                    .map_or("—".into(), |x| x.show_pct(2)),
+                cell(m.mc.get("harness")),
+                cell(p),
+                norm(p),
+                cell(c),
+                norm(c),
             );
-            if per_subject {
-                for s in &subjects {
-                    let v = h.and_then(|x| x.subjects.get(s));
-                    let _ = write!(
-                        md,
-                        " {} |",
-                        v.map_or("—".into(), |v| format!("{:.2}%", 100.0 * v))
-                    );
+        }
+        if per_subject {
+            let _ = write!(md, "\nPer subject (acc):\n\n| method |");
+            for s in &subjects {
+                for protocol in Protocol::ALL {
+                    let _ = write!(md, " {s} ({protocol}) |");
                 }
             }
+            let _ = write!(md, "\n|---|");
+            for _ in &subjects {
+                let _ = write!(md, "---:|---:|---:|");
+            }
             let _ = writeln!(md);
+            for m in &n.methods {
+                let _ = write!(md, "| {} |", m.label);
+                for s in &subjects {
+                    for protocol in Protocol::ALL.map(Protocol::as_str) {
+                        let x = m.mc.get(protocol);
+                        let v = x.and_then(|x| x.subjects.get(s));
+                        let mark = x
+                            .and_then(|x| x.pooled_subjects.get(s))
+                            .map_or("", |t| t.marker());
+                        let _ = write!(
+                            md,
+                            " {} |",
+                            v.map_or("—".into(), |v| format!("{:.2}%{mark}", 100.0 * v))
+                        );
+                    }
+                }
+                let _ = writeln!(md);
+            }
         }
+        let _ = writeln!(
+            md,
+            "\n`*`: above chance (25%) at p < {CHANCE_ALPHA}, by an exact one-sided binomial test on the correct answers pooled over the seeds; a cell without it cannot be told from guessing."
+        );
         if let Some(q) = n
             .methods
             .first()
@@ -1102,7 +1211,7 @@ fn timing_table(n: &ReportNumbers, md: &mut String) {
     let mut total = 0.0;
     for m in &n.methods {
         let get = |k: &str| m.seconds.get(k).copied().unwrap_or(0.0);
-        let mc = get("mc-harness") + get("mc-paper");
+        let mc: f64 = Protocol::ALL.iter().map(|p| get(&format!("mc-{p}"))).sum();
         let sum = get("train") + get("test") + mc;
         total += sum;
         let _ = writeln!(
@@ -1257,6 +1366,31 @@ fn ablation_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binomial_tail_matches_exact_sums() {
+        // Hand: P(X >= 3 | n = 4, p = 1/4) = 4 (1/4)^3 (3/4) + (1/4)^4 = 0.046875 + 0.00390625.
+        assert!((binomial_upper_tail(3, 4, 0.25) - 0.05078125).abs() < 1e-12);
+        assert!((binomial_upper_tail(4, 4, 0.25) - 0.00390625).abs() < 1e-12);
+        assert_eq!(binomial_upper_tail(0, 10, 0.25), 1.0);
+        assert_eq!(binomial_upper_tail(11, 10, 0.25), 0.0);
+        // The rest against exact rational sums of C(n, i) (1/4)^i (3/4)^(n - i) (Python's
+        // fractions): 55 of 150 right is p = 0.0010036, 47 of 150 is 0.047321, all 150 is 4.909e-91.
+        for (k, n, want) in [
+            (55, 150, 0.0010036477730922114),
+            (47, 150, 0.04732087289192179),
+            (150, 150, 4.909093465297727e-91),
+            (600, 2000, 2.334978407357519e-07),
+            (500, 2000, 0.5085832112651493),
+        ] {
+            let got = binomial_upper_tail(k, n, 0.25);
+            assert!((got / want - 1.0).abs() < 1e-9, "{k}/{n}: {got} vs {want}");
+        }
+        // 55/150 is above chance at 1%, 47/150 is not.
+        assert!(ChanceTest::of(55, 150).above_chance());
+        assert!(!ChanceTest::of(47, 150).above_chance());
+        assert!(!ChanceTest::of(0, 0).above_chance());
+    }
 
     fn method(id: &str, test: &[(&str, f64)]) -> MethodNumbers {
         MethodNumbers {
