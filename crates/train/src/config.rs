@@ -294,3 +294,24 @@ impl TrainConfig {
         toml::to_string_pretty(self).expect("config serialises")
     }
 }
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::TrainConfig;
+
+    /// Every config the repository ships loads and validates, so a field renamed in the code
+    /// cannot leave a documented command broken.
+    #[test]
+    fn every_config_in_configs_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                TrainConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "only {seen} configs in {}", dir.display());
+    }
+}
