@@ -4,15 +4,17 @@
 //!   prepared split, the unweighted mean over domains (the paper's headline) and the
 //!   token-weighted mean.
 //! - Multiple choice, independent of any model: [`dataset`] reads the hendrycks/test CSV layout,
-//!   [`prompt`] builds the prompts of both protocols byte for byte, [`multiple_choice`] crops,
+//!   [`prompt`] builds the prompts of the three protocols byte for byte, [`multiple_choice`] crops,
 //!   scores through any [`LogLikelihoodScorer`] and reports per subject, per [`categories`]
 //!   group and overall.
 //! - [`ModelScorer`]: the scorer backed by a mixlab [`mixlab_model::GptNeoX`] and a tokenizer.
 //! - [`pyrandom`]: CPython's `random.Random`, so the `paper` protocol draws the same few-shot
 //!   examples as lm-evaluation-harness 0.3.0.
 //!
-//! Two protocols exist because the paper's MMLU numbers came from lm-evaluation-harness 0.3.0,
-//! whose prompt and scoring differ from today's standard (see `prompt`).
+//! `harness` and `paper` both exist because the paper's MMLU numbers came from
+//! lm-evaluation-harness 0.3.0, whose prompt and scoring differ from today's standard (see
+//! `prompt`); `continuation` (the cloze form, no options in the prompt) is how small models are
+//! measured, since they answer lettered exam questions at chance long after they know the answers.
 
 pub mod bench;
 pub mod categories;

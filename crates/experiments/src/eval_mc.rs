@@ -226,7 +226,7 @@ pub struct BenchArgs {
     pub seed: u64,
 }
 
-/// Runs `bench eval`: both protocols on the first `--limit` questions of each subject.
+/// Runs `bench eval`: every protocol on the first `--limit` questions of each subject.
 pub fn bench(args: BenchArgs) -> Result<()> {
     match args.device {
         DeviceSpec::Cpu => bench_on::<CpuBackend>(&args, cpu_device()),
