@@ -24,12 +24,7 @@ pub fn write_dir_atomically<T>(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
-    let name = out
-        .file_name()
-        .ok_or_else(|| DataError::config("out", "has no final component"))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let tmp = hidden_sibling(out, "out", "partial")?;
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     }
@@ -37,7 +32,7 @@ pub fn write_dir_atomically<T>(
     match write(&tmp) {
         Ok(value) => {
             if out.exists() {
-                let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+                let old = hidden_sibling(out, "out", "old")?;
                 std::fs::rename(out, &old).map_err(|e| DataError::io(out, e))?;
                 std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
                 std::fs::remove_dir_all(&old).map_err(|e| DataError::io(&old, e))?;
@@ -57,14 +52,25 @@ pub fn write_dir_atomically<T>(
 /// Writes `text` to `path` through a sibling temporary file and a rename, so `path` holds either
 /// its old content or the whole new text, never a torn write.
 pub fn write_file_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = hidden_sibling(path, "path", "partial")?;
+    let result = std::fs::write(&tmp, text)
+        .map_err(|e| DataError::io(&tmp, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e)));
+    if result.is_err() {
+        // Best effort: the error that stopped us matters more than a failed cleanup.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `.<name>.<tag>-<pid>` beside `path`: hidden, and unique to this process. `field` names the
+/// argument in the error when `path` has no final component.
+fn hidden_sibling(path: &Path, field: &str, tag: &str) -> Result<PathBuf> {
     let name = path
         .file_name()
-        .ok_or_else(|| DataError::config("path", "has no final component"))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+        .ok_or_else(|| DataError::config(field, "has no final component"))?
+        .to_string_lossy();
+    Ok(path.with_file_name(format!(".{name}.{tag}-{}", std::process::id())))
 }
 
 #[cfg(test)]
