@@ -10,8 +10,10 @@ use mixlab_eval::{
     evaluate_multiple_choice, load_tokenizer,
 };
 use mixlab_model::{
-    CpuBackend, CudaBackend, DeviceSpec, GptNeoX, ModelConfig, Precision, cpu_device, cuda_device,
+    CpuBackend, CudaBackend, DeviceSpec, ModelConfig, Precision, cpu_device, cuda_device,
 };
+
+use crate::model_source::locate;
 
 /// Prompt format and scoring rule, as on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,11 +58,14 @@ impl From<PrecisionArg> for Precision {
 /// Arguments of `eval-mc`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory: `config.json` + `model.safetensors` in HF GPT-NeoX form (what
-    /// `GptNeoX::save_pretrained` writes, e.g. a run's `final/`; a Pythia download works too).
+    /// The model: a directory with `config.json` + `model.safetensors` in HF GPT-NeoX form (what
+    /// `GptNeoX::save_pretrained` writes, e.g. a run's `final/`; a Pythia download works too), a
+    /// run directory (its `final/`), or a training checkpoint `checkpoints/step-N/` (to follow a
+    /// score along training).
     #[arg(long)]
     pub model_dir: PathBuf,
-    /// The model's `tokenizer.json` (default: `<model-dir>/tokenizer.json`).
+    /// The model's `tokenizer.json` (default: the one beside the weights, else the one of the
+    /// prepared dataset in the run's `config.toml`).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Benchmark in the hendrycks/test layout (`data/{dev,val,test}/<subject>_<split>.csv`).
@@ -84,7 +89,7 @@ pub struct Args {
     /// Write every prompt, its continuations and their scores here as JSON lines.
     #[arg(long)]
     pub dump_prompts: Option<PathBuf>,
-    /// Directory for `mmlu-<protocol>.json` and `.md` (default: the model directory).
+    /// Directory for `mmlu-<protocol>.json` and `.md` (default: the `--model-dir` given).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`.
@@ -110,18 +115,20 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn run_on<B: Backend>(args: &Args, device: B::Device) -> Result<()> {
-    let model = GptNeoX::<B>::load_pretrained(&args.model_dir, &device)
-        .with_context(|| format!("loading the model in {}", args.model_dir.display()))?;
-    let tokenizer_path = args
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| args.model_dir.join("tokenizer.json"));
+    let located = locate(&args.model_dir)?;
+    let model = located.load::<B>(&device)?;
+    let tokenizer_path = match (&args.tokenizer, located.tokenizer()?) {
+        (Some(path), _) => path.clone(),
+        (None, Some(path)) => path,
+        (None, None) => bail!(
+            "no tokenizer.json beside the model in {} and none in its run's prepared dataset: \
+             pass --tokenizer with the model's tokenizer.json (a prepared dataset keeps it next \
+             to its manifest.json)",
+            args.model_dir.display()
+        ),
+    };
     if !tokenizer_path.is_file() {
-        bail!(
-            "{} does not exist: pass --tokenizer with the model's tokenizer.json (a prepared \
-             dataset keeps it next to its manifest.json)",
-            tokenizer_path.display()
-        );
+        bail!("--tokenizer {} does not exist", tokenizer_path.display());
     }
     let tokenizer = load_tokenizer(&tokenizer_path)?;
     let mut scorer = ModelScorer::new(model, tokenizer, device)?.with_batch_size(args.batch_size);

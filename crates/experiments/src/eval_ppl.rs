@@ -1,18 +1,15 @@
 //! `eval`: per-domain perplexity of a trained model on a prepared dataset's val or test split.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
+use mixlab_data::atomic::write_file_atomically;
 use mixlab_data::{DomainStore, OpenOptions, Split, sha256_file};
 use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
-use mixlab_model::{
-    CpuBackend, CudaBackend, DeviceSpec, GptNeoX, Precision, cpu_device, cuda_device,
-};
-use mixlab_train::TrainConfig;
-use mixlab_train::checkpoint::read_state;
+use mixlab_model::{CpuBackend, CudaBackend, DeviceSpec, Precision, cpu_device, cuda_device};
+
+use crate::model_source::{Located, Source, locate};
 
 /// Arguments of `eval`.
 #[derive(Debug, clap::Args)]
@@ -41,60 +38,13 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-/// Where the weights are and which run they belong to.
-enum Source {
-    /// HF-format directory.
-    Pretrained(PathBuf),
-    /// A training checkpoint (burn records plus state.json).
-    Checkpoint(PathBuf),
-}
-
-fn locate(dir: &Path) -> Result<(Source, Option<PathBuf>)> {
-    let run_config = |run: &Path| Some(run.join("config.toml")).filter(|p| p.is_file());
-    if dir.join("state.json").is_file() {
-        let run = dir.parent().and_then(Path::parent).map(Path::to_path_buf);
-        return Ok((
-            Source::Checkpoint(dir.to_path_buf()),
-            run.as_deref().and_then(run_config),
-        ));
-    }
-    if dir.join("config.json").is_file() {
-        let run = dir.parent().map(Path::to_path_buf);
-        return Ok((
-            Source::Pretrained(dir.to_path_buf()),
-            run.as_deref().and_then(run_config),
-        ));
-    }
-    if dir.join("final/config.json").is_file() {
-        return Ok((Source::Pretrained(dir.join("final")), run_config(dir)));
-    }
-    bail!(
-        "{} is neither a run directory with final/, a final/ directory, nor a checkpoints/step-N directory",
-        dir.display()
-    )
-}
-
-fn load<B: Backend>(source: &Source, device: &B::Device) -> Result<GptNeoX<B>> {
-    match source {
-        Source::Pretrained(dir) => Ok(GptNeoX::<B>::load_pretrained(dir, device)?),
-        Source::Checkpoint(dir) => {
-            let state = read_state(dir)?;
-            let model = state.model.init_lazy::<B>(device)?;
-            let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-            model
-                .load_file(dir.join("model"), &recorder, device)
-                .with_context(|| format!("loading {}", dir.join("model.mpk").display()))
-        }
-    }
-}
-
 fn run_on<B: Backend>(
     args: &Args,
-    source: &Source,
+    located: &Located,
     store: &DomainStore,
     device: &B::Device,
 ) -> Result<()> {
-    let model = load::<B>(source, device)?;
+    let model = located.load::<B>(device)?;
     if model.config().vocab_size != store.manifest().vocab_size {
         bail!(
             "the model has vocabulary {}, the dataset {}: they were not made with the same tokenizer",
@@ -112,24 +62,24 @@ fn run_on<B: Backend>(
     println!("{}", report.to_markdown());
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+        write_file_atomically(out, &text)?;
     }
     Ok(())
 }
 
 /// Runs `eval`.
 pub fn run(args: Args) -> Result<()> {
-    let (source, run_config) = locate(&args.checkpoint)?;
-    let dataset = match (&args.data, &run_config) {
+    let located = locate(&args.checkpoint)?;
+    let dataset = match (&args.data, located.run_dataset()?) {
         (Some(d), _) => d.clone(),
-        (None, Some(cfg)) => TrainConfig::load(cfg)?.data.dataset,
+        (None, Some(d)) => d,
         (None, None) => bail!(
             "no --data given and no run config.toml next to {}",
             args.checkpoint.display()
         ),
     };
     // A final/ directory carries the tokenizer it was trained with: the dataset must match it.
-    let expected = match &source {
+    let expected = match &located.source {
         Source::Pretrained(dir) if dir.join("tokenizer.json").is_file() => {
             Some(sha256_file(&dir.join("tokenizer.json"))?)
         }
@@ -143,9 +93,9 @@ pub fn run(args: Args) -> Result<()> {
         },
     )?;
     match args.device {
-        DeviceSpec::Cpu => run_on::<CpuBackend>(&args, &source, &store, &cpu_device()),
+        DeviceSpec::Cpu => run_on::<CpuBackend>(&args, &located, &store, &cpu_device()),
         DeviceSpec::Cuda(i) => {
-            run_on::<CudaBackend>(&args, &source, &store, &cuda_device(i, Precision::F32)?)
+            run_on::<CudaBackend>(&args, &located, &store, &cuda_device(i, Precision::F32)?)
         }
     }
 }

@@ -10,6 +10,7 @@ mod list_mixers;
 mod make_corpus;
 mod mixers;
 mod model_info;
+mod model_source;
 mod prepare_data;
 mod replay_mixer;
 mod reproduce;

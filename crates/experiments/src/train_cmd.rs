@@ -81,6 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         resume: args.resume,
         progress: true,
         stop: Some(stop_flag()?),
+        progress_group: None,
     };
     let summary = run_config(&config, &options, args.reference_model.as_deref())?;
     let secs = summary.train_time.as_secs_f64().max(1e-9);

@@ -309,3 +309,88 @@ fn smoke_ablation_writes_its_report() {
         "{weights:?}"
     );
 }
+
+/// What a run computed, without its timings: each training step's loss and domains, and each
+/// validation's perplexity.
+fn computed(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+        .map(|v| {
+            serde_json::json!([
+                v["step"],
+                v["loss"],
+                v["domains_drawn"],
+                v["domain_loss"],
+                v["mean_perplexity"]
+            ])
+        })
+        .collect()
+}
+
+#[test]
+fn parallel_runs_compute_what_sequential_runs_do() {
+    let _serial = serial();
+    // The DoReMi chain (reference, proxy, final run) must wait for each other; uniform runs
+    // beside them.
+    let methods = "uniform,doremi";
+    let mut outs = Vec::new();
+    for jobs in [1, 3] {
+        let out = fresh_dir(&format!("reproduce-smoke-jobs{jobs}"));
+        run(experiments()
+            .args(["reproduce", "--preset", "smoke", "--methods", methods])
+            .args(["--jobs", &jobs.to_string(), "--out"])
+            .arg(&out)
+            .arg("--data-root")
+            .arg(data_root()));
+        outs.push(out);
+    }
+    for id in ["tpw", "doremi-proxy", "doremi", "uniform"] {
+        let runs: Vec<PathBuf> = outs
+            .iter()
+            .map(|o| o.join("runs").join(id).join("seed-42"))
+            .collect();
+        let sequential = computed(&runs[0]);
+        assert!(
+            sequential.len() >= 12,
+            "{id}: {} metrics lines",
+            sequential.len()
+        );
+        assert_eq!(
+            sequential,
+            computed(&runs[1]),
+            "{id}: losses differ with --jobs 3"
+        );
+    }
+    let reports: Vec<Value> = outs
+        .iter()
+        .map(|o| read_json(&o.join("report.json")))
+        .collect();
+    let methods: Vec<&Vec<Value>> = reports
+        .iter()
+        .map(|r| r["methods"].as_array().expect("methods"))
+        .collect();
+    assert_eq!(
+        methods[0].len(),
+        3,
+        "uniform, TPW (the reference) and DoReMi are reported"
+    );
+    for (a, b) in methods[0].iter().zip(methods[1]) {
+        for field in ["id", "final_val_ppl", "test_avg_ppl", "mc"] {
+            assert_eq!(a[field], b[field], "{} {field}", a["id"]);
+        }
+    }
+
+    let nowhere = fresh_dir("reproduce-smoke-jobs0");
+    let refused = experiments()
+        .args(["reproduce", "--preset", "smoke", "--jobs", "0", "--out"])
+        .arg(&nowhere)
+        .arg("--data-root")
+        .arg(&nowhere)
+        .output()
+        .expect("spawn");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--jobs must be at least 1"));
+    assert!(!nowhere.exists(), "a refused command writes nothing");
+}

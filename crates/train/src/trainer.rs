@@ -67,7 +67,15 @@ pub struct RunOptions {
     pub progress: bool,
     /// Set by a signal handler: checkpoint after the current step and stop.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Draw the progress bar in this group, so that several runs of one process (`reproduce
+    /// --jobs`) each keep a line of their own instead of overwriting one another.
+    pub progress_group: Option<indicatif::MultiProgress>,
 }
+
+/// Burn backends keep one random generator per process, and `Backend::seed` replaces it: two
+/// runs initialising at once in one process would draw from each other's stream. Holding this
+/// lock from seeding to the last initial weight keeps every run's weights a function of its seed.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// What a finished (or stopped) invocation did.
 #[derive(Debug, Clone)]
@@ -249,8 +257,13 @@ pub fn train<B: AutodiffBackend>(
     let config_toml = config.to_toml();
 
     let seeds = SeedStreams::new(config.training.seed);
-    B::seed(device, seeds.init);
-    let model = model_config.init::<B>(device)?;
+    let model = {
+        let _rng = BACKEND_RNG
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        B::seed(device, seeds.init);
+        model_config.init::<B>(device)?
+    };
     let optim_config = AdamWConfig::new()
         .with_beta_1(config.optimizer.beta1 as f32)
         .with_beta_2(config.optimizer.beta2 as f32)
@@ -540,12 +553,17 @@ impl<B: AutodiffBackend> Loop<B> {
         let width = seq + 1;
         let bar = if options.progress {
             let bar = ProgressBar::new(total);
+            let bar = match &options.progress_group {
+                Some(group) => group.add(bar),
+                None => bar,
+            };
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} train [{elapsed_precise}] {wide_bar} step {pos}/{len} ({per_sec}, ETA {eta}) {msg}",
+                    "{spinner} {prefix} [{elapsed_precise}] {wide_bar} step {pos}/{len} ({per_sec}, ETA {eta}) {msg}",
                 )
                 .expect("valid template"),
             );
+            bar.set_prefix(self.config.name.clone());
             bar.set_position(self.step);
             bar
         } else {

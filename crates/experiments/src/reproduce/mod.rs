@@ -110,6 +110,20 @@ pub struct Method {
     pub kind: MethodKind,
 }
 
+impl Method {
+    /// The method whose run (same seed) must finish first: a DoReMi proxy's reference, or the
+    /// proxy whose averaged weights a static mixture uses.
+    pub fn dependency(&self) -> Option<&str> {
+        match &self.kind {
+            MethodKind::Static {
+                weights: Weights::ProxyOutput(proxy),
+            } => Some(proxy),
+            MethodKind::DoremiProxy { reference } => Some(reference),
+            _ => None,
+        }
+    }
+}
+
 /// The dataset of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetInfo {
@@ -557,6 +571,11 @@ pub struct Args {
     /// Where the synthetic corpus and prepared datasets go.
     #[arg(long, default_value = "data")]
     pub data_root: PathBuf,
+    /// Runs at a time (default: one per CPU core on a CPU, one on a GPU). A small model trains on
+    /// about one core, so a laptop runs the comparison several times faster; every run's losses
+    /// are the same as when it runs alone.
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 /// The paper's training seeds, then more.
@@ -802,17 +821,10 @@ fn select_methods(
             if !keep.contains(&m.id) {
                 continue;
             }
-            let dep = match &m.kind {
-                MethodKind::Static {
-                    weights: Weights::ProxyOutput(p),
-                } => Some(p.clone()),
-                MethodKind::DoremiProxy { reference } => Some(reference.clone()),
-                _ => None,
-            };
-            if let Some(dep) = dep
-                && !keep.contains(&dep)
+            if let Some(dep) = m.dependency()
+                && !keep.iter().any(|k| k == dep)
             {
-                keep.push(dep);
+                keep.push(dep.to_string());
                 added = true;
             }
         }
@@ -871,6 +883,10 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
             PathBuf::from("results").join(format!("ablate-exploration-{}", args.preset))
         }
     });
+    // Checked before planning, which may generate and prepare a corpus.
+    if args.jobs == Some(0) {
+        bail!("--jobs must be at least 1");
+    }
     let plan = build_plan(kind, &args)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let plan_path = out.join("plan.json");
@@ -899,15 +915,11 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     write_atomic(&history, &previous)?;
 
     let stop = crate::train_cmd::stop_flag()?;
-    let total = plan.seeds.len() * plan.methods.len();
-    let mut done = 0;
-    for &seed in &plan.seeds {
-        for method in &plan.methods {
-            done += 1;
-            eprintln!("[{done}/{total}] {} (seed {seed})", method.id);
-            run_method(&plan, &out, method, seed, &stop)?;
-        }
-    }
+    let jobs = match args.jobs {
+        Some(n) => n,
+        None => default_jobs(&plan.preset.device)?,
+    };
+    run_all(&plan, &out, &stop, jobs)?;
     let written = report::write_report(&out)?;
     for path in written {
         println!("wrote {}", path.display());
@@ -915,13 +927,132 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Trains (or resumes, or skips) one run, then fills in its missing evaluations.
+/// Runs at a time when `--jobs` is not given: every core on a CPU, one run on a GPU.
+fn default_jobs(device: &str) -> Result<usize> {
+    Ok(match device.parse::<DeviceSpec>()? {
+        DeviceSpec::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        DeviceSpec::Cuda(_) => 1,
+    })
+}
+
+/// Where one run of the plan stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Every run of the plan, `jobs` at a time, each after the run it depends on. With one job the
+/// runs go in plan order with their own progress bars; with more, each training bar keeps a line
+/// of its own. After a failure no new run starts; the ones under way finish (or checkpoint), and
+/// the first error is returned.
+fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Result<()> {
+    let runs: Vec<(u64, &Method)> = plan
+        .seeds
+        .iter()
+        .flat_map(|&seed| plan.methods.iter().map(move |m| (seed, m)))
+        .collect();
+    let total = runs.len();
+    if jobs <= 1 {
+        for (i, &(seed, method)) in runs.iter().enumerate() {
+            eprintln!("[{}/{total}] {} (seed {seed})", i + 1, method.id);
+            run_method(plan, out, method, seed, stop, None)?;
+        }
+        return Ok(());
+    }
+    // The run each one waits for (same seed), by index.
+    let waits_for: Vec<Option<usize>> = runs
+        .iter()
+        .map(|&(seed, m)| {
+            m.dependency()
+                .and_then(|dep| runs.iter().position(|&(s, d)| s == seed && d.id == dep))
+        })
+        .collect();
+    let group = indicatif::MultiProgress::new();
+    // Each run's state, the errors so far, and how many runs have started.
+    type Board = (Vec<RunState>, Vec<(String, anyhow::Error)>, usize);
+    let board: std::sync::Mutex<Board> =
+        std::sync::Mutex::new((vec![RunState::Waiting; total], Vec::new(), 0));
+    let changed = std::sync::Condvar::new();
+    let next = || -> Option<usize> {
+        let mut guard = board
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            let (states, errors, _) = &mut *guard;
+            if !errors.is_empty() {
+                return None;
+            }
+            let ready = (0..total).find(|&i| {
+                states[i] == RunState::Waiting
+                    && waits_for[i].is_none_or(|d| states[d] == RunState::Done)
+            });
+            if let Some(i) = ready {
+                states[i] = RunState::Running;
+                guard.2 += 1;
+                let (seed, method) = runs[i];
+                let line = format!("[{}/{total}] {} (seed {seed})", guard.2, method.id);
+                // A group drawing nowhere (stderr not a terminal) would swallow the line.
+                if group.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    let _ = group.println(line);
+                }
+                return Some(i);
+            }
+            if !states.contains(&RunState::Running) {
+                return None;
+            }
+            guard = changed
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(total) {
+            scope.spawn(|| {
+                while let Some(i) = next() {
+                    let (seed, method) = runs[i];
+                    let result = run_method(plan, out, method, seed, stop, Some(&group));
+                    let mut guard = board
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match result {
+                        Ok(()) => guard.0[i] = RunState::Done,
+                        Err(e) => {
+                            guard.0[i] = RunState::Failed;
+                            guard.1.push((format!("{} (seed {seed})", method.id), e));
+                        }
+                    }
+                    changed.notify_all();
+                }
+            });
+        }
+    });
+    let (_, mut errors, _) = board
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for (run, e) in errors.iter().skip(1) {
+        eprintln!("also failed: {run}: {e:#}");
+    }
+    let (run, first) = errors.remove(0);
+    Err(first.context(format!("run {run} failed")))
+}
+
+/// Trains (or resumes, or skips) one run, then fills in its missing evaluations. `group`: the
+/// progress group of parallel runs (their evaluations then run without bars).
 fn run_method(
     plan: &Plan,
     out: &Path,
     method: &Method,
     seed: u64,
     stop: &Arc<AtomicBool>,
+    group: Option<&indicatif::MultiProgress>,
 ) -> Result<()> {
     let config = plan.train_config(out, method, seed)?;
     let dir = config.out_dir.clone();
@@ -942,6 +1073,7 @@ fn run_method(
             resume: !checkpoints.is_empty(),
             progress: true,
             stop: Some(stop.clone()),
+            progress_group: group.cloned(),
         };
         let started = Instant::now();
         let summary = crate::train_cmd::run_config(&config, &options, reference.as_deref())
@@ -961,16 +1093,23 @@ fn run_method(
         return Ok(());
     }
     let spec: DeviceSpec = plan.preset.device.parse()?;
+    let progress = group.is_none();
     match spec {
-        DeviceSpec::Cpu => evaluate_run::<CpuBackend>(plan, &dir, &cpu_device()),
+        DeviceSpec::Cpu => evaluate_run::<CpuBackend>(plan, &dir, &cpu_device(), progress),
         DeviceSpec::Cuda(i) => {
-            evaluate_run::<CudaBackend>(plan, &dir, &cuda_device(i, Precision::F32)?)
+            let device = cuda_device(i, Precision::F32)?;
+            evaluate_run::<CudaBackend>(plan, &dir, &device, progress)
         }
     }
 }
 
-/// The run's test perplexity and multiple choice, whichever are missing.
-fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Result<()> {
+/// The run's test perplexity and multiple choice, whichever are missing (`progress`: with bars).
+fn evaluate_run<B: Backend>(
+    plan: &Plan,
+    dir: &Path,
+    device: &B::Device,
+    progress: bool,
+) -> Result<()> {
     let final_dir = dir.join("final");
     let test_path = dir.join("test-ppl.json");
     let protocols: Vec<Protocol> = if plan.mc.is_some() {
@@ -993,7 +1132,7 @@ fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Resu
             max_sequences_per_domain: Some(plan.preset.test_max_sequences),
             batch_size: plan.preset.eval_batch_size,
             domains: Vec::new(),
-            progress: true,
+            progress,
         };
         let report = evaluate_perplexity(&model, device, &store, Split::Test, &config)?;
         write_atomic(&test_path, &serde_json::to_string_pretty(&report)?)?;
@@ -1013,7 +1152,7 @@ fn evaluate_run<B: Backend>(plan: &Plan, dir: &Path, device: &B::Device) -> Resu
             let config = McConfig {
                 protocol,
                 limit_per_subject: mc.limit_per_subject,
-                progress: true,
+                progress,
                 ..McConfig::default()
             };
             let report = evaluate_multiple_choice(&mut scorer, &dataset, &config, None)?;
