@@ -95,7 +95,7 @@ pub fn preset(name: &str) -> Result<Preset> {
             let (w1, w2) = warmups(steps);
             Preset {
                 name: name.into(),
-                about: "the default: every method with the 1.8M-parameter model on 2 CPU cores in about 35 minutes".into(),
+                about: "the default: every method with the 1.8M-parameter model; about 20 minutes on 2 CPU cores (35 one run at a time)".into(),
                 model: "tiny".into(),
                 batch_size: 16,
                 micro_batches: 4,

@@ -1227,7 +1227,7 @@ fn timing_table(n: &ReportNumbers, md: &mut String) {
     }
     let _ = writeln!(
         md,
-        "\nAll reported methods together: {:.1} minutes (plus any unreported runs, such as the DoReMi proxy).\n",
+        "\nAll reported methods together: {:.1} minutes of run time, summed over runs (plus any unreported runs, such as the DoReMi proxy); runs that went in parallel (`--jobs`) overlap, so the wall time of such a plan is shorter.\n",
         total / 60.0
     );
 }
