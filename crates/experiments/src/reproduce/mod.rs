@@ -935,15 +935,6 @@ fn default_jobs(device: &str) -> Result<usize> {
     })
 }
 
-/// Where one run of the plan stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunState {
-    Waiting,
-    Running,
-    Done,
-    Failed,
-}
-
 /// Every run of the plan, `jobs` at a time, each after the run it depends on. With one job the
 /// runs go in plan order with their own progress bars; with more, each training bar keeps a line
 /// of its own. After a failure no new run starts; the ones under way finish (or checkpoint), and
@@ -971,38 +962,86 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
         })
         .collect();
     let group = indicatif::MultiProgress::new();
-    // Each run's state, the errors so far, and how many runs have started.
-    type Board = (Vec<RunState>, Vec<(String, anyhow::Error)>, usize);
-    let board: std::sync::Mutex<Board> =
-        std::sync::Mutex::new((vec![RunState::Waiting; total], Vec::new(), 0));
+    let announce = |started: usize, i: usize| {
+        let (seed, method) = runs[i];
+        let line = format!("[{started}/{total}] {} (seed {seed})", method.id);
+        // A group drawing nowhere (stderr not a terminal) would swallow the line.
+        if group.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = group.println(line);
+        }
+    };
+    let work = |i: usize| {
+        let (seed, method) = runs[i];
+        run_method(plan, out, method, seed, stop, Some(&group))
+    };
+    let mut errors = run_in_parallel(&waits_for, jobs, announce, work);
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let label = |i: usize| format!("{} (seed {})", runs[i].1.id, runs[i].0);
+    for (i, e) in errors.iter().skip(1) {
+        eprintln!("also failed: {}: {e:#}", label(*i));
+    }
+    let (i, first) = errors.remove(0);
+    Err(first.context(format!("run {} failed", label(i))))
+}
+
+/// Where one task of [`run_in_parallel`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskState {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Runs tasks `0..waits_for.len()` on `jobs` threads, task `i` only after task `waits_for[i]`
+/// succeeded, taking the lowest ready index first; `announce(n, i)` as task `i` starts as the
+/// `n`-th. After a failure (an error or a panic) no new task starts and those under way finish.
+/// Returns the failures in the order they happened, with their task index.
+fn run_in_parallel(
+    waits_for: &[Option<usize>],
+    jobs: usize,
+    announce: impl Fn(usize, usize) + Sync,
+    work: impl Fn(usize) -> Result<()> + Sync,
+) -> Vec<(usize, anyhow::Error)> {
+    struct Board {
+        states: Vec<TaskState>,
+        errors: Vec<(usize, anyhow::Error)>,
+        started: usize,
+    }
+    let total = waits_for.len();
+    let board = std::sync::Mutex::new(Board {
+        states: vec![TaskState::Waiting; total],
+        errors: Vec::new(),
+        started: 0,
+    });
     let changed = std::sync::Condvar::new();
-    let next = || -> Option<usize> {
-        let mut guard = board
+    let lock = || {
+        board
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let next = || -> Option<usize> {
+        let mut guard = lock();
         loop {
-            let (states, errors, _) = &mut *guard;
-            if !errors.is_empty() {
+            if !guard.errors.is_empty() {
                 return None;
             }
+            let states = &guard.states;
             let ready = (0..total).find(|&i| {
-                states[i] == RunState::Waiting
-                    && waits_for[i].is_none_or(|d| states[d] == RunState::Done)
+                states[i] == TaskState::Waiting
+                    && waits_for[i].is_none_or(|d| states[d] == TaskState::Done)
             });
             if let Some(i) = ready {
-                states[i] = RunState::Running;
-                guard.2 += 1;
-                let (seed, method) = runs[i];
-                let line = format!("[{}/{total}] {} (seed {seed})", guard.2, method.id);
-                // A group drawing nowhere (stderr not a terminal) would swallow the line.
-                if group.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    let _ = group.println(line);
-                }
+                guard.states[i] = TaskState::Running;
+                guard.started += 1;
+                announce(guard.started, i);
                 return Some(i);
             }
-            if !states.contains(&RunState::Running) {
+            if !guard.states.contains(&TaskState::Running) {
                 return None;
             }
             guard = changed
@@ -1011,19 +1050,26 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
         }
     };
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(total) {
+        for _ in 0..jobs.clamp(1, total.max(1)) {
             scope.spawn(|| {
                 while let Some(i) = next() {
-                    let (seed, method) = runs[i];
-                    let result = run_method(plan, out, method, seed, stop, Some(&group));
-                    let mut guard = board
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    // A panic (burn panics on some device errors) must still end the task, or
+                    // the tasks waiting for it would wait forever.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
+                        .unwrap_or_else(|panic| {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "a panic".into());
+                            Err(anyhow::anyhow!("panicked: {what}"))
+                        });
+                    let mut guard = lock();
                     match result {
-                        Ok(()) => guard.0[i] = RunState::Done,
+                        Ok(()) => guard.states[i] = TaskState::Done,
                         Err(e) => {
-                            guard.0[i] = RunState::Failed;
-                            guard.1.push((format!("{} (seed {seed})", method.id), e));
+                            guard.states[i] = TaskState::Failed;
+                            guard.errors.push((i, e));
                         }
                     }
                     changed.notify_all();
@@ -1031,17 +1077,10 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
             });
         }
     });
-    let (_, mut errors, _) = board
+    board
         .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if errors.is_empty() {
-        return Ok(());
-    }
-    for (run, e) in errors.iter().skip(1) {
-        eprintln!("also failed: {run}: {e:#}");
-    }
-    let (run, first) = errors.remove(0);
-    Err(first.context(format!("run {run} failed")))
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .errors
 }
 
 /// Trains (or resumes, or skips) one run, then fills in its missing evaluations. `group`: the
@@ -1261,6 +1300,82 @@ mod tests {
                         .unwrap_or_else(|e| panic!("{}: {e}", m.id));
                 }
             }
+        }
+    }
+
+    /// Task events in the order they happened: (task, started?).
+    type Events = std::sync::Mutex<Vec<(usize, bool)>>;
+
+    fn position(events: &[(usize, bool)], task: usize, start: bool) -> Option<usize> {
+        events.iter().position(|&e| e == (task, start))
+    }
+
+    #[test]
+    fn parallel_tasks_wait_for_their_dependency_and_all_run() {
+        // 0 -> 1 -> 2 is a chain (reference, proxy, main run); 3 and 4 are free.
+        let waits_for = [None, Some(0), Some(1), None, None];
+        let events = Events::default();
+        let announced = std::sync::Mutex::new(Vec::new());
+        let errors = run_in_parallel(
+            &waits_for,
+            3,
+            |n, i| announced.lock().unwrap().push((n, i)),
+            |i| {
+                events.lock().unwrap().push((i, true));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                events.lock().unwrap().push((i, false));
+                Ok(())
+            },
+        );
+        assert!(errors.is_empty());
+        let events = events.into_inner().unwrap();
+        assert_eq!(events.len(), 10, "every task ran once: {events:?}");
+        for (task, dep) in [(1, 0), (2, 1)] {
+            assert!(
+                position(&events, dep, false) < position(&events, task, true),
+                "{task} started before {dep} ended: {events:?}"
+            );
+        }
+        let announced = announced.into_inner().unwrap();
+        let numbers: Vec<usize> = announced.iter().map(|&(n, _)| n).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5]);
+        assert_eq!(announced[0], (1, 0), "the lowest ready index goes first");
+    }
+
+    #[test]
+    fn a_failure_or_panic_stops_new_tasks_and_skips_its_dependents() {
+        for panics in [false, true] {
+            let waits_for = [None, Some(0), None];
+            let ran = std::sync::Mutex::new(Vec::new());
+            let errors = run_in_parallel(
+                &waits_for,
+                2,
+                |_, _| {},
+                |i| {
+                    ran.lock().unwrap().push(i);
+                    if i == 0 {
+                        if panics {
+                            panic!("device lost");
+                        }
+                        bail!("bad config");
+                    }
+                    Ok(())
+                },
+            );
+            let ran = ran.into_inner().unwrap();
+            assert!(
+                !ran.contains(&1),
+                "the dependent of a failed task ran: {ran:?}"
+            );
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].0, 0);
+            let message = errors[0].1.to_string();
+            let expected = if panics {
+                "panicked: device lost"
+            } else {
+                "bad config"
+            };
+            assert_eq!(message, expected);
         }
     }
 
