@@ -13,7 +13,7 @@ use mixlab_model::{
     CpuBackend, CudaBackend, DeviceSpec, ModelConfig, Precision, cpu_device, cuda_device,
 };
 
-use crate::model_source::locate;
+use crate::model_source::{Source, locate};
 
 /// Prompt format and scoring rule, as on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,7 +89,8 @@ pub struct Args {
     /// Write every prompt, its continuations and their scores here as JSON lines.
     #[arg(long)]
     pub dump_prompts: Option<PathBuf>,
-    /// Directory for `mmlu-<protocol>.json` and `.md` (default: the `--model-dir` given).
+    /// Directory for `mmlu-<protocol>.json` and `.md` (default: the `--model-dir` given; required
+    /// for a checkpoint, which its run may prune).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`.
@@ -116,6 +117,13 @@ pub fn run(args: Args) -> Result<()> {
 
 fn run_on<B: Backend>(args: &Args, device: B::Device) -> Result<()> {
     let located = locate(&args.model_dir)?;
+    if matches!(located.source, Source::Checkpoint(_)) && args.out_dir.is_none() {
+        // Its run prunes old checkpoints, and the report would go with the directory.
+        bail!(
+            "{} is a training checkpoint, which its run may delete: pass --out-dir for the report",
+            args.model_dir.display()
+        );
+    }
     let model = located.load::<B>(&device)?;
     let tokenizer_path = match (&args.tokenizer, located.tokenizer()?) {
         (Some(path), _) => path.clone(),

@@ -239,6 +239,43 @@ fn smoke_reproduction_report_matches_its_runs_and_resumes() {
         }
     }
 
+    // The last checkpoint holds the final weights: eval-mc scores it exactly as the final model.
+    let tpw = out.join("runs/tpw/seed-42");
+    let step = tpw.join("checkpoints/step-12");
+    let plan = read_json(&out.join("plan.json"));
+    let mc_data = PathBuf::from(plan["mc"]["data"].as_str().expect("mc data"));
+    let scored = out.join("tpw-step-12-mc");
+    run(experiments()
+        .args([
+            "eval-mc",
+            "--protocol",
+            "continuation",
+            "--limit",
+            "4",
+            "--model-dir",
+        ])
+        .arg(&step)
+        .arg("--data")
+        .arg(&mc_data)
+        .arg("--out-dir")
+        .arg(&scored));
+    let from_checkpoint = read_json(&scored.join("mmlu-continuation.json"));
+    let from_final = read_json(&tpw.join("mc-continuation.json"));
+    assert_eq!(from_checkpoint["overall"], from_final["overall"]);
+    let refused = experiments()
+        .args(["eval-mc", "--model-dir"])
+        .arg(&step)
+        .arg("--data")
+        .arg(&mc_data)
+        .output()
+        .expect("spawn");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("pass --out-dir"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // `report DIR` re-renders from the files alone.
     std::fs::remove_file(out.join("report.md")).expect("remove");
     run(experiments().arg("report").arg(&out));
