@@ -556,7 +556,8 @@ pub struct Args {
     /// Seeds per method (42, 1234, 100, 222 as in the paper's scripts, then 1000, 1001, ...).
     #[arg(long, default_value_t = 1)]
     pub seeds: usize,
-    /// Optimizer steps of every run (default: the preset's); warm-ups stay 1% and 2%.
+    /// Optimizer steps of every run (default: the preset's); warm-ups stay 1% and 2%, and
+    /// validation keeps the preset's number of points per run.
     #[arg(long)]
     pub steps: Option<u64>,
     /// Only these methods (comma-separated ids; dependencies are added).
@@ -727,13 +728,7 @@ fn dataset_info(args: &Args, preset: &Preset) -> Result<DatasetInfo> {
 fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
     let mut preset = preset(&args.preset)?;
     if let Some(steps) = args.steps {
-        if steps < 2 {
-            bail!("--steps {steps}: at least 2 steps");
-        }
-        preset.steps = steps;
-        preset.odm_paper_warmup = (steps / 100).max(1);
-        preset.odm_code_warmup = (steps / 50).max(1);
-        preset.eval_interval = preset.eval_interval.min(steps);
+        preset = preset.with_steps(steps)?;
     }
     if let Some(device) = &args.device {
         device.parse::<DeviceSpec>()?;
@@ -892,17 +887,21 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     let plan_path = out.join("plan.json");
     if plan_path.exists() {
         let saved = Plan::load(&out)?;
-        let (a, b) = (saved.semantics()?, plan.semantics()?);
-        if a != b {
-            let fields: Vec<&str> = ["kind", "preset", "dataset", "mc", "seeds", "methods"]
-                .into_iter()
-                .filter(|f| a[f] != b[f])
-                .collect();
-            bail!(
-                "{} holds a different plan (differs in: {}); rerun with the original arguments to resume, or choose another --out",
+        match reconcile_plans(&saved, &plan)? {
+            PlanChange::Same => {}
+            PlanChange::AddsMethods(added) => {
+                eprintln!(
+                    "{}: adding {} to the saved plan (its finished runs are kept)",
+                    out.display(),
+                    added.join(", ")
+                );
+                write_atomic(&plan_path, &serde_json::to_string_pretty(&plan)?)?;
+            }
+            PlanChange::Different(fields) => bail!(
+                "{} holds a different plan (differs in: {}); rerun with the original arguments to resume, add methods with --methods, or choose another --out",
                 out.display(),
                 fields.join(", ")
-            );
+            ),
         }
     } else {
         write_atomic(&plan_path, &serde_json::to_string_pretty(&plan)?)?;
@@ -925,6 +924,55 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// How a requested plan relates to the one saved in a results directory.
+#[derive(Debug, PartialEq)]
+enum PlanChange {
+    /// The same runs: resume.
+    Same,
+    /// Everything saved, unchanged, plus these methods (ids): the runs already made stay valid,
+    /// so a comparison can grow (a new mixer beside the paper's methods) without retraining.
+    AddsMethods(Vec<String>),
+    /// Anything else; the fields that differ.
+    Different(Vec<&'static str>),
+}
+
+/// Compares the `saved` plan with the `requested` one by semantics (descriptions ignored).
+fn reconcile_plans(saved: &Plan, requested: &Plan) -> Result<PlanChange> {
+    let (a, b) = (saved.semantics()?, requested.semantics()?);
+    if a == b {
+        return Ok(PlanChange::Same);
+    }
+    let fields: Vec<&'static str> = ["kind", "preset", "dataset", "mc", "seeds", "methods"]
+        .into_iter()
+        .filter(|f| a[f] != b[f])
+        .collect();
+    if fields != ["methods"] {
+        return Ok(PlanChange::Different(fields));
+    }
+    let method = |plan: &serde_json::Value, id: &str| -> Option<serde_json::Value> {
+        plan["methods"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+    };
+    let kept = saved.methods.iter().all(|m| {
+        let requested = method(&b, &m.id);
+        requested.is_some() && requested == method(&a, &m.id)
+    });
+    if !kept {
+        return Ok(PlanChange::Different(fields));
+    }
+    Ok(PlanChange::AddsMethods(
+        requested
+            .methods
+            .iter()
+            .filter(|m| saved.method(&m.id).is_none())
+            .map(|m| m.id.clone())
+            .collect(),
+    ))
 }
 
 /// Runs at a time when `--jobs` is not given: every core on a CPU, one run on a GPU.
@@ -1399,5 +1447,48 @@ mod tests {
         assert_eq!(a.semantics().expect("json"), b.semantics().expect("json"));
         b.seeds.push(1234);
         assert_ne!(a.semantics().expect("json"), b.semantics().expect("json"));
+    }
+
+    #[test]
+    fn a_plan_may_grow_by_methods_but_not_change() {
+        let all = synthetic_plan(PlanKind::Reproduce);
+        let pick = |ids: &[&str]| {
+            let mut p = all.clone();
+            let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+            p.methods = select_methods(p.methods, &ids, &p.dataset).expect("known");
+            p
+        };
+        let saved = pick(&["tpw", "odm-paper"]);
+        assert_eq!(
+            reconcile_plans(&saved, &saved.clone()).expect("json"),
+            PlanChange::Same
+        );
+        // More methods: the new ones are named; the DoReMi chain reuses the saved TPW run.
+        assert_eq!(
+            reconcile_plans(&saved, &pick(&["tpw", "odm-paper", "doremi"])).expect("json"),
+            PlanChange::AddsMethods(vec!["doremi-proxy".into(), "doremi".into()])
+        );
+        // Fewer methods, or a saved method changed, is another plan.
+        assert_eq!(
+            reconcile_plans(&saved, &pick(&["tpw"])).expect("json"),
+            PlanChange::Different(vec!["methods"])
+        );
+        let mut changed = pick(&["tpw", "odm-paper", "uniform"]);
+        if let MethodKind::Odm { warmup_steps, .. } = &mut changed.methods[1].kind {
+            *warmup_steps += 1;
+        } else {
+            panic!("odm-paper is an ODM method");
+        }
+        assert_eq!(
+            reconcile_plans(&saved, &changed).expect("json"),
+            PlanChange::Different(vec!["methods"])
+        );
+        // Other fields changed with more methods are still another plan.
+        let mut more_seeds = pick(&["tpw", "odm-paper", "uniform"]);
+        more_seeds.seeds.push(1234);
+        assert_eq!(
+            reconcile_plans(&saved, &more_seeds).expect("json"),
+            PlanChange::Different(vec!["seeds", "methods"])
+        );
     }
 }

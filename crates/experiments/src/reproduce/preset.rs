@@ -147,6 +147,25 @@ pub fn preset(name: &str) -> Result<Preset> {
     Ok(p)
 }
 
+impl Preset {
+    /// The preset with `steps` optimizer steps. The warm-ups stay 1% and 2% of the run, and the
+    /// validation interval keeps the preset's number of validations per run (Fig. 1's
+    /// resolution as a fraction of the run, and the same validation cost per step). The
+    /// checkpoint interval stays in steps: it bounds the work an interruption loses, which is
+    /// time, not a fraction of the run.
+    pub fn with_steps(mut self, steps: u64) -> Result<Self> {
+        if steps < 2 {
+            bail!("--steps {steps}: at least 2 steps");
+        }
+        let validations = (self.steps / self.eval_interval).max(1);
+        self.eval_interval = (steps / validations).max(1);
+        self.steps = steps;
+        self.odm_paper_warmup = (steps / 100).max(1);
+        self.odm_code_warmup = (steps / 50).max(1);
+        Ok(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +193,21 @@ mod tests {
             (1000, 2000)
         );
         assert!(preset("huge").is_err());
+    }
+
+    #[test]
+    fn more_steps_keep_the_number_of_validations() {
+        let tiny = preset("tiny").expect("known");
+        // tiny: 160 steps, validation every 16 (10 validations), checkpoints every 40.
+        let long = tiny.clone().with_steps(2400).expect("valid");
+        assert_eq!(long.steps, 2400);
+        assert_eq!(long.eval_interval, 240);
+        assert_eq!(long.checkpoint_interval, tiny.checkpoint_interval);
+        assert_eq!((long.odm_paper_warmup, long.odm_code_warmup), (24, 48));
+        // Fewer steps than validations: validate every step, warm-ups at least one step.
+        let short = tiny.clone().with_steps(5).expect("valid");
+        assert_eq!(short.eval_interval, 1);
+        assert_eq!((short.odm_paper_warmup, short.odm_code_warmup), (1, 1));
+        assert!(tiny.with_steps(1).is_err());
     }
 }
