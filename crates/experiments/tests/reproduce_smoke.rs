@@ -323,6 +323,7 @@ fn smoke_ablation_writes_its_report() {
     ] {
         assert!(report.contains(needle), "report.md lacks {needle:?}");
     }
+    assert!(!report.contains("eps = 0"), "eps-0 was not asked for yet");
     // ε = 1/K is all exploration: the policy is uniform, so its entropy is ln K at every step.
     let k = read_json(&out.join("report.json"))["domains"]
         .as_array()
@@ -344,6 +345,40 @@ fn smoke_ablation_writes_its_report() {
     assert!(
         weights.iter().all(|w| (w - 1.0 / k).abs() < 1e-12),
         "{weights:?}"
+    );
+
+    // The comparison grows by a method: the finished runs are kept as they are, the new one runs
+    // and joins the report.
+    let default_metrics = out.join("runs/default/seed-42/metrics.jsonl");
+    let before = std::fs::read(&default_metrics).expect("metrics");
+    let output = experiments()
+        .args([
+            "ablate-exploration",
+            "--preset",
+            "smoke",
+            "--methods",
+            "default,eps-inv-k,eps-0",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--data-root")
+        .arg(data_root())
+        .output()
+        .expect("spawn");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("adding eps-0"), "{stderr}");
+    assert_eq!(
+        before,
+        std::fs::read(&default_metrics).expect("metrics"),
+        "a finished run was retrained"
+    );
+    let plan = read_json(&out.join("plan.json"));
+    assert_eq!(plan["methods"].as_array().expect("methods").len(), 3);
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("eps = 0"),
+        "report.md lacks the added method"
     );
 }
 
