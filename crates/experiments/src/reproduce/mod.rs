@@ -1069,8 +1069,10 @@ enum TaskState {
 }
 
 /// Runs tasks `0..waits_for.len()` on `jobs` threads, task `i` only after task `waits_for[i]`
-/// succeeded, taking the lowest ready index first; `announce(n, i)` as task `i` starts as the
-/// `n`-th. After a failure (an error or a panic) no new task starts and those under way finish.
+/// succeeded. Of the ready tasks, the one heading the longest chain of tasks waiting on it goes
+/// first (then the lowest index): on few cores the DoReMi chain (reference, proxy, main run)
+/// would otherwise start its proxy only after every independent run, and finish last alone.
+/// `announce(n, i)` as task `i` starts as the `n`-th. After a failure (an error or a panic) no new task starts and those under way finish.
 /// Returns the failures in the order they happened, with their task index.
 fn run_in_parallel(
     waits_for: &[Option<usize>],
@@ -1089,6 +1091,7 @@ fn run_in_parallel(
         errors: Vec::new(),
         started: 0,
     });
+    let chain = chain_lengths(waits_for);
     let changed = std::sync::Condvar::new();
     let lock = || {
         board
@@ -1102,10 +1105,12 @@ fn run_in_parallel(
                 return None;
             }
             let states = &guard.states;
-            let ready = (0..total).find(|&i| {
-                states[i] == TaskState::Waiting
-                    && waits_for[i].is_none_or(|d| states[d] == TaskState::Done)
-            });
+            let ready = (0..total)
+                .filter(|&i| {
+                    states[i] == TaskState::Waiting
+                        && waits_for[i].is_none_or(|d| states[d] == TaskState::Done)
+                })
+                .max_by_key(|&i| (chain[i], std::cmp::Reverse(i)));
             if let Some(i) = ready {
                 guard.states[i] = TaskState::Running;
                 guard.started += 1;
@@ -1152,6 +1157,28 @@ fn run_in_parallel(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .errors
+}
+
+/// For each task, the number of tasks in the longest chain that starts with it (itself, a task
+/// waiting for it, one waiting for that, ...).
+fn chain_lengths(waits_for: &[Option<usize>]) -> Vec<usize> {
+    let mut chain = vec![1; waits_for.len()];
+    // Each pass lengthens chains by at least one link; a chain has at most `len` tasks.
+    for _ in 0..waits_for.len() {
+        let mut changed = false;
+        for (i, dep) in waits_for.iter().enumerate() {
+            if let Some(d) = *dep
+                && chain[d] < chain[i] + 1
+            {
+                chain[d] = chain[i] + 1;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    chain
 }
 
 /// Trains (or resumes, or skips) one run, then fills in its missing evaluations. `group`: the
@@ -1410,7 +1437,30 @@ mod tests {
         let announced = announced.into_inner().unwrap();
         let numbers: Vec<usize> = announced.iter().map(|&(n, _)| n).collect();
         assert_eq!(numbers, [1, 2, 3, 4, 5]);
-        assert_eq!(announced[0], (1, 0), "the lowest ready index goes first");
+        assert_eq!(
+            announced[0],
+            (1, 0),
+            "the head of the longest chain goes first"
+        );
+    }
+
+    #[test]
+    fn the_longest_chain_starts_first() {
+        // The reproduce plan's shape: tpw, two free runs, then the proxy (after tpw) and DoReMi
+        // (after the proxy).
+        let waits_for = [None, None, None, Some(0), Some(3)];
+        assert_eq!(chain_lengths(&waits_for), [3, 1, 1, 2, 1]);
+        assert_eq!(chain_lengths(&[None, Some(0), Some(0)]), [2, 1, 1]);
+        // One thread shows the order: the proxy right after its reference, then by index.
+        let order = std::sync::Mutex::new(Vec::new());
+        let errors = run_in_parallel(
+            &waits_for,
+            1,
+            |_, i| order.lock().unwrap().push(i),
+            |_| Ok(()),
+        );
+        assert!(errors.is_empty());
+        assert_eq!(order.into_inner().unwrap(), [0, 3, 1, 2, 4]);
     }
 
     #[test]
