@@ -693,9 +693,20 @@ fn header(out: &Path, plan: &Plan, n: &ReportNumbers, title: &str, md: &mut Stri
     let p = &plan.preset;
     let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap_or_default();
     let _ = writeln!(md, "# {title}\n");
+    // `--steps` changes a preset's length, not its description.
+    let resized = super::preset::preset(&p.name)
+        .ok()
+        .filter(|named| named.steps != p.steps)
+        .map(|named| {
+            format!(
+                " Here run for {} steps instead of its {} (`--steps`).",
+                p.steps, named.steps
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "Preset `{}`: {}.\n\n- Model `{}`; {} steps of {} sequences ({} micro-batches) x {} tokens; peak learning rate {}, {}% warm-up, cosine to {}x.\n- Data: `{}` ({} domains, {}).\n- Validation every {} steps on at most {} sequences per domain; test perplexity on at most {} sequences per domain.\n- Seeds: {}.\n- Device: {}.\n",
+        "Preset `{}`: {}.{resized}\n\n- Model `{}`; {} steps of {} sequences ({} micro-batches) x {} tokens; peak learning rate {}, {}% warm-up, cosine to {}x.\n- Data: `{}` ({} domains, {}).\n- Validation every {} steps on at most {} sequences per domain; test perplexity on at most {} sequences per domain.\n- Seeds: {}.\n- Device: {}.\n",
         p.name,
         p.about,
         p.model,
@@ -1185,12 +1196,10 @@ fn paper_comparison(plan: &Plan, n: &ReportNumbers, md: &mut String) {
     };
     let show = |f: Option<&FewerIterations>| {
         f.map_or("—".into(), |f| {
-            format!(
-                "{} fewer iterations, final {:+.1}%",
-                f.fewer
-                    .map_or("not reached".into(), |x| format!("{:.1}%", 100.0 * x)),
-                100.0 * f.final_gap
-            )
+            let fewer = f.fewer.map_or("baseline's final not reached".into(), |x| {
+                format!("{:.1}% fewer iterations", 100.0 * x)
+            });
+            format!("{fewer}, final {:+.1}%", 100.0 * f.final_gap)
         })
     };
     let _ = writeln!(
