@@ -361,7 +361,11 @@ fn samplers_are_deterministic_wrap_epochs_and_resume_exactly() {
 
 #[test]
 fn mini_pile_prepares_with_14_domains_and_pyarrow_reads_it() {
-    let mini = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mini-pile");
+    // The crate's directory at run time: a test binary reused from a target directory shared
+    // with another checkout would carry that checkout's path.
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let mini = Path::new(&crate_dir).join("../../../shared/data/mini-pile");
     if !mini.join("train").is_dir() {
         eprintln!(
             "SKIPPED: {} is absent (the shared mini-pile is only on the workplace machines)",

@@ -660,7 +660,11 @@ fn cropping_drops_examples_until_the_prompt_fits() {
 fn category_mapping_covers_all_57_subjects_of_the_real_mmlu() {
     let ours: BTreeSet<&str> = MMLU_SUBJECTS.iter().map(|(name, _)| *name).collect();
     assert_eq!(ours.len(), 57);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mmlu");
+    // The crate's directory at run time: a test binary reused from a target directory shared
+    // with another checkout would carry that checkout's path.
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let root = Path::new(&crate_dir).join("../../../shared/data/mmlu");
     if !root.join("data/test").is_dir() {
         eprintln!("skipped: {} is absent", root.display());
         return;

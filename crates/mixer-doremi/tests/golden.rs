@@ -238,7 +238,11 @@ const INITIAL_LAMBDA: [Row<2>; 3] = [
 ];
 
 fn replay_golden(config: DoremiConfig) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden_feedback.jsonl");
+    // The crate's directory at run time: a test binary reused from a target directory shared
+    // with another checkout would carry that checkout's path.
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let path = Path::new(&crate_dir).join("tests/data/golden_feedback.jsonl");
     let log = FeedbackLog::read(&path).expect("golden feedback file");
     let ctx = replay_context(&log, MixerContext::new(DomainSet::pile())).expect("header");
     assert_eq!(

@@ -303,7 +303,11 @@ mod shipped_configs {
     /// cannot leave a documented command broken.
     #[test]
     fn every_config_in_configs_loads() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        // The crate's directory at run time: a test binary reused from a target directory shared
+        // with another checkout would carry that checkout's path.
+        let crate_dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let dir = std::path::Path::new(&crate_dir).join("../../configs");
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
