@@ -38,10 +38,35 @@ struct RunData {
     timing: RunTiming,
 }
 
+/// A run's `metrics.jsonl`, or its zstd-compressed `metrics.jsonl.zst` when only that is kept
+/// (the metrics of a long run are tens of MB as text and a twentieth of it compressed), with the
+/// path it was read from.
+fn read_metrics(dir: &Path) -> Result<(PathBuf, String)> {
+    let plain = dir.join("metrics.jsonl");
+    if plain.is_file() {
+        let text = std::fs::read_to_string(&plain)
+            .with_context(|| format!("reading {}", plain.display()))?;
+        return Ok((plain, text));
+    }
+    let packed = dir.join("metrics.jsonl.zst");
+    if !packed.is_file() {
+        bail!(
+            "neither {} nor {} exists (has this run finished?)",
+            plain.display(),
+            packed.display()
+        );
+    }
+    let file =
+        std::fs::File::open(&packed).with_context(|| format!("opening {}", packed.display()))?;
+    let bytes = zstd::decode_all(file)
+        .with_context(|| format!("{}: not a complete zstd stream", packed.display()))?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{}: decompressed text is not UTF-8", packed.display()))?;
+    Ok((packed, text))
+}
+
 fn read_run(dir: &Path, domains: &[String]) -> Result<RunData> {
-    let metrics = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&metrics)
-        .with_context(|| format!("reading {} (has this run finished?)", metrics.display()))?;
+    let (metrics, text) = read_metrics(dir)?;
     let by_domain = |v: &Value, what: &str, line: usize| -> Result<Vec<f64>> {
         domains
             .iter()
@@ -1469,5 +1494,41 @@ mod tests {
         assert!((entropy(&[0.25; 4]) - 4f64.ln()).abs() < 1e-15);
         assert_eq!(entropy(&[1.0, 0.0]), 0.0);
         assert_eq!(mean_vec(&[vec![1.0, 2.0], vec![3.0, 6.0]]), vec![2.0, 4.0]);
+    }
+
+    #[test]
+    fn metrics_are_read_plain_or_zstd_compressed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let err = read_metrics(dir).unwrap_err().to_string();
+        assert!(
+            err.contains("metrics.jsonl.zst") && err.contains("finished"),
+            "{err}"
+        );
+
+        let text = "{\"type\":\"train\",\"step\":1}\n";
+        let packed = dir.join("metrics.jsonl.zst");
+        std::fs::write(&packed, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+        assert_eq!(
+            read_metrics(dir).unwrap(),
+            (packed.clone(), text.to_owned())
+        );
+
+        // The plain file wins when both exist: it is what a run still appending writes.
+        let plain = dir.join("metrics.jsonl");
+        std::fs::write(&plain, "plain\n").unwrap();
+        assert_eq!(
+            read_metrics(dir).unwrap(),
+            (plain.clone(), "plain\n".to_owned())
+        );
+
+        std::fs::remove_file(&plain).unwrap();
+        let whole = zstd::encode_all(text.as_bytes(), 3).unwrap();
+        std::fs::write(&packed, &whole[..whole.len() / 2]).unwrap();
+        let err = format!("{:#}", read_metrics(dir).unwrap_err());
+        assert!(
+            err.contains("metrics.jsonl.zst: not a complete zstd stream"),
+            "{err}"
+        );
     }
 }
