@@ -9,12 +9,18 @@ default:
 test:
     cargo test --workspace --release
 
-# The paper's comparison (TPW, DoReMi, ODM, uniform) and its report: `just reproduce`, or
-# `just reproduce --preset smoke`, `just reproduce --preset paper-1b --data DIR` (GPU).
+# The paper's comparison (TPW, DoReMi, ODM, uniform) and its report: `just reproduce` (the
+# `tiny` preset, hours on a laptop CPU), or `just reproduce --preset quick` (minutes),
+# `just reproduce --preset paper-1b --data DIR` (GPU).
 reproduce *args:
     cargo run --release -p experiments -- reproduce {{args}}
 
-# ODM's exploration schedule, smoothing and granularity, compared: `just ablate --preset tiny`.
+# The comparison at the `quick` preset: about 20 minutes on 2 CPU cores.
+reproduce-quick *args:
+    cargo run --release -p experiments -- reproduce --preset quick {{args}}
+
+# ODM's exploration schedule, smoothing and granularity, compared (the `quick` preset unless
+# `--preset` says otherwise): `just ablate`, `just ablate --preset tiny`.
 ablate *args:
     cargo run --release -p experiments -- ablate-exploration {{args}}
 
