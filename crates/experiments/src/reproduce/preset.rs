@@ -119,10 +119,10 @@ pub fn preset(name: &str) -> Result<Preset> {
                 synthetic_ok: true,
             }
         }
-        // `quick` trained 15x longer (`quick.with_steps(2400)`, a test checks it): the shortest
-        // budget measured at which the default mixture answers the synthetic `arithmetic`
-        // subject clearly above chance (results/arithmetic-calibration-tiny/), so Table 1 of the
-        // default comparison measures something.
+        // `quick` trained 15x longer (`quick.with_steps(2400)`, a test checks it): a budget at
+        // which the default mixture was measured to answer the synthetic `arithmetic` subject
+        // clearly above chance, where 4x was not (results/arithmetic-calibration-tiny/), so
+        // Table 1 of the default comparison measures something.
         "tiny" => {
             let mut p = preset("quick")?.with_steps(2400)?;
             p.name = name.into();
