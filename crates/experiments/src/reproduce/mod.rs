@@ -532,7 +532,7 @@ pub fn ablation_methods(preset: &Preset, k: usize) -> Vec<Method> {
 pub struct Args {
     /// `smoke` (minutes, a pipeline check), `quick` (~20 min on 2 CPU cores), `tiny` (~4 h on
     /// 2 CPU cores) or `paper-1b` (GPU). Default: `tiny` for `reproduce`; `quick` for
-    /// `ablate-exploration`, whose nine variants would take twice as long as the comparison.
+    /// `ablate-exploration` (its nine variants at `tiny` take about 4 hours on 2 CPU cores).
     #[arg(long)]
     pub preset: Option<String>,
     /// A Pile-format corpus (prepared here with the preset's tokenizer) or a prepared dataset
