@@ -36,9 +36,15 @@ smoke:
 train config:
     cargo run --release -p experiments -- train --config {{config}}
 
-# Throughput tables: data pipeline, training loop vs bare step, model step, mixer, evaluation.
+# Throughput tables: data pipeline, training loop vs bare step, model step, mixer, evaluation;
+# then the same model step in PyTorch (benches/pytorch_baseline.py) when `$PYTHON` (default
+# python3) can import torch and transformers.
 bench:
-    cargo run --release -p experiments -- bench data && cargo run --release -p experiments -- bench train && cargo bench -p mixlab-model --bench train_step && cargo bench -p mixlab-mixer-odm
+    cargo run --release -p experiments -- bench data && cargo run --release -p experiments -- bench train && RAYON_NUM_THREADS=2 cargo bench -p mixlab-model --bench train_step && cargo bench -p mixlab-mixer-odm && just bench-pytorch
+
+# The PyTorch side of the model-step benchmark alone (skipped with a message without torch).
+bench-pytorch:
+    if ${PYTHON:-python3} -c "import torch, transformers" 2>/dev/null; then ${PYTHON:-python3} benches/pytorch_baseline.py --threads 2; else echo "skipped the PyTorch baseline: ${PYTHON:-python3} cannot import torch and transformers (pip install torch transformers)"; fi
 
 # Formatting and lints, as CI would want them.
 lint:

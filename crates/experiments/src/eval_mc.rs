@@ -93,7 +93,7 @@ pub struct Args {
     /// for a checkpoint, which its run may prune).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Float type on CUDA.
@@ -108,6 +108,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     match args.device {
         DeviceSpec::Cpu => run_on::<CpuBackend>(&args, cpu_device()),
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCpu => {
+            run_on::<mixlab_model::TchBackend>(&args, mixlab_model::tch_cpu_device())
+        }
+        #[cfg(not(feature = "tch"))]
+        DeviceSpec::TchCpu => Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(index) => {
             let device = cuda_device(index, args.precision.into())?;
             run_on::<CudaBackend>(&args, device)
@@ -233,7 +239,7 @@ pub struct BenchArgs {
     /// Model input rows per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Seed of the random initialisation.
@@ -245,6 +251,12 @@ pub struct BenchArgs {
 pub fn bench(args: BenchArgs) -> Result<()> {
     match args.device {
         DeviceSpec::Cpu => bench_on::<CpuBackend>(&args, cpu_device()),
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCpu => {
+            bench_on::<mixlab_model::TchBackend>(&args, mixlab_model::tch_cpu_device())
+        }
+        #[cfg(not(feature = "tch"))]
+        DeviceSpec::TchCpu => Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(index) => {
             bench_on::<CudaBackend>(&args, cuda_device(index, Precision::F32)?)
         }

@@ -30,7 +30,7 @@ pub struct Args {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Also write the report as JSON here.
@@ -94,6 +94,15 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     match args.device {
         DeviceSpec::Cpu => run_on::<CpuBackend>(&args, &located, &store, &cpu_device()),
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCpu => run_on::<mixlab_model::TchBackend>(
+            &args,
+            &located,
+            &store,
+            &mixlab_model::tch_cpu_device(),
+        ),
+        #[cfg(not(feature = "tch"))]
+        DeviceSpec::TchCpu => Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(i) => {
             run_on::<CudaBackend>(&args, &located, &store, &cuda_device(i, Precision::F32)?)
         }

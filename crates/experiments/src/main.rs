@@ -55,6 +55,9 @@ enum Command {
     AblateExploration(reproduce::Args),
     /// Re-render report.md and the figures of a reproduce/ablate-exploration results directory.
     Report(reproduce::ReportArgs),
+    /// One run of a results directory's plan (a child process of `reproduce --jobs N`).
+    #[command(hide = true)]
+    ReproduceRun(reproduce::RunArgs),
 }
 
 fn main() -> Result<()> {
@@ -75,6 +78,7 @@ fn main() -> Result<()> {
             reproduce::run(reproduce::PlanKind::AblateExploration, args)
         }
         Command::Report(args) => reproduce::run_report(args),
+        Command::ReproduceRun(args) => reproduce::run_child(args),
     }
 }
 

@@ -25,7 +25,8 @@ pub struct Args {
     /// Stop after this step with a checkpoint (continue later with --resume).
     #[arg(long)]
     pub max_steps: Option<u64>,
-    /// `cpu`, `cuda` or `cuda:N` (overrides `training.device`).
+    /// `cpu`, `tch-cpu` (a build with `--features tch`), `cuda` or `cuda:N` (overrides
+    /// `training.device`).
     #[arg(long)]
     pub device: Option<String>,
     /// Reference model directory (safetensors + config.json) for mixers that need one (DoReMi).
@@ -58,6 +59,17 @@ pub fn run_config(
         DeviceSpec::Cpu => {
             train::<CpuTrainBackend>(config, store, mixer, reference, &cpu_device(), options)?
         }
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCpu => train::<mixlab_model::TchTrainBackend>(
+            config,
+            store,
+            mixer,
+            reference,
+            &mixlab_model::tch_cpu_device(),
+            options,
+        )?,
+        #[cfg(not(feature = "tch"))]
+        DeviceSpec::TchCpu => return Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(index) => {
             let device = cuda_device(index, Precision::F32)?;
             train::<CudaTrainBackend>(config, store, mixer, reference, &device, options)?
@@ -82,6 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         progress: true,
         stop: Some(stop_flag()?),
         progress_group: None,
+        on_step: None,
     };
     let summary = run_config(&config, &options, args.reference_model.as_deref())?;
     let secs = summary.train_time.as_secs_f64().max(1e-9);

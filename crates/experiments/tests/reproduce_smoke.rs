@@ -295,6 +295,106 @@ fn smoke_reproduction_report_matches_its_runs_and_resumes() {
         stderr.contains("different plan") && stderr.contains("preset"),
         "{stderr}"
     );
+
+    users_reproduction_leaves_results_alone(&out);
+}
+
+/// Every file under `dir` with its bytes, by path relative to `dir`.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                files.insert(path.strip_prefix(dir).expect("under").to_path_buf(), bytes);
+            }
+        }
+    }
+    files
+}
+
+/// A newcomer's `reproduce` in a repository layout whose `results/smoke` is a committed
+/// reference (the top-level files of the reproduction in `reference`): it trains under
+/// `runs/reproduce-smoke`, changes nothing under `results/`, and its report puts its numbers
+/// beside the reference's, identical on this CPU and commit. Then a run that is not finished
+/// leaves the report partial instead of refusing it.
+fn users_reproduction_leaves_results_alone(reference: &Path) {
+    let repo = fresh_dir("reproduce-newcomer");
+    let committed = repo.join("results/smoke");
+    std::fs::create_dir_all(&committed).expect("mkdir");
+    for entry in std::fs::read_dir(reference).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, committed.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let before = snapshot(&repo.join("results"));
+    let output = experiments()
+        .current_dir(&repo)
+        .args(["reproduce", "--preset", "smoke", "--methods", "tpw,uniform"])
+        .arg("--data-root")
+        .arg(data_root())
+        .output()
+        .expect("spawn");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("results directory: runs/reproduce-smoke"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&repo.join("results")), before, "results/ changed");
+    let mine = repo.join("runs/reproduce-smoke");
+    let report = std::fs::read_to_string(mine.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("## Beside the committed reference (`results/smoke`)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("2 of 2 method(s) identical to the reference."),
+        "{report}"
+    );
+    let numbers = read_json(&mine.join("report.json"));
+    let rows = numbers["reference"]["rows"].as_array().expect("rows");
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["tpw", "uniform"]);
+    for row in rows {
+        assert_eq!(row["agreement"], "identical", "{row}");
+        assert_eq!(row["this"], row["reference"], "{row}");
+    }
+
+    // `uniform` without its test perplexity: the report shows TPW and lists uniform.
+    std::fs::remove_file(mine.join("runs/uniform/seed-42/test-ppl.json")).expect("remove");
+    let output = experiments()
+        .current_dir(&repo)
+        .arg("report")
+        .arg("runs/reproduce-smoke")
+        .output()
+        .expect("spawn");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read_to_string(mine.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("**Partial results.**")
+            && report.contains("uniform seed 42 (trained, evaluations missing)"),
+        "{report}"
+    );
+    let numbers = read_json(&mine.join("report.json"));
+    let shown: Vec<&str> = numbers["methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, ["tpw"]);
+    assert_eq!(numbers["left_out"], serde_json::json!(["uniform"]));
+    assert_eq!(snapshot(&repo.join("results")), before, "results/ changed");
 }
 
 #[test]

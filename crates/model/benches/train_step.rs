@@ -1,7 +1,7 @@
 //! Training throughput of the model presets: forward + backward + global-norm clip + AdamW.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=2 cargo bench -p mixlab-model --bench train_step -- [--device cpu|cuda[:N]]
+//! RAYON_NUM_THREADS=2 cargo bench -p mixlab-model --bench train_step -- [--device cpu|tch-cpu|cuda[:N]]
 //!     [--bf16] [--batch N] [--steps N] [--matmul-size N] [PRESET ...]
 //! ```
 //!
@@ -102,10 +102,16 @@ fn run<B: AutodiffBackend>(
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| match args.device {
-        DeviceSpec::Cpu if args.precision == Precision::Bf16 => {
+        DeviceSpec::Cpu | DeviceSpec::TchCpu if args.precision == Precision::Bf16 => {
             Err("--bf16 is for CUDA; the CPU benchmark runs in f32".to_owned())
         }
         DeviceSpec::Cpu => run::<CpuTrainBackend>(&args, cpu_device(), 1024),
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCpu => {
+            run::<mixlab_model::TchTrainBackend>(&args, mixlab_model::tch_cpu_device(), 1024)
+        }
+        #[cfg(not(feature = "tch"))]
+        DeviceSpec::TchCpu => Err(mixlab_model::ModelError::TchNotBuilt.to_string()),
         DeviceSpec::Cuda(index) => {
             let device = cuda_device(index, args.precision).map_err(|error| error.to_string())?;
             run::<CudaTrainBackend>(&args, device, 8192)

@@ -26,12 +26,18 @@ pub enum ModelError {
         known: String,
     },
 
-    /// A device string that is not `cpu`, `cuda` or `cuda:N`.
-    #[error("invalid device `{spec}`: expected `cpu`, `cuda` or `cuda:N`")]
+    /// A device string that is not `cpu`, `tch-cpu`, `cuda` or `cuda:N`.
+    #[error("invalid device `{spec}`: expected `cpu`, `tch-cpu`, `cuda` or `cuda:N`")]
     InvalidDevice {
         /// The string that failed to parse.
         spec: String,
     },
+
+    /// `tch-cpu` was asked for by a build without the `tch` cargo feature.
+    #[error(
+        "device `tch-cpu` needs burn's libtorch backend, which this build lacks: build with `--features tch` and a PyTorch 2.9 installation (README, \"The fast CPU path\")"
+    )]
+    TchNotBuilt,
 
     /// CUDA was asked for but the first CUDA operation failed (no driver, no GPU, bad index).
     #[error("CUDA device {index} is not usable: {reason}")]

@@ -26,7 +26,9 @@ pub use clip::{GradNorm, clip_grad_norm, grad_global_norm};
 pub use config::{ModelConfig, PRESET_NAMES, VOCAB_PAD_MULTIPLE};
 pub use device::{
     CpuBackend, CpuDevice, CpuTrainBackend, CudaBackend, CudaDevice, CudaTrainBackend, DeviceSpec,
-    Precision, cpu_device, cuda_device,
+    Precision, TCH_BUILT, cpu_device, cuda_device,
 };
+#[cfg(feature = "tch")]
+pub use device::{TchBackend, TchDevice, TchTrainBackend, tch_cpu_device};
 pub use error::{ModelError, Result};
 pub use model::{Attention, Block, GptNeoX, Mlp, per_token_nll_from_logits};

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainError};
 
 /// Version of the checkpoint layout.
-pub const CHECKPOINT_VERSION: u32 = 1;
+///
+/// 2: one optimizer record (`optim.mpk`, see [`crate::optimizer`]). 1 had two
+/// (`optim-decay.mpk`, `optim-no-decay.mpk`); its runs resume with mixlab before that change.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// The file holding everything but tensors.
 pub const STATE_FILE: &str = "state.json";
@@ -104,6 +107,14 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
     let state: CheckpointState = serde_json::from_str(&text)
         .map_err(|e| TrainError::checkpoint(&path, format!("corrupt state: {e}")))?;
+    if state.version == 1 {
+        return Err(TrainError::checkpoint(
+            &path,
+            format!(
+                "layout version 1 (two optimizer records) predates version {CHECKPOINT_VERSION} (one); resume this run with mixlab at commit f61e47c or earlier, or start it again"
+            ),
+        ));
+    }
     if state.version != CHECKPOINT_VERSION {
         return Err(TrainError::checkpoint(
             &path,

@@ -128,7 +128,7 @@ pub struct TrainingConfig {
     pub steps: u64,
     /// The run's seed: model init, data order and batch plans derive from it.
     pub seed: u64,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
     /// Write a metrics line every this many steps.

@@ -6,13 +6,14 @@
 //! burn's `examples/custom-training-loop`) and uses burn's pieces where they fit: the AdamW
 //! optimizer and its records, `GradientsAccumulator`, and the `NamedMpkFileRecorder` for
 //! checkpoints. What burn lacks is mixlab's own: global-norm clipping (mixlab-model), no weight
-//! decay on biases and LayerNorm (two AdamW instances over a split of the gradients), the
+//! decay on biases and LayerNorm (one AdamW pass that decays by tensor rank, [`optimizer`]), the
 //! warm-up + cosine schedule ([`schedule`]), seeded batch plans ([`plan`]) and exact resume
 //! ([`checkpoint`]).
 
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod optimizer;
 pub mod plan;
 pub mod schedule;
 pub mod trainer;
@@ -21,4 +22,6 @@ pub use config::TrainConfig;
 pub use error::{Result, TrainError};
 pub use plan::{BatchPlan, Granularity};
 pub use schedule::LrSchedule;
-pub use trainer::{RunOptions, RunSummary, SeedStreams, mixer_context, open_dataset, train};
+pub use trainer::{
+    RunOptions, RunSummary, SeedStreams, StepHook, StepProgress, mixer_context, open_dataset, train,
+};

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -29,9 +28,10 @@ use crate::checkpoint::{
 };
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
+use crate::optimizer::{DecoupledAdamW, TrainOptimizer};
 use crate::plan::BatchPlan;
 
-type Optim<B> = OptimizerAdaptor<AdamW, GptNeoX<B>, B>;
+type Optim<B> = TrainOptimizer<GptNeoX<B>, B>;
 
 /// Named random streams split from the run's seed, so that changing one consumer (say, the
 /// model size, which draws more init numbers) never shifts the data order or the batch plans.
@@ -70,6 +70,34 @@ pub struct RunOptions {
     /// Draw the progress bar in this group, so that several runs of one process (`reproduce
     /// --jobs`) each keep a line of their own instead of overwriting one another.
     pub progress_group: Option<indicatif::MultiProgress>,
+    /// Called after every completed step (a parent process draws a child's progress from it).
+    pub on_step: Option<StepHook>,
+}
+
+/// Where a run stands after a step: what [`RunOptions::on_step`] receives.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepProgress {
+    /// Steps completed (including before a resume).
+    pub step: u64,
+    /// Steps of the whole run.
+    pub total: u64,
+    /// Mean training loss of this step.
+    pub loss: f64,
+    /// Tokens per second of this step.
+    pub tokens_per_s: f64,
+    /// Wall time of this step: batch plan, data, forward, backward, optimizer and mixer
+    /// (metrics lines, validation and checkpoints excluded).
+    pub step_seconds: f64,
+}
+
+/// A callback run after each step.
+#[derive(Clone)]
+pub struct StepHook(pub Arc<dyn Fn(&StepProgress) + Send + Sync>);
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook")
+    }
 }
 
 /// Burn backends keep one random generator per process, and `Backend::seed` replaces it: two
@@ -149,26 +177,6 @@ pub fn mixer_context(store: &DomainStore) -> Result<MixerContext> {
         .with_vocab_size(store.manifest().vocab_size))
 }
 
-/// Parameter ids of weight matrices and embeddings (decayed), as opposed to biases and
-/// LayerNorm parameters (not decayed), as GPT-NeoX does.
-struct SplitGrads<'a> {
-    all: &'a mut GradientsParams,
-    decay: GradientsParams,
-    no_decay: GradientsParams,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for SplitGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.all.remove::<B::InnerBackend, D>(param.id) {
-            if D >= 2 {
-                self.decay.register::<B::InnerBackend, D>(param.id, g);
-            } else {
-                self.no_decay.register::<B::InnerBackend, D>(param.id, g);
-            }
-        }
-    }
-}
-
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
 }
@@ -184,8 +192,7 @@ struct Loop<B: AutodiffBackend> {
     store: DomainStore,
     model_config: ModelConfig,
     model: GptNeoX<B>,
-    optim_decay: Optim<B>,
-    optim_no_decay: Optim<B>,
+    optim: Optim<B>,
     mixer: Box<dyn Mixer>,
     reference: Option<GptNeoX<B::InnerBackend>>,
     samplers: Vec<DomainSampler>,
@@ -264,15 +271,13 @@ pub fn train<B: AutodiffBackend>(
         B::seed(device, seeds.init);
         model_config.init::<B>(device)?
     };
-    let optim_config = AdamWConfig::new()
-        .with_beta_1(config.optimizer.beta1 as f32)
-        .with_beta_2(config.optimizer.beta2 as f32)
-        .with_epsilon(config.optimizer.epsilon as f32);
-    let optim_decay = optim_config
-        .clone()
-        .with_weight_decay(config.optimizer.weight_decay as f32)
-        .init::<B, GptNeoX<B>>();
-    let optim_no_decay = optim_config.with_weight_decay(0.0).init::<B, GptNeoX<B>>();
+    let optim = DecoupledAdamW::new(
+        config.optimizer.beta1 as f32,
+        config.optimizer.beta2 as f32,
+        config.optimizer.epsilon as f32,
+        config.optimizer.weight_decay as f32,
+    )
+    .init::<B, GptNeoX<B>>();
     let samplers = names
         .iter()
         .map(|n| store.sampler(n, Split::Train, seeds.data))
@@ -284,8 +289,7 @@ pub fn train<B: AutodiffBackend>(
         device: device.clone(),
         model_config,
         model,
-        optim_decay,
-        optim_no_decay,
+        optim,
         mixer,
         reference,
         samplers,
@@ -412,12 +416,9 @@ impl<B: AutodiffBackend> Loop<B> {
             .clone()
             .load_file(dir.join("model"), &rec, &self.device)
             .map_err(|e| load_err("model.mpk", e))?;
-        let decay = Recorder::<B>::load(&rec, dir.join("optim-decay"), &self.device)
-            .map_err(|e| load_err("optim-decay.mpk", e))?;
-        self.optim_decay = self.optim_decay.clone().load_record(decay);
-        let no_decay = Recorder::<B>::load(&rec, dir.join("optim-no-decay"), &self.device)
-            .map_err(|e| load_err("optim-no-decay.mpk", e))?;
-        self.optim_no_decay = self.optim_no_decay.clone().load_record(no_decay);
+        let optim = Recorder::<B>::load(&rec, dir.join("optim"), &self.device)
+            .map_err(|e| load_err("optim.mpk", e))?;
+        self.optim = self.optim.clone().load_record(optim);
         self.mixer.restore_state(&state.mixer_state)?;
         for sampler in &mut self.samplers {
             let cursor = state.samplers.get(sampler.domain()).ok_or_else(|| {
@@ -468,14 +469,8 @@ impl<B: AutodiffBackend> Loop<B> {
             .clone()
             .save_file(tmp.join("model"), &rec)
             .map_err(|e| save_err("model.mpk", e))?;
-        Recorder::<B>::record(&rec, self.optim_decay.to_record(), tmp.join("optim-decay"))
-            .map_err(|e| save_err("optim-decay.mpk", e))?;
-        Recorder::<B>::record(
-            &rec,
-            self.optim_no_decay.to_record(),
-            tmp.join("optim-no-decay"),
-        )
-        .map_err(|e| save_err("optim-no-decay.mpk", e))?;
+        Recorder::<B>::record(&rec, self.optim.to_record(), tmp.join("optim"))
+            .map_err(|e| save_err("optim.mpk", e))?;
         let metrics_bytes = std::fs::metadata(&self.metrics_path)
             .map_err(|e| TrainError::io(&self.metrics_path, e))?
             .len();
@@ -605,8 +600,11 @@ impl<B: AutodiffBackend> Loop<B> {
             };
             feedback.clear();
             let mut accumulator = GradientsAccumulator::<GptNeoX<B>>::new();
-            let mut step_nll = 0.0;
-            let mut bad_loss = false;
+            // Per-sequence loss sums (and DoReMi's excess losses) stay on the device until the
+            // step's last micro-batch has been queued: one read per step, not one per
+            // micro-batch, so an asynchronous backend never waits inside the loop.
+            let mut seq_sum_parts = Vec::with_capacity(micro);
+            let mut excess_parts = Vec::new();
             for domains in &plan.domains {
                 let mut tokens: Vec<i64> = Vec::with_capacity(mbs * width);
                 for &d in domains {
@@ -623,7 +621,7 @@ impl<B: AutodiffBackend> Loop<B> {
                 let nll = self
                     .model
                     .per_token_nll(inputs.clone(), targets.clone(), None); // [mbs, seq]
-                let seq_sums = read_floats(nll.clone().sum_dim(1).inner()); // [mbs]
+                seq_sum_parts.push(nll.clone().inner().sum_dim(1)); // [mbs, 1]
                 let loss = match &loss_weights {
                     None => nll.clone().sum().div_scalar(denominator),
                     Some(lw) => {
@@ -635,8 +633,19 @@ impl<B: AutodiffBackend> Loop<B> {
                 };
                 let grads = GradientsParams::from_grads(loss.backward(), &self.model);
                 accumulator.accumulate(&self.model, grads);
-
-                let mb_sum: f64 = seq_sums.iter().sum();
+                if let Some(reference) = &self.reference {
+                    let ref_nll = reference.per_token_nll(inputs.inner(), targets.inner(), None);
+                    excess_parts.push((nll.inner() - ref_nll).clamp_min(0.0).sum_dim(1)); // [mbs, 1]
+                }
+            }
+            let seq_sums = read_floats(Tensor::cat(seq_sum_parts, 0)); // [micro * mbs]
+            let excess =
+                (!excess_parts.is_empty()).then(|| read_floats(Tensor::cat(excess_parts, 0)));
+            let mut step_nll = 0.0;
+            let mut bad_loss = false;
+            for (index, domains) in plan.domains.iter().enumerate() {
+                let mb_sums = &seq_sums[index * mbs..(index + 1) * mbs];
+                let mb_sum: f64 = mb_sums.iter().sum();
                 step_nll += mb_sum;
                 if !mb_sum.is_finite() {
                     bad_loss = true;
@@ -651,17 +660,14 @@ impl<B: AutodiffBackend> Loop<B> {
                         );
                     }
                     crate::plan::Granularity::Sequence => {
-                        for (&d, &s) in domains.iter().zip(&seq_sums) {
+                        for (&d, &s) in domains.iter().zip(mb_sums) {
                             feedback.add_loss(d, s / seq as f64, 1, seq as u64);
                         }
                     }
                 }
-                if let Some(reference) = &self.reference {
-                    let inner_in = inputs.inner();
-                    let inner_tg = targets.inner();
-                    let ref_nll = reference.per_token_nll(inner_in, inner_tg, None);
-                    let excess = (nll.inner() - ref_nll).clamp_min(0.0).sum_dim(1); // [mbs, 1]
-                    for (&d, e) in domains.iter().zip(read_floats(excess)) {
+                if let Some(excess) = &excess {
+                    let mb_excess = &excess[index * mbs..(index + 1) * mbs];
+                    for (&d, &e) in domains.iter().zip(mb_excess) {
                         feedback.add_excess_loss(d, e, seq as u64);
                     }
                 }
@@ -686,22 +692,14 @@ impl<B: AutodiffBackend> Loop<B> {
                 });
             }
             let grads = accumulator.grads();
-            let (mut grads, norm) = if self.config.optimizer.grad_clip > 0.0 {
+            let (grads, norm) = if self.config.optimizer.grad_clip > 0.0 {
                 let (g, n) = clip_grad_norm(&self.model, grads, self.config.optimizer.grad_clip);
                 (g, n.norm)
             } else {
                 (grads, f64::NAN)
             };
-            let mut split = SplitGrads {
-                all: &mut grads,
-                decay: GradientsParams::new(),
-                no_decay: GradientsParams::new(),
-            };
-            self.model.visit(&mut split);
-            let (decay, no_decay) = (split.decay, split.no_decay);
             let lr = self.config.schedule.lr(step, total);
-            self.model = self.optim_decay.step(lr, self.model.clone(), decay);
-            self.model = self.optim_no_decay.step(lr, self.model.clone(), no_decay);
+            self.model = self.optim.step(lr, self.model.clone(), grads);
 
             let t = Instant::now();
             self.mixer.observe(step, &feedback)?;
@@ -743,11 +741,18 @@ impl<B: AutodiffBackend> Loop<B> {
                 });
                 self.append_metrics(&line)?;
             }
+            let tokens_per_s = (micro * mbs * seq) as f64 / step_time.as_secs_f64().max(1e-12);
             bar.set_position(step);
-            bar.set_message(format!(
-                "loss {loss_value:.4}, {:.0} tok/s",
-                (micro * mbs * seq) as f64 / step_time.as_secs_f64().max(1e-12)
-            ));
+            bar.set_message(format!("loss {loss_value:.4}, {tokens_per_s:.0} tok/s"));
+            if let Some(hook) = &options.on_step {
+                (hook.0)(&StepProgress {
+                    step,
+                    total,
+                    loss: loss_value,
+                    tokens_per_s,
+                    step_seconds: step_time.as_secs_f64(),
+                });
+            }
 
             let eval_due = self.config.eval.interval > 0
                 && (step.is_multiple_of(self.config.eval.interval) || step == total);

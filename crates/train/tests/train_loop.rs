@@ -513,3 +513,93 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
     let table = std::fs::read_to_string(proxy.join("mixer-output-weights.toml")).unwrap();
     assert!(table.contains("[weights]"), "{table}");
 }
+
+/// Five training steps of `model_dir`'s weights on one fixed batch, as the loop runs them:
+/// per-token NLL mean, backward, global-norm clip at 1.0, the loop's AdamW (decay on matrices
+/// only). Returns the loss of each step.
+fn five_steps<Ad: burn::tensor::backend::AutodiffBackend>(
+    model_dir: &Path,
+    device: &Ad::Device,
+) -> Vec<f64> {
+    use burn::optim::{GradientsParams, Optimizer};
+    use burn::tensor::{Int, Tensor, TensorData};
+    let mut model = mixlab_model::GptNeoX::<Ad>::load_pretrained(model_dir, device).unwrap();
+    let vocab = model.config().vocab_size as u64;
+    let (batch, seq) = (4, 32);
+    let mut x: u64 = 7;
+    let tokens: Vec<i64> = (0..batch * (seq + 1))
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) % vocab) as i64
+        })
+        .collect();
+    let all = Tensor::<Ad, 2, Int>::from_data(TensorData::new(tokens, [batch, seq + 1]), device);
+    let (inputs, targets) = (all.clone().narrow(1, 0, seq), all.narrow(1, 1, seq));
+    let mut optim =
+        mixlab_train::optimizer::DecoupledAdamW::new(0.9, 0.95, 1e-8, 0.1).init::<Ad, _>();
+    let mut losses = Vec::new();
+    for _ in 0..5 {
+        let loss = model
+            .per_token_nll(inputs.clone(), targets.clone(), None)
+            .mean();
+        losses.push(loss.clone().into_data().iter::<f64>().next().unwrap());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (grads, _) = mixlab_model::clip_grad_norm(&model, grads, 1.0);
+        model = optim.step(1e-3, model, grads);
+    }
+    losses
+}
+
+/// Every backend of this build and machine trains like flex, the default: the same initial
+/// weights (drawn on flex, saved, loaded into each backend), the same batch and five steps give
+/// losses equal to 1e-4 relative. Backends this build or machine lacks are skipped with a line
+/// saying so (libtorch: `--features tch`; CUDA: a GPU).
+#[test]
+fn backends_agree_on_five_training_steps() {
+    use burn::tensor::backend::Backend;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("init");
+    let device = mixlab_model::cpu_device();
+    mixlab_model::CpuBackend::seed(&device, 3);
+    tiny_model()
+        .init::<mixlab_model::CpuBackend>(&device)
+        .unwrap()
+        .save_pretrained(&dir)
+        .unwrap();
+    let flex = five_steps::<B>(&dir, &device);
+    assert!(flex.iter().all(|l| l.is_finite()), "{flex:?}");
+    // Five steps at lr 1e-3 on one batch must lower its loss: the steps really train.
+    assert!(flex[4] < flex[0] - 0.01, "flex did not train: {flex:?}");
+    let agree = |name: &str, other: &[f64]| {
+        for (step, (a, b)) in flex.iter().zip(other).enumerate() {
+            assert!(
+                ((a - b) / a).abs() <= 1e-4,
+                "{name} step {}: loss {b} vs flex {a} (all: {other:?} vs {flex:?})",
+                step + 1
+            );
+        }
+        eprintln!("{name}: five losses agree with flex to 1e-4: {other:?}");
+    };
+
+    #[cfg(feature = "tch")]
+    agree(
+        "tch-cpu",
+        &five_steps::<mixlab_model::TchTrainBackend>(&dir, &mixlab_model::tch_cpu_device()),
+    );
+    #[cfg(not(feature = "tch"))]
+    eprintln!(
+        "skipped tch-cpu: this build lacks the `tch` feature (README, \"The fast CPU path\")"
+    );
+
+    if Path::new("/dev/nvidia0").exists() {
+        let cuda = mixlab_model::cuda_device(0, mixlab_model::Precision::F32).unwrap();
+        agree(
+            "cuda",
+            &five_steps::<mixlab_model::CudaTrainBackend>(&dir, &cuda),
+        );
+    } else {
+        eprintln!("skipped cuda: no /dev/nvidia0 on this machine");
+    }
+}

@@ -8,7 +8,9 @@
 //! evaluation is computed. The report (`report.md` and SVG figures) is rendered from the files
 //! alone (`experiments report DIR`).
 
+pub mod child;
 pub mod preset;
+pub mod reference;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -35,6 +37,9 @@ use mixlab_train::config::{
 };
 use mixlab_train::{Granularity, LrSchedule, RunOptions, TrainConfig, open_dataset};
 use serde::{Deserialize, Serialize};
+
+use child::JobOutput;
+pub use child::{RunArgs, run_child};
 
 pub use preset::{Preset, preset};
 
@@ -559,18 +564,19 @@ pub struct Args {
     /// Only these methods (comma-separated ids; dependencies are added).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// `cpu`, `cuda` or `cuda:N` (default: the preset's).
+    /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N` (default: the preset's).
     #[arg(long)]
     pub device: Option<String>,
-    /// Results directory (default: results/<preset> or results/ablate-exploration-<preset>).
+    /// Results directory (default: runs/reproduce-<preset> or runs/ablate-exploration-<preset>,
+    /// which git ignores; the committed references under results/ change only when named here).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where the synthetic corpus and prepared datasets go.
     #[arg(long, default_value = "data")]
     pub data_root: PathBuf,
-    /// Runs at a time (default: one per CPU core on a CPU, one on a GPU). A small model trains on
-    /// about one core, so a laptop runs the comparison several times faster; every run's losses
-    /// are the same as when it runs alone.
+    /// Runs at a time (default: one per CPU core on a CPU, one on a GPU). With more than one, each
+    /// run is a child process with its share of the cores (a small model trains about as fast on
+    /// one core as on two); every run's losses are the same as when it runs alone.
     #[arg(long)]
     pub jobs: Option<usize>,
 }
@@ -877,15 +883,20 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(mixlab_data::atomic::write_file_atomically(path, text)?)
 }
 
+/// Where a plan of `kind` at `preset` goes when `--out` is not given: a directory of the user's
+/// under `runs/` (ignored by git), so that a run never rewrites the committed references in
+/// `results/` (see [`reference`]).
+pub fn default_out(kind: PlanKind, preset: &str) -> PathBuf {
+    PathBuf::from("runs").join(match kind {
+        PlanKind::Reproduce => format!("reproduce-{preset}"),
+        PlanKind::AblateExploration => format!("ablate-exploration-{preset}"),
+    })
+}
+
 /// Runs `reproduce` or `ablate-exploration`: plan, runs, evaluations, report.
 pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     let name = args.preset_name(kind);
-    let out = args.out.clone().unwrap_or_else(|| match kind {
-        PlanKind::Reproduce => PathBuf::from("results").join(name),
-        PlanKind::AblateExploration => {
-            PathBuf::from("results").join(format!("ablate-exploration-{name}"))
-        }
-    });
+    let out = args.out.clone().unwrap_or_else(|| default_out(kind, name));
     // Checked before planning, which may generate and prepare a corpus.
     if args.jobs == Some(0) {
         bail!("--jobs must be at least 1");
@@ -929,8 +940,16 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
         Some(n) => n,
         None => default_jobs(&plan.preset.device)?,
     };
+    eprintln!("results directory: {}", out.display());
+    let reference = reference::find(&out, kind, name);
+    if let Some(dir) = &reference {
+        eprintln!(
+            "its report will compare with the committed reference {}",
+            dir.display()
+        );
+    }
     run_all(&plan, &out, &stop, jobs)?;
-    let written = report::write_report(&out)?;
+    let written = report::write_report(&out, reference.as_deref())?;
     for path in written {
         println!("wrote {}", path.display());
     }
@@ -1015,15 +1034,17 @@ fn reconcile_plans(saved: &serde_json::Value, requested: &Plan) -> Result<PlanCh
 /// Runs at a time when `--jobs` is not given: every core on a CPU, one run on a GPU.
 fn default_jobs(device: &str) -> Result<usize> {
     Ok(match device.parse::<DeviceSpec>()? {
-        DeviceSpec::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        DeviceSpec::Cpu | DeviceSpec::TchCpu => {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
         DeviceSpec::Cuda(_) => 1,
     })
 }
 
 /// Every run of the plan, `jobs` at a time, each after the run it depends on. With one job the
-/// runs go in plan order with their own progress bars; with more, each training bar keeps a line
-/// of its own. After a failure no new run starts; the ones under way finish (or checkpoint), and
-/// the first error is returned.
+/// runs go in plan order in this process with their own progress bars; with more, each run is a
+/// child process ([`child`]) whose progress is a line of its own here. After a failure no new run
+/// starts; the ones under way finish (or checkpoint), and the first error is returned.
 fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Result<()> {
     let runs: Vec<(u64, &Method)> = plan
         .seeds
@@ -1034,7 +1055,7 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
     if jobs <= 1 {
         for (i, &(seed, method)) in runs.iter().enumerate() {
             eprintln!("[{}/{total}] {} (seed {seed})", i + 1, method.id);
-            run_method(plan, out, method, seed, stop, None)?;
+            run_method(plan, out, method, seed, stop, JobOutput::Bars)?;
         }
         return Ok(());
     }
@@ -1057,9 +1078,11 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
             let _ = group.println(line);
         }
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / jobs.min(total).max(1)).max(1);
     let work = |i: usize| {
         let (seed, method) = runs[i];
-        run_method(plan, out, method, seed, stop, Some(&group))
+        child::spawn_job(plan, out, method, seed, stop, &group, threads)
     };
     let mut errors = run_in_parallel(&waits_for, jobs, announce, work);
     if errors.is_empty() {
@@ -1195,15 +1218,15 @@ fn chain_lengths(waits_for: &[Option<usize>]) -> Vec<usize> {
     chain
 }
 
-/// Trains (or resumes, or skips) one run, then fills in its missing evaluations. `group`: the
-/// progress group of parallel runs (their evaluations then run without bars).
+/// Trains (or resumes, or skips) one run, then fills in its missing evaluations, showing
+/// progress as `output` says.
 fn run_method(
     plan: &Plan,
     out: &Path,
     method: &Method,
     seed: u64,
     stop: &Arc<AtomicBool>,
-    group: Option<&indicatif::MultiProgress>,
+    output: JobOutput,
 ) -> Result<()> {
     let config = plan.train_config(out, method, seed)?;
     let dir = config.out_dir.clone();
@@ -1222,9 +1245,13 @@ fn run_method(
         let options = RunOptions {
             max_steps: None,
             resume: !checkpoints.is_empty(),
-            progress: true,
+            progress: output.bars(),
             stop: Some(stop.clone()),
-            progress_group: group.cloned(),
+            progress_group: None,
+            on_step: match &output {
+                JobOutput::Child(hook) => Some(hook.clone()),
+                JobOutput::Bars => None,
+            },
         };
         let started = Instant::now();
         let summary = crate::train_cmd::run_config(&config, &options, reference.as_deref())
@@ -1243,10 +1270,20 @@ fn run_method(
     if !method.reported {
         return Ok(());
     }
+    output.evaluating();
     let spec: DeviceSpec = plan.preset.device.parse()?;
-    let progress = group.is_none();
+    let progress = output.bars();
     match spec {
         DeviceSpec::Cpu => evaluate_run::<CpuBackend>(plan, &dir, &cpu_device(), progress),
+        #[cfg(feature = "tch")]
+        DeviceSpec::TchCpu => evaluate_run::<mixlab_model::TchBackend>(
+            plan,
+            &dir,
+            &mixlab_model::tch_cpu_device(),
+            progress,
+        ),
+        #[cfg(not(feature = "tch"))]
+        DeviceSpec::TchCpu => Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(i) => {
             let device = cuda_device(i, Precision::F32)?;
             evaluate_run::<CudaBackend>(plan, &dir, &device, progress)
@@ -1323,11 +1360,26 @@ fn evaluate_run<B: Backend>(
 pub struct ReportArgs {
     /// A results directory written by `reproduce` or `ablate-exploration` (holds plan.json).
     pub dir: PathBuf,
+    /// A results directory to compare with (default: the committed `results/<preset>` of the
+    /// same kind, when it exists and is not DIR).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Compare with no reference.
+    #[arg(long, conflicts_with = "reference")]
+    pub no_reference: bool,
 }
 
 /// Runs `report`: re-renders report.md and the figures from the files alone.
 pub fn run_report(args: ReportArgs) -> Result<()> {
-    for path in report::write_report(&args.dir)? {
+    let reference = if args.no_reference {
+        None
+    } else if let Some(dir) = args.reference {
+        Some(dir)
+    } else {
+        let plan = Plan::load(&args.dir)?;
+        reference::find(&args.dir, plan.kind, &plan.preset.name)
+    };
+    for path in report::write_report(&args.dir, reference.as_deref())? {
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -1360,6 +1412,18 @@ mod tests {
             mc: None,
             seeds: vec![42],
             methods,
+        }
+    }
+
+    /// The child of `reproduce --jobs N` gets its plan as TOML: every number, the ablation's
+    /// ε = 1/11 included, comes back equal to the bit (`f64` equality in `PartialEq`).
+    #[test]
+    fn a_plan_survives_toml_to_the_bit() {
+        for kind in [PlanKind::Reproduce, PlanKind::AblateExploration] {
+            let plan = synthetic_plan(kind);
+            let text = toml::to_string(&plan).expect("a plan is TOML");
+            let back: Plan = toml::from_str(&text).expect("and back");
+            assert_eq!(back, plan, "{kind:?}");
         }
     }
 

@@ -389,8 +389,14 @@ pub struct ReportNumbers {
     /// The seeds every reported method has finished (training and evaluations); the report
     /// uses these only, so that methods are compared over the same seeds.
     pub seeds: Vec<u64>,
-    /// Runs of the plan that have not finished (`method seed N`), left out of the report.
+    /// Runs of the plan that have not finished (`method seed N (progress)`), left out of the
+    /// report.
     pub unfinished: Vec<String>,
+    /// Reported methods missing from every table because no seed the report uses has them
+    /// finished (a plan stopped half-way); empty for a complete plan.
+    pub left_out: Vec<String>,
+    /// The same methods in the committed reference of this preset, when one is compared.
+    pub reference: Option<super::reference::ReferenceComparison>,
 }
 
 /// Whether a run has finished training and the evaluations the paper's comparison needs. The
@@ -601,30 +607,106 @@ fn first_reach(curve: &[(u64, f64)], target: f64) -> Option<u64> {
     curve.iter().find(|(_, v)| *v <= target).map(|(s, _)| *s)
 }
 
+/// Where an unfinished run stands, for the report's list of what it leaves out.
+fn run_progress(plan: &Plan, dir: &Path) -> String {
+    if dir.join("summary.json").is_file() {
+        return "trained, evaluations missing".into();
+    }
+    let steps = plan.preset.steps;
+    match mixlab_train::checkpoint::list_checkpoints(&dir.join("checkpoints")) {
+        Ok(list) => match list.iter().map(|(step, _)| *step).max() {
+            Some(step) => format!("checkpoint at step {step} of {steps}"),
+            None if dir.exists() => format!("started, no checkpoint yet (of {steps} steps)"),
+            None => "not started".into(),
+        },
+        Err(e) => format!("checkpoints unreadable: {e}"),
+    }
+}
+
+/// The runs a report covers: the seeds it averages over and the methods it shows.
+#[derive(Debug, PartialEq)]
+struct Coverage {
+    /// Seeds, in plan order.
+    seeds: Vec<u64>,
+    /// Reported method ids, in plan order.
+    methods: Vec<String>,
+}
+
+/// Chooses what to report from `finished[s][m]` (seed `s` in plan order, reported method `m`).
+///
+/// The seeds where every method finished, when there are any, so that every method is compared
+/// over the same seeds. Otherwise (a plan stopped half-way) the methods that finished the seed
+/// with the most finished methods (the first such seed), over every seed where all of those
+/// finished: a partial comparison, still over equal seeds. `None` when nothing has finished.
+fn coverage(seeds: &[u64], methods: &[&str], finished: &[Vec<bool>]) -> Option<Coverage> {
+    let complete: Vec<u64> = seeds
+        .iter()
+        .zip(finished)
+        .filter(|(_, f)| f.iter().all(|&done| done))
+        .map(|(&s, _)| s)
+        .collect();
+    if !complete.is_empty() {
+        return Some(Coverage {
+            seeds: complete,
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+        });
+    }
+    let count = |f: &Vec<bool>| f.iter().filter(|&&done| done).count();
+    let best = finished
+        .iter()
+        .enumerate()
+        .max_by(|(i, a), (j, b)| count(a).cmp(&count(b)).then(j.cmp(i)))?;
+    if count(best.1) == 0 {
+        return None;
+    }
+    let chosen: Vec<usize> = (0..methods.len()).filter(|&m| best.1[m]).collect();
+    Some(Coverage {
+        seeds: seeds
+            .iter()
+            .zip(finished)
+            .filter(|(_, f)| chosen.iter().all(|&m| f[m]))
+            .map(|(&s, _)| s)
+            .collect(),
+        methods: chosen.iter().map(|&m| methods[m].to_string()).collect(),
+    })
+}
+
 /// Reads every run of the plan and computes the report's numbers.
 pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
+    let reported = plan.reported();
+    let ids: Vec<&str> = reported.iter().map(|m| m.id.as_str()).collect();
+    let finished: Vec<Vec<bool>> = plan
+        .seeds
+        .iter()
+        .map(|&seed| {
+            reported
+                .iter()
+                .map(|m| run_finished(plan, &Plan::run_dir(out, &m.id, seed)))
+                .collect()
+        })
+        .collect();
     let mut unfinished = Vec::new();
-    let mut seeds = Vec::new();
-    for &seed in &plan.seeds {
-        let missing: Vec<String> = plan
-            .reported()
-            .iter()
-            .filter(|m| !run_finished(plan, &Plan::run_dir(out, &m.id, seed)))
-            .map(|m| format!("{} seed {seed}", m.id))
-            .collect();
-        if missing.is_empty() {
-            seeds.push(seed);
+    for (&seed, done) in plan.seeds.iter().zip(&finished) {
+        for (m, _) in reported.iter().zip(done).filter(|(_, d)| !**d) {
+            let progress = run_progress(plan, &Plan::run_dir(out, &m.id, seed));
+            unfinished.push(format!("{} seed {seed} ({progress})", m.id));
         }
-        unfinished.extend(missing);
     }
-    if seeds.is_empty() {
+    let Some(cover) = coverage(&plan.seeds, &ids, &finished) else {
         bail!(
-            "no seed has finished every method yet (unfinished: {}); run the plan's command again to continue it",
+            "no run of {} has finished yet (unfinished: {}); run the plan's command again to continue it",
+            out.display(),
             unfinished.join(", ")
         );
-    }
+    };
+    let seeds = cover.seeds;
+    let left_out: Vec<String> = ids
+        .iter()
+        .filter(|id| !cover.methods.iter().any(|m| m == *id))
+        .map(|id| id.to_string())
+        .collect();
     let mut methods = Vec::new();
-    for m in plan.reported() {
+    for m in reported.iter().filter(|m| cover.methods.contains(&m.id)) {
         let runs: Vec<RunData> = seeds
             .iter()
             .map(|&seed| read_run(&Plan::run_dir(out, &m.id, seed), &plan.dataset.domains))
@@ -677,6 +759,8 @@ pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
         domains: plan.dataset.domains.clone(),
         seeds,
         unfinished,
+        left_out,
+        reference: None,
     })
 }
 
@@ -685,10 +769,18 @@ fn is_odm(plan: &Plan, id: &str) -> bool {
         .is_some_and(|m| matches!(m.kind, MethodKind::Odm { .. }))
 }
 
-/// Renders the report of `out` and returns the files written.
-pub fn write_report(out: &Path) -> Result<Vec<PathBuf>> {
+/// Renders the report of `out` and returns the files written. With a `reference` directory
+/// (a committed results directory of the same preset), the report ends with this directory's
+/// numbers beside the reference's.
+pub fn write_report(out: &Path, reference: Option<&Path>) -> Result<Vec<PathBuf>> {
     let plan = Plan::load(out)?;
-    let numbers = compute(out, &plan)?;
+    let mut numbers = compute(out, &plan)?;
+    if let Some(dir) = reference {
+        numbers.reference = Some(
+            super::reference::compare(out, &numbers, dir)
+                .with_context(|| format!("comparing with the reference {}", dir.display()))?,
+        );
+    }
     let mut written = Vec::new();
     let mut md = String::new();
     match plan.kind {
@@ -696,6 +788,10 @@ pub fn write_report(out: &Path) -> Result<Vec<PathBuf>> {
         PlanKind::AblateExploration => {
             ablation_report(out, &plan, &numbers, &mut md, &mut written)?
         }
+    }
+    if let Some(comparison) = &numbers.reference {
+        md.push('\n');
+        md.push_str(&super::reference::markdown(comparison));
     }
     let json = out.join("report.json");
     write_atomic(&json, &serde_json::to_string_pretty(&numbers)?)?;
@@ -757,16 +853,26 @@ fn header(out: &Path, plan: &Plan, n: &ReportNumbers, title: &str, md: &mut Stri
     );
     let _ = writeln!(md, "{}\n", plan.dataset.note);
     if !n.unfinished.is_empty() {
+        let seeds = n
+            .seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let methods = if n.left_out.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Methods in no table, as none of them has finished on these seeds: {}.",
+                n.left_out.join(", ")
+            )
+        };
         let _ = writeln!(
             md,
-            "**Partial results.** The plan has {} seed(s); this report uses the {} that every method finished ({}). Not finished, and left out: {}. Running the plan's command again continues them.\n",
+            "**Partial results.** The plan has {} seed(s) and {} reported method(s); this report uses seed(s) {seeds} and the {} method(s) finished on them.{methods} Not finished, and left out: {}. Running the plan's command again continues them.\n",
             plan.seeds.len(),
-            n.seeds.len(),
-            n.seeds
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            plan.reported().len(),
+            n.methods.len(),
             n.unfinished.join(", ")
         );
     }
@@ -1400,6 +1506,50 @@ fn ablation_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_prefers_complete_seeds_then_the_most_finished_methods() {
+        let methods = ["a", "b", "c"];
+        let cover = |seeds: &[u64], finished: &[Vec<bool>]| coverage(seeds, &methods, finished);
+        let all = |seeds: &[u64]| Coverage {
+            seeds: seeds.to_vec(),
+            methods: vec!["a".into(), "b".into(), "c".into()],
+        };
+        // Complete seeds win: seed 2 is left out, every method shown.
+        assert_eq!(
+            cover(
+                &[1, 2, 3],
+                &[vec![true; 3], vec![true, false, true], vec![true; 3]]
+            ),
+            Some(all(&[1, 3]))
+        );
+        // Stopped half-way with one seed: the finished methods only.
+        assert_eq!(
+            cover(&[42], &[vec![true, false, true]]),
+            Some(Coverage {
+                seeds: vec![42],
+                methods: vec!["a".into(), "c".into()],
+            })
+        );
+        // No complete seed: seed 2 has the most finished (a, b); seed 3 has both too and is
+        // kept, seed 1 (only a) is not.
+        assert_eq!(
+            cover(
+                &[1, 2, 3],
+                &[
+                    vec![true, false, false],
+                    vec![true, true, false],
+                    vec![true, true, false]
+                ]
+            ),
+            Some(Coverage {
+                seeds: vec![2, 3],
+                methods: vec!["a".into(), "b".into()],
+            })
+        );
+        // Nothing finished: nothing to report.
+        assert_eq!(cover(&[1], &[vec![false; 3]]), None);
+    }
 
     #[test]
     fn binomial_tail_matches_exact_sums() {

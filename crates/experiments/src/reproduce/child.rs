@@ -1,0 +1,230 @@
+//! `reproduce --jobs N` with N > 1 runs each job as a child process of the same binary.
+//!
+//! Runs of one process share burn's global thread pool, its allocator and its backend RNG
+//! lock: two runs in one process trained at ~33 steps/min each where two processes trained at
+//! 45-50. A child is `experiments reproduce-run --out DIR --method ID --seed S` (hidden): it
+//! reads the parent's plan as TOML on its stdin, trains and evaluates that one run exactly as a
+//! `--jobs 1` run would (same code path, so the same losses), and reports each step as a JSON
+//! line on stdout, from which the parent draws the run's progress bar. Its stderr is kept and
+//! returned as the error when it fails. Ctrl-C reaches the children through the terminal's
+//! process group; a stop the parent sees otherwise (SIGTERM) is passed on with `kill -INT`.
+//!
+//! Why TOML on stdin and not `DIR/plan.json`: serde_json's default float parser is not
+//! correctly rounded (the ablation's ε = 1/11 came back two units in the last place high, above
+//! the 1/K bound the mixer checks), while the toml crate parses with the standard library's
+//! correctly rounded parser, so the child's plan is the parent's to the bit.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use mixlab_train::{StepHook, StepProgress};
+use serde::{Deserialize, Serialize};
+
+use super::{Method, Plan, run_method};
+
+/// Arguments of the hidden `reproduce-run` subcommand (one job of `reproduce --jobs N`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The results directory (the plan itself comes as TOML on stdin).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The method id of the run.
+    #[arg(long)]
+    pub method: String,
+    /// The training seed of the run.
+    #[arg(long)]
+    pub seed: u64,
+}
+
+/// What a child reports on stdout, one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+enum ChildEvent {
+    /// A training step finished.
+    Step(StepProgress),
+    /// Training is done (or was already); the run's evaluations follow.
+    Evaluating,
+}
+
+fn emit(event: &ChildEvent) {
+    // One line per event; a closed pipe (parent gone) only loses progress display.
+    println!(
+        "{}",
+        serde_json::to_string(event).expect("events serialise")
+    );
+}
+
+/// Runs `reproduce-run`: one job of the plan in `args.out`.
+pub fn run_child(args: RunArgs) -> Result<()> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading the plan (TOML) from stdin")?;
+    let plan: Plan = toml::from_str(&text).context("parsing the plan (TOML) from stdin")?;
+    let method = plan
+        .methods
+        .iter()
+        .find(|m| m.id == args.method)
+        .with_context(|| format!("the plan has no method `{}`", args.method))?;
+    if !plan.seeds.contains(&args.seed) {
+        bail!("the plan has no seed {}", args.seed);
+    }
+    let stop = crate::train_cmd::stop_flag()?;
+    let hook = StepHook(Arc::new(|progress: &StepProgress| {
+        emit(&ChildEvent::Step(progress.clone()));
+    }));
+    run_method(
+        &plan,
+        &args.out,
+        method,
+        args.seed,
+        &stop,
+        JobOutput::Child(hook),
+    )
+}
+
+/// Where a run started by [`super::run_all`] shows its progress.
+pub enum JobOutput {
+    /// Its own progress bars on stderr (`--jobs 1`).
+    Bars,
+    /// A child process: step events on stdout, no bars.
+    Child(StepHook),
+}
+
+impl JobOutput {
+    /// Whether the run draws its own bars.
+    pub fn bars(&self) -> bool {
+        matches!(self, JobOutput::Bars)
+    }
+
+    /// Tells the parent (if any) that training is over and evaluation begins.
+    pub fn evaluating(&self) {
+        if let JobOutput::Child(_) = self {
+            emit(&ChildEvent::Evaluating);
+        }
+    }
+}
+
+/// Runs one job as a child process and draws its progress as a bar of `group`.
+///
+/// `threads`: the compute threads the child may use (its share of the cores), given to burn's
+/// CPU backends as `RAYON_NUM_THREADS` (flex) and `OMP_NUM_THREADS` (libtorch) unless this
+/// process's environment already sets them: N processes with a thread per core each would
+/// oversubscribe the machine N times.
+pub fn spawn_job(
+    plan: &Plan,
+    out: &Path,
+    method: &Method,
+    seed: u64,
+    stop: &Arc<AtomicBool>,
+    group: &MultiProgress,
+    threads: usize,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let mut command = Command::new(&exe);
+    for variable in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS"] {
+        if std::env::var_os(variable).is_none() {
+            command.env(variable, threads.max(1).to_string());
+        }
+    }
+    let mut child = command
+        .arg("reproduce-run")
+        .arg("--out")
+        .arg(out)
+        .args(["--method", &method.id, "--seed", &seed.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} reproduce-run", exe.display()))?;
+    let pid = child.id();
+    let plan_text = toml::to_string(plan).context("writing the plan as TOML")?;
+    {
+        // Dropped at the end of the block, which closes the child's stdin.
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(plan_text.as_bytes())
+            .context("sending the plan to a reproduce-run child")?;
+    }
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let bar = group.add(ProgressBar::new(0));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix} [{elapsed_precise}] {wide_bar} step {pos}/{len} ({per_sec}, ETA {eta}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_prefix(format!("{} (seed {seed})", method.id));
+    bar.set_message("starting");
+    bar.enable_steady_tick(Duration::from_millis(500));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let status = std::thread::scope(|scope| {
+        // The child's stderr, kept whole: it is the error message if the child fails.
+        let errors = scope.spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        // Passes a stop the parent received on to the child (Ctrl-C reaches it directly).
+        let watcher = {
+            let (done, stop) = (done.clone(), stop.clone());
+            scope.spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) {
+                        let _ = Command::new("kill")
+                            .args(["-INT", &pid.to_string()])
+                            .stderr(Stdio::null())
+                            .status();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<ChildEvent>(&line) {
+                Ok(ChildEvent::Step(progress)) => {
+                    if bar.length() != Some(progress.total) {
+                        bar.set_length(progress.total);
+                        bar.reset_eta();
+                    }
+                    bar.set_position(progress.step);
+                    bar.set_message(format!(
+                        "loss {:.4}, {:.0} tok/s",
+                        progress.loss, progress.tokens_per_s
+                    ));
+                }
+                Ok(ChildEvent::Evaluating) => bar.set_message("evaluating"),
+                Err(_) => {
+                    let _ = group.println(line);
+                }
+            }
+        }
+        let status = child.wait();
+        done.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
+        let errors = errors.join().unwrap_or_default();
+        (status, errors)
+    });
+    bar.finish_and_clear();
+    let (status, errors) = status;
+    let status = status.context("waiting for a reproduce-run child")?;
+    if status.success() {
+        return Ok(());
+    }
+    let tail: Vec<&str> = errors.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    bail!(
+        "the run's process (reproduce-run, pid {pid}) exited with {status}:\n{}",
+        tail.join("\n")
+    )
+}
