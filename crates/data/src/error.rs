@@ -8,6 +8,16 @@ use std::path::PathBuf;
 /// find the offending input.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// Another process holds the directory's writer lock ([`crate::lock::DirLock`]).
+    #[error(
+        "{dir} is being written by another process ({holder}); wait for it to finish or stop it first (readers such as report and eval need no lock)"
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// Who holds it: PID, command line and start time, from the lock file.
+        holder: String,
+    },
     /// An I/O operation on a file or directory failed.
     #[error("{path}: {source}")]
     Io {

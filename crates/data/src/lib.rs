@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod corpus;
 pub mod error;
 pub mod hash;
+pub mod lock;
 pub mod manifest;
 pub mod prepare;
 pub mod shard;

@@ -14,7 +14,10 @@ mod model_source;
 mod prepare_data;
 mod replay_mixer;
 mod reproduce;
+mod stop;
 mod train_cmd;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -60,10 +63,28 @@ enum Command {
     ReproduceRun(reproduce::RunArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    match cli.command {
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A stop (Ctrl-C, SIGTERM) is a normal, resumable end: its message and the signal's
+        // exit status, no error or stack trace.
+        Err(error) => match stop::as_stopped(&error) {
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                ExitCode::from(stop::exit_status())
+            }
+            None => {
+                eprintln!("Error: {error:?}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::PrepareData(args) => prepare_data::run(args),
         Command::MakeCorpus(args) => make_corpus::run(args),
         Command::Bench(args) => bench::run(args),

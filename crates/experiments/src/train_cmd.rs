@@ -1,10 +1,8 @@
 //! `train`: one training run from a TOML config.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mixlab_model::{
     CpuTrainBackend, CudaTrainBackend, DeviceSpec, Precision, cpu_device, cuda_device,
 };
@@ -32,15 +30,6 @@ pub struct Args {
     /// Reference model directory (safetensors + config.json) for mixers that need one (DoReMi).
     #[arg(long)]
     pub reference_model: Option<PathBuf>,
-}
-
-/// Installs SIGINT/SIGTERM handlers that ask the loop to checkpoint and stop.
-pub fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, flag.clone()).context("installing signal handler")?;
-    }
-    Ok(flag)
 }
 
 /// Runs one config with the built-in mixers, on the device it names.
@@ -92,9 +81,10 @@ pub fn run(args: Args) -> Result<()> {
         max_steps: args.max_steps,
         resume: args.resume,
         progress: true,
-        stop: Some(stop_flag()?),
+        stop: Some(crate::stop::stop_flag()?),
         progress_group: None,
         on_step: None,
+        fail_checkpoint_at: None,
     };
     let summary = run_config(&config, &options, args.reference_model.as_deref())?;
     let secs = summary.train_time.as_secs_f64().max(1e-9);
@@ -119,7 +109,16 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     if !summary.finished && summary.steps < config.training.steps && args.max_steps.is_none() {
-        bail!("interrupted at step {}", summary.steps);
+        let run = crate::stop::StoppedRun {
+            label: summary.run_dir.display().to_string(),
+            step: summary.steps,
+            total: config.training.steps,
+        };
+        return Err(crate::stop::Stopped {
+            runs: vec![run],
+            resume: crate::stop::command_line(std::env::args(), Some("--resume")),
+        }
+        .into());
     }
     Ok(())
 }

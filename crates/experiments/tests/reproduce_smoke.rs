@@ -565,4 +565,188 @@ fn parallel_runs_compute_what_sequential_runs_do() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--jobs must be at least 1"));
     assert!(!nowhere.exists(), "a refused command writes nothing");
+
+    ctrl_c_stops_and_the_same_command_resumes("uniform,doremi", &outs[0]);
+}
+
+/// Whether any run under `out` has a complete checkpoint.
+fn has_checkpoint(out: &Path) -> bool {
+    let Ok(methods) = std::fs::read_dir(out.join("runs")) else {
+        return false;
+    };
+    methods.flatten().any(|m| {
+        std::fs::read_dir(m.path().join("seed-42/checkpoints")).is_ok_and(|steps| {
+            steps
+                .flatten()
+                .any(|s| s.path().join("state.json").is_file())
+        })
+    })
+}
+
+/// SIGINT to a running `reproduce --jobs 2` (the parent passes it on to its children) after a
+/// run's first checkpoint: exit status 130, a message naming where each run stopped and the
+/// command that resumes, no error; the same command then finishes, and every run equals the
+/// uninterrupted one in `uninterrupted`.
+fn ctrl_c_stops_and_the_same_command_resumes(methods: &str, uninterrupted: &Path) {
+    let out = fresh_dir("reproduce-smoke-sigint");
+    let command = || {
+        let mut cmd = experiments();
+        cmd.args(["reproduce", "--preset", "smoke", "--methods", methods])
+            .args(["--jobs", "2", "--out"])
+            .arg(&out)
+            .arg("--data-root")
+            .arg(data_root());
+        cmd
+    };
+    let child = command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !has_checkpoint(&out) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped; the runs under way continue from their last checkpoint:")
+            && stderr.contains(" (seed 42): step ")
+            && stderr.contains("resume with:\n  ")
+            && stderr.contains("reproduce --preset smoke --methods uniform,doremi --jobs 2"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Error") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    run(&mut command());
+    for id in ["tpw", "doremi-proxy", "doremi", "uniform"] {
+        let run = |o: &Path| o.join("runs").join(id).join("seed-42");
+        assert_eq!(
+            computed(&run(uninterrupted)),
+            computed(&run(&out)),
+            "{id}: a run stopped by Ctrl-C and resumed differs"
+        );
+    }
+}
+
+/// Waits (up to ten minutes) until `run` has a complete checkpoint.
+fn wait_for_checkpoint(run: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let done = || {
+        std::fs::read_dir(run.join("checkpoints")).is_ok_and(|steps| {
+            steps
+                .flatten()
+                .any(|s| s.path().join("state.json").is_file())
+        })
+    };
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: no checkpoint after 10 minutes",
+            run.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The train steps of a run's metrics.jsonl, in file order.
+fn train_steps(run: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+        .filter(|v| v["type"] == "train")
+        .map(|v| v["step"].as_u64().expect("step"))
+        .collect()
+}
+
+/// A second writer of a results directory or a run directory is refused at once, naming the
+/// holder's PID, and changes nothing; the lock dies with its holder (kill -9), after which the
+/// same `train --resume` continues exactly as an uninterrupted run.
+#[test]
+fn one_writer_per_directory() {
+    let _serial = serial();
+    let out = fresh_dir("reproduce-smoke-two-writers");
+    let reproduce = || {
+        let mut cmd = experiments();
+        cmd.args(["reproduce", "--preset", "smoke", "--methods", "tpw"])
+            .args(["--jobs", "1", "--out"])
+            .arg(&out)
+            .arg("--data-root")
+            .arg(data_root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let mut first = reproduce().spawn().expect("spawn");
+    let run_dir = out.join("runs/tpw/seed-42");
+    wait_for_checkpoint(&run_dir);
+    let second = reproduce().output().expect("spawn");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is being written by another process")
+            && stderr.contains(&format!("pid {}", first.id())),
+        "{stderr}"
+    );
+    assert!(first.wait().expect("wait").success());
+    assert_eq!(train_steps(&run_dir), (1..=12).collect::<Vec<u64>>());
+
+    // `train` on a run directory: the same smoke run, made longer so that it is still training
+    // when the second writer comes.
+    let scratch = fresh_dir("train-two-writers");
+    std::fs::create_dir_all(&scratch).expect("mkdir");
+    let config = scratch.join("long.toml");
+    let text = std::fs::read_to_string(run_dir.join("config.toml")).expect("config");
+    assert!(text.contains("\nsteps = 12\n"), "{text}");
+    std::fs::write(&config, text.replace("\nsteps = 12\n", "\nsteps = 400\n")).expect("write");
+    let train = |dir: &Path, extra: &[&str]| {
+        let mut cmd = experiments();
+        cmd.arg("train")
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(dir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let killed = scratch.join("killed");
+    let mut holder = train(&killed, &[]).spawn().expect("spawn");
+    wait_for_checkpoint(&killed);
+    let refused = train(&killed, &["--resume"]).output().expect("spawn");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", holder.id())), "{stderr}");
+    holder.kill().expect("kill -9");
+    holder.wait().expect("wait");
+    // Killed a few steps after its first checkpoint (step 6), well before step 18.
+    let resumed = train(&killed, &["--resume", "--max-steps", "18"])
+        .output()
+        .expect("spawn");
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let whole = scratch.join("whole");
+    let uninterrupted = train(&whole, &["--max-steps", "18"])
+        .output()
+        .expect("spawn");
+    assert!(uninterrupted.status.success());
+    assert_eq!(train_steps(&killed), (1..=18).collect::<Vec<u64>>());
+    assert_eq!(computed(&killed), computed(&whole), "resume after kill -9");
 }

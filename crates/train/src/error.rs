@@ -45,6 +45,22 @@ pub enum TrainError {
         /// The checkpoint written before stopping.
         checkpoint: String,
     },
+    /// Writing a checkpoint failed (a full disk, say); its temporary directory was removed.
+    #[error(
+        "checkpoint step-{step}: {} while writing {path}; the half-written checkpoint was removed and {resume_from}",
+        describe_io(source)
+    )]
+    CheckpointWrite {
+        /// The step being checkpointed.
+        step: u64,
+        /// The file being written.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+        /// Which checkpoint a `--resume` continues from.
+        resume_from: String,
+    },
     /// A checkpoint is corrupt or belongs to another run.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
@@ -53,6 +69,15 @@ pub enum TrainError {
         /// What is wrong or differs.
         reason: String,
     },
+}
+
+/// An I/O error in words a user acts on: a full disk is named as such.
+fn describe_io(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::StorageFull => format!("no space left on device ({error})"),
+        std::io::ErrorKind::QuotaExceeded => format!("disk quota exceeded ({error})"),
+        _ => error.to_string(),
+    }
 }
 
 /// Result alias of mixlab-train.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -72,6 +72,9 @@ pub struct RunOptions {
     pub progress_group: Option<indicatif::MultiProgress>,
     /// Called after every completed step (a parent process draws a child's progress from it).
     pub on_step: Option<StepHook>,
+    /// Fault injection for tests: the checkpoint of this step fails as on a full disk (half of
+    /// its model file is written, then the write fails with the OS's ENOSPC).
+    pub fail_checkpoint_at: Option<u64>,
 }
 
 /// Where a run stands after a step: what [`RunOptions::on_step`] receives.
@@ -177,6 +180,28 @@ pub fn mixer_context(store: &DomainStore) -> Result<MixerContext> {
         .with_vocab_size(store.manifest().vocab_size))
 }
 
+/// The error a write gets from a full disk (for [`RunOptions::fail_checkpoint_at`]).
+fn disk_full() -> std::io::Error {
+    #[cfg(target_os = "linux")]
+    {
+        std::io::Error::from_raw_os_error(28) // ENOSPC
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    }
+}
+
+/// Writes `bytes` to `path` and syncs them to disk; a failure keeps its OS error and the path.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    write().map_err(|e| TrainError::io(path, e))
+}
+
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
 }
@@ -196,6 +221,10 @@ struct Loop<B: AutodiffBackend> {
     mixer: Box<dyn Mixer>,
     reference: Option<GptNeoX<B::InnerBackend>>,
     samplers: Vec<DomainSampler>,
+    /// Held while the loop lives: the run directory's writer lock.
+    _lock: mixlab_data::lock::DirLock,
+    /// [`RunOptions::fail_checkpoint_at`].
+    fail_checkpoint_at: Option<u64>,
     plan_rng: ChaCha8Rng,
     plan_seed: u64,
     step: u64,
@@ -258,7 +287,9 @@ pub fn train<B: AutodiffBackend>(
     };
 
     let run_dir = config.out_dir.clone();
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
+    // One writer per run directory, for the whole run: a second `train` (even with --resume)
+    // or `reproduce` on it is refused before it reads or writes anything.
+    let lock = mixlab_data::lock::DirLock::acquire(&run_dir)?;
     let ckpt_root = run_dir.join("checkpoints");
     let metrics_path = run_dir.join("metrics.jsonl");
     let config_toml = config.to_toml();
@@ -300,6 +331,8 @@ pub fn train<B: AutodiffBackend>(
         cumulative: vec![0; k],
         metrics_path: metrics_path.clone(),
         store,
+        _lock: lock,
+        fail_checkpoint_at: None,
     };
 
     let existing = list_checkpoints(&ckpt_root)?;
@@ -448,29 +481,71 @@ impl<B: AutodiffBackend> Loop<B> {
         Ok(())
     }
 
-    /// Writes `checkpoints/step-N` through a temporary directory and a rename; returns its path.
+    /// Writes `checkpoints/step-N` through a temporary directory, fsync and a rename; returns
+    /// its path. When a write fails (a full disk, say), the temporary directory is removed and
+    /// the error names the OS cause, the file and the checkpoint a `--resume` continues from.
     fn save_checkpoint(
         &self,
         cursors: &[mixlab_data::SamplerCursor],
         plan_word_pos: u128,
     ) -> Result<PathBuf> {
         let root = self.run_dir.join("checkpoints");
-        let final_dir = step_dir(&root, self.step);
         let tmp = root.join(format!(".step-{}.tmp", self.step));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+        let result = self.write_checkpoint(&root, &tmp, cursors, plan_word_pos);
+        if let Err(TrainError::Io { path, source }) = result {
+            // Nothing half-written stays behind; the complete checkpoints are untouched.
+            let _ = std::fs::remove_dir_all(&tmp);
+            let resume_from = list_checkpoints(&root)
+                .ok()
+                .and_then(|list| list.last().map(|(step, _)| *step));
+            return Err(TrainError::CheckpointWrite {
+                step: self.step,
+                path,
+                source,
+                resume_from: match resume_from {
+                    Some(step) => format!(
+                        "the last complete checkpoint is step-{step}, from which --resume continues"
+                    ),
+                    None => {
+                        "there is no complete checkpoint yet, so the run would start again".into()
+                    }
+                },
+            });
         }
-        std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-        let rec = recorder();
-        let save_err = |what: &str, e: burn::record::RecorderError| {
-            TrainError::checkpoint(tmp.join(what), format!("cannot save: {e:?}"))
+        result
+    }
+
+    /// [`Self::save_checkpoint`]'s writes. Tensors are encoded in memory by burn's recorder
+    /// (the same bytes its file recorder writes) and written here, so that a failed write keeps
+    /// its `std::io::Error` (burn's recorder turns it into an opaque message).
+    fn write_checkpoint(
+        &self,
+        root: &Path,
+        tmp: &Path,
+        cursors: &[mixlab_data::SamplerCursor],
+        plan_word_pos: u128,
+    ) -> Result<PathBuf> {
+        let final_dir = step_dir(root, self.step);
+        if tmp.exists() {
+            std::fs::remove_dir_all(tmp).map_err(|e| TrainError::io(tmp, e))?;
+        }
+        std::fs::create_dir_all(tmp).map_err(|e| TrainError::io(tmp, e))?;
+        let rec = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+        let encode_err = |what: &str, e: burn::record::RecorderError| {
+            TrainError::checkpoint(tmp.join(what), format!("cannot encode: {e:?}"))
         };
-        self.model
-            .clone()
-            .save_file(tmp.join("model"), &rec)
-            .map_err(|e| save_err("model.mpk", e))?;
-        Recorder::<B>::record(&rec, self.optim.to_record(), tmp.join("optim"))
-            .map_err(|e| save_err("optim.mpk", e))?;
+        let model = Recorder::<B>::record(&rec, self.model.clone().into_record(), ())
+            .map_err(|e| encode_err("model.mpk", e))?;
+        let model_path = tmp.join("model.mpk");
+        if self.fail_checkpoint_at == Some(self.step) {
+            std::fs::write(&model_path, &model[..model.len() / 2])
+                .map_err(|e| TrainError::io(&model_path, e))?;
+            return Err(TrainError::io(&model_path, disk_full()));
+        }
+        write_synced(&model_path, &model)?;
+        let optim = Recorder::<B>::record(&rec, self.optim.to_record(), ())
+            .map_err(|e| encode_err("optim.mpk", e))?;
+        write_synced(&tmp.join("optim.mpk"), &optim)?;
         let metrics_bytes = std::fs::metadata(&self.metrics_path)
             .map_err(|e| TrainError::io(&self.metrics_path, e))?
             .len();
@@ -498,12 +573,16 @@ impl<B: AutodiffBackend> Loop<B> {
         };
         // state.json is written last: a directory without it is never taken for a checkpoint.
         let text = serde_json::to_string_pretty(&state).expect("state serialises");
-        std::fs::write(tmp.join(STATE_FILE), text).map_err(|e| TrainError::io(&tmp, e))?;
+        write_synced(&tmp.join(STATE_FILE), text.as_bytes())?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
         }
-        std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-        prune(&root, self.config.checkpoint.keep)?;
+        std::fs::rename(tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+        // The rename is durable once the directory holding it is synced.
+        std::fs::File::open(root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| TrainError::io(root, e))?;
+        prune(root, self.config.checkpoint.keep)?;
         Ok(final_dir)
     }
 
@@ -538,6 +617,7 @@ impl<B: AutodiffBackend> Loop<B> {
     }
 
     fn run(mut self, options: &RunOptions) -> Result<RunSummary> {
+        self.fail_checkpoint_at = options.fail_checkpoint_at;
         let total = self.config.training.steps;
         let stop_at = options.max_steps.unwrap_or(total).min(total);
         let names: Vec<String> = self.store.domain_names();

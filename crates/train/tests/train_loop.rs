@@ -603,3 +603,58 @@ fn backends_agree_on_five_training_steps() {
         eprintln!("skipped cuda: no /dev/nvidia0 on this machine");
     }
 }
+
+/// A checkpoint write that fails on a full disk (injected: half the model file, then ENOSPC)
+/// names the cause, the file and the checkpoint to resume from, leaves no temporary directory,
+/// and `--resume` then finishes exactly as an uninterrupted run.
+#[test]
+fn a_full_disk_is_named_and_resume_finishes_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let with_checkpoints = |out: &Path| {
+        let mut c = config(&ds, out, ODM, 12);
+        c.checkpoint.interval = 4;
+        c
+    };
+    let full = tmp.path().join("full");
+    run(&with_checkpoints(&full), &RunOptions::default()).unwrap();
+
+    let faulty = tmp.path().join("faulty");
+    let c = with_checkpoints(&faulty);
+    let error = run(
+        &c,
+        &RunOptions {
+            fail_checkpoint_at: Some(8),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    let model_file = faulty.join("checkpoints/.step-8.tmp/model.mpk");
+    assert!(
+        message.contains("checkpoint step-8: no space left on device")
+            && message.contains(&model_file.display().to_string())
+            && message
+                .contains("the last complete checkpoint is step-4, from which --resume continues"),
+        "{message}"
+    );
+    assert!(
+        !faulty.join("checkpoints/.step-8.tmp").exists(),
+        "the half-written checkpoint was left behind"
+    );
+    let second = run(
+        &c,
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(second.finished);
+    assert_eq!(second.steps_this_run, 8, "resumed from step 4");
+    assert_eq!(
+        without_timing(metrics(&faulty)),
+        without_timing(metrics(&full)),
+        "the run resumed after a full disk differs from the uninterrupted one"
+    );
+}

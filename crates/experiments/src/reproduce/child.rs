@@ -24,6 +24,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use mixlab_train::{StepHook, StepProgress};
+
+use crate::stop::{Stopped, StoppedRun};
 use serde::{Deserialize, Serialize};
 
 use super::{Method, Plan, run_method};
@@ -50,6 +52,8 @@ enum ChildEvent {
     Step(StepProgress),
     /// Training is done (or was already); the run's evaluations follow.
     Evaluating,
+    /// A signal stopped the run after a checkpoint; the child exits with the signal's status.
+    Stopped(StoppedRun),
 }
 
 fn emit(event: &ChildEvent) {
@@ -75,18 +79,26 @@ pub fn run_child(args: RunArgs) -> Result<()> {
     if !plan.seeds.contains(&args.seed) {
         bail!("the plan has no seed {}", args.seed);
     }
-    let stop = crate::train_cmd::stop_flag()?;
+    let stop = crate::stop::stop_flag()?;
     let hook = StepHook(Arc::new(|progress: &StepProgress| {
         emit(&ChildEvent::Step(progress.clone()));
     }));
-    run_method(
+    let result = run_method(
         &plan,
         &args.out,
         method,
         args.seed,
         &stop,
         JobOutput::Child(hook),
-    )
+    );
+    if let Err(error) = &result
+        && let Some(stopped) = crate::stop::as_stopped(error)
+    {
+        for run in &stopped.runs {
+            emit(&ChildEvent::Stopped(run.clone()));
+        }
+    }
+    result
 }
 
 /// Where a run started by [`super::run_all`] shows its progress.
@@ -166,6 +178,8 @@ pub fn spawn_job(
     bar.enable_steady_tick(Duration::from_millis(500));
 
     let done = Arc::new(AtomicBool::new(false));
+    let mut stopped = None;
+    let mut last_step = 0;
     let status = std::thread::scope(|scope| {
         // The child's stderr, kept whole: it is the error message if the child fails.
         let errors = scope.spawn(move || {
@@ -193,6 +207,7 @@ pub fn spawn_job(
             let Ok(line) = line else { break };
             match serde_json::from_str::<ChildEvent>(&line) {
                 Ok(ChildEvent::Step(progress)) => {
+                    last_step = progress.step;
                     if bar.length() != Some(progress.total) {
                         bar.set_length(progress.total);
                         bar.reset_eta();
@@ -204,6 +219,7 @@ pub fn spawn_job(
                     ));
                 }
                 Ok(ChildEvent::Evaluating) => bar.set_message("evaluating"),
+                Ok(ChildEvent::Stopped(run)) => stopped = Some(run),
                 Err(_) => {
                     let _ = group.println(line);
                 }
@@ -220,6 +236,19 @@ pub fn spawn_job(
     let status = status.context("waiting for a reproduce-run child")?;
     if status.success() {
         return Ok(());
+    }
+    if let Some(run) = stopped {
+        return Err(Stopped::same_command(vec![run]).into());
+    }
+    if stop.load(Ordering::SeqCst) {
+        // A stop that reached the child before its signal handler did (killed while starting):
+        // still a stop, resumed from the run's last checkpoint.
+        return Err(Stopped::same_command(vec![StoppedRun {
+            label: format!("{} (seed {seed})", method.id),
+            step: last_step,
+            total: plan.preset.steps,
+        }])
+        .into());
     }
     let tail: Vec<&str> = errors.lines().rev().take(20).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();

@@ -16,7 +16,7 @@ pub mod report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -38,6 +38,7 @@ use mixlab_train::config::{
 use mixlab_train::{Granularity, LrSchedule, RunOptions, TrainConfig, open_dataset};
 use serde::{Deserialize, Serialize};
 
+use crate::stop::{Stopped, StoppedRun};
 use child::JobOutput;
 pub use child::{RunArgs, run_child};
 
@@ -903,6 +904,9 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     }
     let plan = build_plan(kind, &args)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // One `reproduce` per results directory while it runs (each run's directory is locked by
+    // its own training as well).
+    let _lock = mixlab_data::lock::DirLock::acquire(&out)?;
     let plan_path = out.join("plan.json");
     if plan_path.exists() {
         let text = std::fs::read_to_string(&plan_path)
@@ -935,7 +939,7 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     previous.push('\n');
     write_atomic(&history, &previous)?;
 
-    let stop = crate::train_cmd::stop_flag()?;
+    let stop = crate::stop::stop_flag()?;
     let jobs = match args.jobs {
         Some(n) => n,
         None => default_jobs(&plan.preset.device)?,
@@ -1054,6 +1058,9 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
     let total = runs.len();
     if jobs <= 1 {
         for (i, &(seed, method)) in runs.iter().enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                return Err(Stopped::same_command(Vec::new()).into());
+            }
             eprintln!("[{}/{total}] {} (seed {seed})", i + 1, method.id);
             run_method(plan, out, method, seed, stop, JobOutput::Bars)?;
         }
@@ -1081,12 +1088,33 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / jobs.min(total).max(1)).max(1);
     let work = |i: usize| {
+        if stop.load(Ordering::SeqCst) {
+            return Err(Stopped::same_command(Vec::new()).into());
+        }
         let (seed, method) = runs[i];
         child::spawn_job(plan, out, method, seed, stop, &group, threads)
     };
-    let mut errors = run_in_parallel(&waits_for, jobs, announce, work);
+    let errors = run_in_parallel(&waits_for, jobs, announce, work);
+    // Stops are not failures: when nothing failed, one message lists every stopped run.
+    let (stops, mut errors): (Vec<_>, Vec<_>) = errors
+        .into_iter()
+        .partition(|(_, e)| crate::stop::as_stopped(e).is_some());
+    let stopped: Vec<StoppedRun> = stops
+        .iter()
+        .filter_map(|(_, e)| crate::stop::as_stopped(e))
+        .flat_map(|s| s.runs.clone())
+        .collect();
     if errors.is_empty() {
-        return Ok(());
+        if stops.is_empty() {
+            return Ok(());
+        }
+        return Err(Stopped::same_command(stopped).into());
+    }
+    for run in &stopped {
+        eprintln!(
+            "also stopped: {}: step {} of {}",
+            run.label, run.step, run.total
+        );
     }
     let label = |i: usize| format!("{} (seed {})", runs[i].1.id, runs[i].0);
     for (i, e) in errors.iter().skip(1) {
@@ -1252,6 +1280,7 @@ fn run_method(
                 JobOutput::Child(hook) => Some(hook.clone()),
                 JobOutput::Bars => None,
             },
+            fail_checkpoint_at: None,
         };
         let started = Instant::now();
         let summary = crate::train_cmd::run_config(&config, &options, reference.as_deref())
@@ -1260,11 +1289,12 @@ fn run_method(
             })?;
         RunTiming::add(&dir, "train", started.elapsed().as_secs_f64())?;
         if !summary.finished {
-            bail!(
-                "stopped at step {} of {}: run the same command again to resume",
-                summary.steps,
-                config.training.steps
-            );
+            return Err(Stopped::same_command(vec![StoppedRun {
+                label: format!("{} (seed {seed})", method.id),
+                step: summary.steps,
+                total: config.training.steps,
+            }])
+            .into());
         }
     }
     if !method.reported {
