@@ -28,6 +28,7 @@ use mixlab_train::{StepHook, StepProgress};
 use crate::stop::{Stopped, StoppedRun};
 use serde::{Deserialize, Serialize};
 
+use super::progress::PlanProgress;
 use super::{Method, Plan, run_method};
 
 /// Arguments of the hidden `reproduce-run` subcommand (one job of `reproduce --jobs N`).
@@ -103,18 +104,19 @@ pub fn run_child(args: RunArgs) -> Result<()> {
 
 /// Where a run started by [`super::run_all`] shows its progress.
 pub enum JobOutput {
-    /// Its own progress bars on stderr (`--jobs 1`).
-    Bars,
+    /// In this process (`--jobs 1`): the training bar joins the plan's progress group, each
+    /// step is reported to `on_step` (the plan's overall line).
+    InProcess {
+        /// The plan's progress group.
+        group: MultiProgress,
+        /// Called after each step.
+        on_step: StepHook,
+    },
     /// A child process: step events on stdout, no bars.
     Child(StepHook),
 }
 
 impl JobOutput {
-    /// Whether the run draws its own bars.
-    pub fn bars(&self) -> bool {
-        matches!(self, JobOutput::Bars)
-    }
-
     /// Tells the parent (if any) that training is over and evaluation begins.
     pub fn evaluating(&self) {
         if let JobOutput::Child(_) = self {
@@ -135,9 +137,11 @@ pub fn spawn_job(
     method: &Method,
     seed: u64,
     stop: &Arc<AtomicBool>,
-    group: &MultiProgress,
+    progress: (&PlanProgress, usize),
     threads: usize,
 ) -> Result<()> {
+    let (plan_progress, index) = progress;
+    let group = plan_progress.group();
     let exe = std::env::current_exe().context("locating this executable")?;
     let mut command = Command::new(&exe);
     for variable in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS"] {
@@ -208,6 +212,7 @@ pub fn spawn_job(
             match serde_json::from_str::<ChildEvent>(&line) {
                 Ok(ChildEvent::Step(progress)) => {
                     last_step = progress.step;
+                    plan_progress.step(index, progress.step);
                     if bar.length() != Some(progress.total) {
                         bar.set_length(progress.total);
                         bar.reset_eta();
@@ -220,9 +225,7 @@ pub fn spawn_job(
                 }
                 Ok(ChildEvent::Evaluating) => bar.set_message("evaluating"),
                 Ok(ChildEvent::Stopped(run)) => stopped = Some(run),
-                Err(_) => {
-                    let _ = group.println(line);
-                }
+                Err(_) => plan_progress.println(&line),
             }
         }
         let status = child.wait();

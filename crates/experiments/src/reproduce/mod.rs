@@ -10,6 +10,7 @@
 
 pub mod child;
 pub mod preset;
+pub mod progress;
 pub mod reference;
 pub mod report;
 
@@ -1056,16 +1057,71 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
         .flat_map(|&seed| plan.methods.iter().map(move |m| (seed, m)))
         .collect();
     let total = runs.len();
-    if jobs <= 1 {
-        for (i, &(seed, method)) in runs.iter().enumerate() {
-            if stop.load(Ordering::SeqCst) {
-                return Err(Stopped::same_command(Vec::new()).into());
-            }
-            eprintln!("[{}/{total}] {} (seed {seed})", i + 1, method.id);
-            run_method(plan, out, method, seed, stop, JobOutput::Bars)?;
+    let finished: Vec<usize> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, (seed, m))| {
+            Plan::run_dir(out, &m.id, *seed)
+                .join("summary.json")
+                .is_file()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let progress = Arc::new(progress::PlanProgress::new(
+        total,
+        &finished,
+        plan.preset.steps,
+        (plan.preset.batch_size * plan.preset.seq_len) as u64,
+    ));
+    let result = if jobs <= 1 {
+        run_in_order(plan, out, stop, &runs, &progress)
+    } else {
+        run_jobs(plan, out, stop, jobs, &runs, &progress)
+    };
+    progress.finish();
+    result
+}
+
+/// The runs one after another in this process (`--jobs 1`).
+fn run_in_order(
+    plan: &Plan,
+    out: &Path,
+    stop: &Arc<AtomicBool>,
+    runs: &[(u64, &Method)],
+    progress: &Arc<progress::PlanProgress>,
+) -> Result<()> {
+    for (i, &(seed, method)) in runs.iter().enumerate() {
+        if stop.load(Ordering::SeqCst) {
+            return Err(Stopped::same_command(Vec::new()).into());
         }
-        return Ok(());
+        progress.println(&format!(
+            "[{}/{}] {} (seed {seed})",
+            i + 1,
+            runs.len(),
+            method.id
+        ));
+        let sink = progress.clone();
+        let output = JobOutput::InProcess {
+            group: progress.group().clone(),
+            on_step: mixlab_train::StepHook(Arc::new(move |p| sink.step(i, p.step))),
+        };
+        let result = run_method(plan, out, method, seed, stop, output);
+        progress.end(i, result.is_ok());
+        result?;
     }
+    Ok(())
+}
+
+/// The runs `jobs` at a time, each a child process, each after the run it depends on.
+fn run_jobs(
+    plan: &Plan,
+    out: &Path,
+    stop: &Arc<AtomicBool>,
+    jobs: usize,
+    runs: &[(u64, &Method)],
+    progress: &progress::PlanProgress,
+) -> Result<()> {
+    let total = runs.len();
     // The run each one waits for (same seed), by index.
     let waits_for: Vec<Option<usize>> = runs
         .iter()
@@ -1074,16 +1130,9 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
                 .and_then(|dep| runs.iter().position(|&(s, d)| s == seed && d.id == dep))
         })
         .collect();
-    let group = indicatif::MultiProgress::new();
     let announce = |started: usize, i: usize| {
         let (seed, method) = runs[i];
-        let line = format!("[{started}/{total}] {} (seed {seed})", method.id);
-        // A group drawing nowhere (stderr not a terminal) would swallow the line.
-        if group.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            let _ = group.println(line);
-        }
+        progress.println(&format!("[{started}/{total}] {} (seed {seed})", method.id));
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / jobs.min(total).max(1)).max(1);
@@ -1092,7 +1141,9 @@ fn run_all(plan: &Plan, out: &Path, stop: &Arc<AtomicBool>, jobs: usize) -> Resu
             return Err(Stopped::same_command(Vec::new()).into());
         }
         let (seed, method) = runs[i];
-        child::spawn_job(plan, out, method, seed, stop, &group, threads)
+        let result = child::spawn_job(plan, out, method, seed, stop, (progress, i), threads);
+        progress.end(i, result.is_ok());
+        result
     };
     let errors = run_in_parallel(&waits_for, jobs, announce, work);
     // Stops are not failures: when nothing failed, one message lists every stopped run.
@@ -1273,12 +1324,16 @@ fn run_method(
         let options = RunOptions {
             max_steps: None,
             resume: !checkpoints.is_empty(),
-            progress: output.bars(),
+            progress: matches!(output, JobOutput::InProcess { .. }),
             stop: Some(stop.clone()),
-            progress_group: None,
+            progress_group: match &output {
+                JobOutput::InProcess { group, .. } => Some(group.clone()),
+                JobOutput::Child(_) => None,
+            },
             on_step: match &output {
-                JobOutput::Child(hook) => Some(hook.clone()),
-                JobOutput::Bars => None,
+                JobOutput::InProcess { on_step, .. } | JobOutput::Child(on_step) => {
+                    Some(on_step.clone())
+                }
             },
             fail_checkpoint_at: None,
         };
@@ -1302,7 +1357,8 @@ fn run_method(
     }
     output.evaluating();
     let spec: DeviceSpec = plan.preset.device.parse()?;
-    let progress = output.bars();
+    // Evaluation bars of their own would be drawn outside the plan's group and garble it.
+    let progress = false;
     match spec {
         DeviceSpec::Cpu => evaluate_run::<CpuBackend>(plan, &dir, &cpu_device(), progress),
         #[cfg(feature = "tch")]
