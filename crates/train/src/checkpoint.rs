@@ -71,6 +71,46 @@ pub struct CheckpointState {
     /// Length of `metrics.jsonl` in bytes when the checkpoint was written; a resume truncates the
     /// file there so it continues exactly as an uninterrupted run would have written it.
     pub metrics_bytes: u64,
+    /// SHA-256 (hex) of each tensor file (`model.mpk`, `optim.mpk`) as written: a resume checks
+    /// them before loading, so a flipped byte is named instead of trained on.
+    pub file_sha256: BTreeMap<String, String>,
+}
+
+/// The tensor files of a checkpoint, each verified against [`CheckpointState::file_sha256`].
+pub const TENSOR_FILES: [&str; 2] = ["model.mpk", "optim.mpk"];
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Checks the tensor files of the checkpoint in `dir` against the hashes in its `state`.
+pub fn verify_files(dir: &Path, state: &CheckpointState) -> Result<()> {
+    for name in TENSOR_FILES {
+        let path = dir.join(name);
+        let expected = state.file_sha256.get(name).ok_or_else(|| {
+            TrainError::checkpoint(
+                dir.join(STATE_FILE),
+                format!("records no SHA-256 for {name}"),
+            )
+        })?;
+        let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+        let found = sha256_hex(&bytes);
+        if &found != expected {
+            return Err(TrainError::checkpoint(
+                &path,
+                format!(
+                    "is corrupt: its SHA-256 is {found}, {STATE_FILE} recorded {expected} when it was written; remove {} to resume from the checkpoint before it",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The checkpoint directory of `step` under `root`.

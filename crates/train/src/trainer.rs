@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::checkpoint::{
     CHECKPOINT_VERSION, CheckpointState, DatasetIdentity, RngState, STATE_FILE, config_differences,
-    list_checkpoints, prune, read_state, step_dir,
+    list_checkpoints, prune, read_state, sha256_hex, step_dir, verify_files,
 };
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
@@ -441,6 +441,7 @@ impl<B: AutodiffBackend> Loop<B> {
             ));
         }
         let rec = recorder();
+        verify_files(dir, &state)?;
         let load_err = |what: &str, e: burn::record::RecorderError| {
             TrainError::checkpoint(dir.join(what), format!("cannot load: {e:?}"))
         };
@@ -570,6 +571,10 @@ impl<B: AutodiffBackend> Loop<B> {
             tokens_seen: self.tokens_seen,
             cumulative_sequences: self.cumulative.clone(),
             metrics_bytes,
+            file_sha256: [("model.mpk", &model), ("optim.mpk", &optim)]
+                .into_iter()
+                .map(|(name, bytes)| (name.to_string(), sha256_hex(bytes)))
+                .collect(),
         };
         // state.json is written last: a directory without it is never taken for a checkpoint.
         let text = serde_json::to_string_pretty(&state).expect("state serialises");

@@ -358,6 +358,35 @@ fn mismatched_or_missing_checkpoints_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("corrupt state"), "{e}");
+
+    // A flipped byte in a tensor file is named, not loaded.
+    std::fs::remove_dir_all(&out).unwrap();
+    run(
+        &c,
+        &RunOptions {
+            max_steps: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let model = out.join("checkpoints/step-3/model.mpk");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&model, bytes).unwrap();
+    let e = run(
+        &c,
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&model.display().to_string()) && e.contains("is corrupt: its SHA-256 is"),
+        "{e}"
+    );
 }
 
 #[test]
