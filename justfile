@@ -46,6 +46,11 @@ bench:
 bench-pytorch:
     if ${PYTHON:-python3} -c "import torch, transformers" 2>/dev/null; then ${PYTHON:-python3} benches/pytorch_baseline.py --threads 2; else echo "skipped the PyTorch baseline: ${PYTHON:-python3} cannot import torch and transformers (pip install torch transformers)"; fi
 
+# The fault campaign: kill -9, a second writer, a full disk (a tmpfs, where mounting is
+# allowed) and a flipped checkpoint byte against a small run; prints one table. `FAULT_TRIES=N`.
+faults:
+    cargo test --release -p experiments --test faults -- --ignored --nocapture
+
 # Formatting and lints, as CI would want them.
 lint:
     cargo fmt --all -- --check && cargo clippy --workspace --all-targets --release -- -D warnings
