@@ -9,9 +9,9 @@ default:
 test:
     cargo test --workspace --release
 
-# The paper's comparison (TPW, DoReMi, ODM, uniform) and its report: `just reproduce` (the
-# `tiny` preset, hours on a laptop CPU), or `just reproduce --preset quick` (minutes),
-# `just reproduce --preset paper-1b --data DIR` (GPU).
+# The paper's comparison (TPW, DoReMi, ODM, uniform) and its report, written to
+# runs/reproduce-<preset>/: `just reproduce` (the `tiny` preset, hours on a laptop CPU), or
+# `just reproduce --preset quick` (minutes), `just reproduce --preset paper-1b --data DIR` (GPU).
 reproduce *args:
     cargo run --release -p experiments -- reproduce {{args}}
 

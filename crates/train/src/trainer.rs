@@ -493,9 +493,12 @@ impl<B: AutodiffBackend> Loop<B> {
         let root = self.run_dir.join("checkpoints");
         let tmp = root.join(format!(".step-{}.tmp", self.step));
         let result = self.write_checkpoint(&root, &tmp, cursors, plan_word_pos);
-        if let Err(TrainError::Io { path, source }) = result {
-            // Nothing half-written stays behind; the complete checkpoints are untouched.
+        if result.is_err() {
+            // Nothing half-written stays behind, whatever failed; the complete checkpoints are
+            // untouched.
             let _ = std::fs::remove_dir_all(&tmp);
+        }
+        if let Err(TrainError::Io { path, source }) = result {
             let resume_from = list_checkpoints(&root)
                 .ok()
                 .and_then(|list| list.last().map(|(step, _)| *step));
