@@ -46,6 +46,10 @@ bench:
 bench-pytorch:
     if ${PYTHON:-python3} -c "import torch, transformers" 2>/dev/null; then ${PYTHON:-python3} benches/pytorch_baseline.py --threads 2; else echo "skipped the PyTorch baseline: ${PYTHON:-python3} cannot import torch and transformers (pip install torch transformers)"; fi
 
+# Training with glibc's default malloc thresholds against mixlab's, alternating (crates/malloc).
+bench-malloc rounds="4":
+    cargo build --release -p experiments && benches/malloc_ab.sh {{rounds}}
+
 # The fault campaign: kill -9, a second writer, a full disk (a tmpfs, where mounting is
 # allowed) and a flipped checkpoint byte against a small run; prints one table. `FAULT_TRIES=N`.
 faults:

@@ -78,6 +78,8 @@ pub fn run(args: Args) -> Result<()> {
     let rounds = result?;
 
     let tokens = (config.training.batch_size * manifest.seq_len) as f64;
+    // The allocator setting changes step times by ~10% on CPU, so every table says which it ran with.
+    println!("{}\n", mixlab_malloc::keep_freed_memory());
     println!(
         "| `bench train` ({}, {}, batch {} x {} tokens, {} rounds of {} loop steps and {} bare steps) | loop median step | bare median step | loop overhead |",
         config.name,

@@ -65,6 +65,12 @@ enum Command {
 
 fn main() -> ExitCode {
     init_logging();
+    // Before the first tensor: large temporaries then stay in the heap between training steps.
+    match mixlab_malloc::keep_freed_memory() {
+        mixlab_malloc::Tuning::Unsupported => {}
+        tuning @ mixlab_malloc::Tuning::Refused(_) => tracing::warn!("{tuning}"),
+        tuning => tracing::debug!("{tuning}"),
+    }
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,6 +101,8 @@ fn run<B: AutodiffBackend>(
 }
 
 fn main() -> ExitCode {
+    // As the experiments binary does (`MIXLAB_MALLOC=default` measures without it).
+    println!("{}", mixlab_malloc::keep_freed_memory());
     let result = parse_args().and_then(|args| match args.device {
         DeviceSpec::Cpu | DeviceSpec::TchCpu if args.precision == Precision::Bf16 => {
             Err("--bf16 is for CUDA; the CPU benchmark runs in f32".to_owned())

@@ -13,15 +13,19 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod optimizer;
 pub mod plan;
 pub mod schedule;
+pub mod summary;
 pub mod trainer;
 
 pub use config::TrainConfig;
 pub use error::{Result, TrainError};
+pub use metrics::{EvalRecord, MetricsLine, TrainRecord, parse_metrics};
 pub use plan::{BatchPlan, Granularity};
 pub use schedule::LrSchedule;
+pub use summary::SummaryRecord;
 pub use trainer::{
     RunOptions, RunSummary, SeedStreams, StepHook, StepProgress, mixer_context, open_dataset, train,
 };

@@ -1,5 +1,6 @@
 //! The training loop: mixer → batch plan → samplers → per-token losses → AdamW → feedback.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions as FileOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,6 @@ use mixlab_mixing::{DomainSet, Mixer, MixerContext, StepFeedback};
 use mixlab_model::{GptNeoX, ModelConfig, clip_grad_norm};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
 
 use crate::checkpoint::{
     CHECKPOINT_VERSION, CheckpointState, DatasetIdentity, RngState, STATE_FILE, config_differences,
@@ -28,8 +28,12 @@ use crate::checkpoint::{
 };
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
+use crate::metrics::{
+    DomainEval, EvalRecord, EvalTag, MetricsLine, StepTiming, TrainRecord, TrainTag,
+};
 use crate::optimizer::{DecoupledAdamW, TrainOptimizer};
 use crate::plan::BatchPlan;
+use crate::summary::{LastEval, SummaryRecord};
 
 type Optim<B> = TrainOptimizer<GptNeoX<B>, B>;
 
@@ -599,12 +603,12 @@ impl<B: AutodiffBackend> Loop<B> {
         self.save_checkpoint(&cursors, self.plan_rng.get_word_pos())
     }
 
-    fn append_metrics(&self, line: &Value) -> Result<()> {
+    fn append_metrics(&self, line: &MetricsLine) -> Result<()> {
         let mut f = FileOptions::new()
             .append(true)
             .open(&self.metrics_path)
             .map_err(|e| TrainError::io(&self.metrics_path, e))?;
-        writeln!(f, "{line}").map_err(|e| TrainError::io(&self.metrics_path, e))
+        writeln!(f, "{}", line.to_json_line()).map_err(|e| TrainError::io(&self.metrics_path, e))
     }
 
     fn evaluate(&self) -> Result<PerplexityReport> {
@@ -800,34 +804,50 @@ impl<B: AutodiffBackend> Loop<B> {
             train_time += step_time;
 
             if step.is_multiple_of(self.config.training.log_interval) || step == total {
-                let domain_loss: serde_json::Map<String, Value> = feedback
-                    .domains()
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, f)| f.loss_mean().map(|m| (names[i].clone(), json!(m))))
-                    .collect();
-                let line = json!({
-                    "type": "train",
-                    "step": step,
-                    "tokens": self.tokens_seen,
-                    "lr": lr,
-                    "loss": loss_value,
-                    "grad_norm": if norm.is_finite() { json!(norm) } else { Value::Null },
-                    "domains_drawn": plan.domains.iter().map(|mb| mb.iter().map(|&d| names[d].as_str()).collect::<Vec<_>>()).collect::<Vec<_>>(),
-                    "domain_loss": domain_loss,
+                let per_domain = |values: &[f64]| -> BTreeMap<String, f64> {
+                    names.iter().cloned().zip(values.iter().copied()).collect()
+                };
+                let line = TrainRecord {
+                    cumulative_sequences: names
+                        .iter()
+                        .cloned()
+                        .zip(self.cumulative.iter().copied())
+                        .collect(),
+                    domain_loss: feedback
+                        .domains()
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, f)| f.loss_mean().map(|m| (names[i].clone(), m)))
+                        .collect(),
+                    domains_drawn: plan
+                        .domains
+                        .iter()
+                        .map(|mb| mb.iter().map(|&d| names[d].clone()).collect())
+                        .collect(),
                     // Sums and counts as the mixer saw them: `replay-mixer` reads these lines.
-                    "feedback": mixlab_mixing::FeedbackRecord::from_step(step, &feedback, self.mixer.domains()).feedback,
-                    "weights": mixlab_mixing::named_values(self.mixer.domains(), &weights),
-                    "next_weights": mixlab_mixing::named_values(self.mixer.domains(), self.mixer.weights()),
-                    "cumulative_sequences": names.iter().cloned().zip(self.cumulative.iter().map(|&c| json!(c))).collect::<serde_json::Map<_, _>>(),
-                    "mixer_internals": self.mixer.internals(),
-                    "timing": {
-                        "step_s": step_time.as_secs_f64(),
-                        "mixer_s": step_mixer_time.as_secs_f64(),
-                        "tokens_per_s": (micro * mbs * seq) as f64 / step_time.as_secs_f64().max(1e-12),
+                    feedback: mixlab_mixing::FeedbackRecord::from_step(
+                        step,
+                        &feedback,
+                        self.mixer.domains(),
+                    )
+                    .feedback,
+                    grad_norm: norm.is_finite().then_some(norm),
+                    loss: loss_value,
+                    lr,
+                    mixer_internals: self.mixer.internals(),
+                    next_weights: per_domain(self.mixer.weights()),
+                    step,
+                    timing: StepTiming {
+                        mixer_s: step_mixer_time.as_secs_f64(),
+                        step_s: step_time.as_secs_f64(),
+                        tokens_per_s: (micro * mbs * seq) as f64
+                            / step_time.as_secs_f64().max(1e-12),
                     },
-                });
-                self.append_metrics(&line)?;
+                    tokens: self.tokens_seen,
+                    kind: TrainTag::Train,
+                    weights: per_domain(&weights),
+                };
+                self.append_metrics(&MetricsLine::Train(Box::new(line)))?;
             }
             let tokens_per_s = (micro * mbs * seq) as f64 / step_time.as_secs_f64().max(1e-12);
             bar.set_position(step);
@@ -846,25 +866,27 @@ impl<B: AutodiffBackend> Loop<B> {
                 && (step.is_multiple_of(self.config.eval.interval) || step == total);
             if eval_due {
                 let report = self.evaluate()?;
-                let domains: serde_json::Map<String, Value> = report
+                let domains = report
                     .domains
                     .iter()
                     .map(|d| {
-                        (
-                            d.domain.clone(),
-                            json!({"loss": d.mean_nll, "perplexity": d.perplexity, "tokens": d.tokens}),
-                        )
+                        let eval = DomainEval {
+                            loss: d.mean_nll,
+                            perplexity: d.perplexity,
+                            tokens: d.tokens,
+                        };
+                        (d.domain.clone(), eval)
                     })
                     .collect();
-                self.append_metrics(&json!({
-                    "type": "eval",
-                    "step": step,
-                    "split": "val",
-                    "domains": domains,
-                    "mean_loss": report.mean_nll,
-                    "mean_perplexity": report.mean_perplexity,
-                    "token_weighted_loss": report.token_weighted_nll,
-                    "token_weighted_perplexity": report.token_weighted_perplexity,
+                self.append_metrics(&MetricsLine::Eval(EvalRecord {
+                    domains,
+                    mean_loss: report.mean_nll,
+                    mean_perplexity: report.mean_perplexity,
+                    split: "val".to_owned(),
+                    step,
+                    token_weighted_loss: report.token_weighted_nll,
+                    token_weighted_perplexity: report.token_weighted_perplexity,
+                    kind: EvalTag::Eval,
                 }))?;
                 bar.println(format!(
                     "step {step}: val mean perplexity {:.3} (token-weighted {:.3})",
@@ -903,22 +925,34 @@ impl<B: AutodiffBackend> Loop<B> {
                         .to_toml_string(&format!("weights produced by run `{}`", self.config.name)),
                 )?;
             }
-            let summary = json!({
-                "name": self.config.name,
-                "steps": self.step,
-                "tokens": self.tokens_seen,
-                "final_train_loss": last_loss,
-                "final_weights": mixlab_mixing::named_values(self.mixer.domains(), self.mixer.weights()),
-                "cumulative_sequences": names.iter().cloned().zip(self.cumulative.iter().map(|&c| json!(c))).collect::<serde_json::Map<_, _>>(),
-                "last_eval": last_eval.as_ref().map(|r| json!({
-                    "mean_perplexity": r.mean_perplexity,
-                    "token_weighted_perplexity": r.token_weighted_perplexity,
-                    "domains": r.domains.iter().map(|d| (d.domain.clone(), json!(d.perplexity))).collect::<serde_json::Map<_, _>>(),
-                })),
-            });
+            let summary = SummaryRecord {
+                cumulative_sequences: names
+                    .iter()
+                    .cloned()
+                    .zip(self.cumulative.iter().copied())
+                    .collect(),
+                final_train_loss: last_loss.is_finite().then_some(last_loss),
+                final_weights: names
+                    .iter()
+                    .cloned()
+                    .zip(self.mixer.weights().iter().copied())
+                    .collect(),
+                last_eval: last_eval.as_ref().map(|r| LastEval {
+                    domains: r
+                        .domains
+                        .iter()
+                        .map(|d| (d.domain.clone(), d.perplexity))
+                        .collect(),
+                    mean_perplexity: r.mean_perplexity,
+                    token_weighted_perplexity: r.token_weighted_perplexity,
+                }),
+                name: self.config.name.clone(),
+                steps: self.step,
+                tokens: self.tokens_seen,
+            };
             write_atomic(
                 &self.run_dir.join("summary.json"),
-                &serde_json::to_string_pretty(&summary).expect("serialises"),
+                &summary.to_json_pretty(),
             )?;
         }
         Ok(RunSummary {

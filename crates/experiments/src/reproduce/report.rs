@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 use mixlab_eval::perplexity::PerplexityReport;
 use mixlab_eval::{McReport, Protocol};
 use mixlab_plot::{BarGroup, GroupedBarChart, LineChart, Marker, Series, write_svg};
+use mixlab_train::{MetricsLine, SummaryRecord};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{MethodKind, Plan, PlanKind, RunTiming, write_atomic};
 
@@ -67,45 +67,45 @@ fn read_metrics(dir: &Path) -> Result<(PathBuf, String)> {
 
 fn read_run(dir: &Path, domains: &[String]) -> Result<RunData> {
     let (metrics, text) = read_metrics(dir)?;
-    let by_domain = |v: &Value, what: &str, line: usize| -> Result<Vec<f64>> {
-        domains
-            .iter()
-            .map(|d| {
-                v[d].as_f64().with_context(|| {
-                    format!(
-                        "{} line {line}: {what} has no number for domain {d:?}",
-                        metrics.display()
-                    )
+    // `what` names the file, line and field for the error.
+    let by_domain =
+        |values: &BTreeMap<String, f64>, what: &dyn Fn() -> String| -> Result<Vec<f64>> {
+            domains
+                .iter()
+                .map(|d| {
+                    values
+                        .get(d)
+                        .copied()
+                        .with_context(|| format!("{} has no number for domain {d:?}", what()))
                 })
-            })
-            .collect()
-    };
+                .collect()
+        };
     let mut val = Vec::new();
     let mut train = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
-        let v: Value = serde_json::from_str(line)
-            .with_context(|| format!("{} line {n}: not JSON", metrics.display()))?;
-        let step = || {
-            v["step"]
-                .as_u64()
-                .with_context(|| format!("{} line {n}: no step", metrics.display()))
-        };
-        match v["type"].as_str() {
-            Some("eval") if v["split"] == "val" => {
-                let ppl = v["mean_perplexity"].as_f64().with_context(|| {
-                    format!("{} line {n}: no mean_perplexity", metrics.display())
-                })?;
-                val.push((step()?, ppl));
+        let parsed = MetricsLine::parse(line)
+            .map_err(|reason| anyhow::anyhow!("{} line {n}: {reason}", metrics.display()))?;
+        match parsed {
+            MetricsLine::Eval(eval) if eval.split == "val" => {
+                val.push((eval.step, eval.mean_perplexity));
             }
-            Some("train") => {
-                let timing = &v["timing"];
+            MetricsLine::Train(record) => {
+                let cumulative: BTreeMap<String, f64> = record
+                    .cumulative_sequences
+                    .iter()
+                    .map(|(domain, &count)| (domain.clone(), count as f64))
+                    .collect();
                 train.push(TrainPoint {
-                    step: step()?,
-                    step_s: timing["step_s"].as_f64().unwrap_or(0.0),
-                    mixer_s: timing["mixer_s"].as_f64().unwrap_or(0.0),
-                    weights: by_domain(&v["weights"], "weights", n)?,
-                    cumulative: by_domain(&v["cumulative_sequences"], "cumulative_sequences", n)?,
+                    step: record.step,
+                    step_s: record.timing.step_s,
+                    mixer_s: record.timing.mixer_s,
+                    weights: by_domain(&record.weights, &|| {
+                        format!("{} line {n}: weights", metrics.display())
+                    })?,
+                    cumulative: by_domain(&cumulative, &|| {
+                        format!("{} line {n}: cumulative_sequences", metrics.display())
+                    })?,
                 });
             }
             _ => {}
@@ -115,16 +115,10 @@ fn read_run(dir: &Path, domains: &[String]) -> Result<RunData> {
         bail!("{} has no validation lines", metrics.display());
     }
     let summary_path = dir.join("summary.json");
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).with_context(|| {
-            format!(
-                "reading {} (has this run finished?)",
-                summary_path.display()
-            )
-        })?)
-        .with_context(|| format!("parsing {}", summary_path.display()))?;
-    let final_weights = by_domain(&summary["final_weights"], "final_weights", 0)
-        .with_context(|| format!("in {}", summary_path.display()))?;
+    let summary = SummaryRecord::read(&summary_path)?;
+    let final_weights = by_domain(&summary.final_weights, &|| {
+        format!("{}: final_weights", summary_path.display())
+    })?;
     let test_path = dir.join("test-ppl.json");
     let test = if test_path.is_file() {
         Some(
