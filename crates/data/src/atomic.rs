@@ -1,13 +1,21 @@
-//! Writing a whole output directory atomically.
+//! Writing a whole output directory or file atomically: mixlab-atomic's writer (unique
+//! temporaries, fsync of the data and of the directory, rename) with this crate's errors and its
+//! `--overwrite` rule.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{DataError, Result};
 
-/// Runs `write` on a hidden sibling directory `.<name>.partial-<pid>` and renames it to `out` only
-/// when `write` succeeds; on failure the partial directory is removed. An interrupted run therefore
-/// never leaves anything that looks finished at `out`. `out` must not exist unless `overwrite`, and
-/// an existing `out` is replaced only once the new one is complete.
+impl From<mixlab_atomic::WriteError> for DataError {
+    fn from(e: mixlab_atomic::WriteError) -> Self {
+        DataError::io(e.path, e.source)
+    }
+}
+
+/// Runs `write` on a hidden temporary sibling directory and renames it to `out` only when `write`
+/// succeeds; on failure (or a panic) the temporary is removed. An interrupted run therefore never
+/// leaves anything that looks finished at `out`. `out` must not exist unless `overwrite`, and an
+/// existing `out` is replaced only once the new one is complete.
 pub fn write_dir_atomically<T>(
     out: &Path,
     overwrite: bool,
@@ -19,58 +27,13 @@ pub fn write_dir_atomically<T>(
             reason: "output already exists (pass --overwrite to replace it)".into(),
         });
     }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
-    let tmp = hidden_sibling(out, "out", "partial")?;
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    match write(&tmp) {
-        Ok(value) => {
-            if out.exists() {
-                let old = hidden_sibling(out, "out", "old")?;
-                std::fs::rename(out, &old).map_err(|e| DataError::io(out, e))?;
-                std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
-                std::fs::remove_dir_all(&old).map_err(|e| DataError::io(&old, e))?;
-            } else {
-                std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
-            }
-            Ok(value)
-        }
-        Err(e) => {
-            // Best effort: the error that stopped us matters more than a failed cleanup.
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
+    mixlab_atomic::write_dir(out, write)
 }
 
-/// Writes `text` to `path` through a sibling temporary file and a rename, so `path` holds either
+/// Writes `text` to `path` through a synced temporary sibling and a rename, so `path` holds either
 /// its old content or the whole new text, never a torn write.
 pub fn write_file_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = hidden_sibling(path, "path", "partial")?;
-    let result = std::fs::write(&tmp, text)
-        .map_err(|e| DataError::io(&tmp, e))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e)));
-    if result.is_err() {
-        // Best effort: the error that stopped us matters more than a failed cleanup.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// `.<name>.<tag>-<pid>` beside `path`: hidden, and unique to this process. `field` names the
-/// argument in the error when `path` has no final component.
-fn hidden_sibling(path: &Path, field: &str, tag: &str) -> Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| DataError::config(field, "has no final component"))?
-        .to_string_lossy();
-    Ok(path.with_file_name(format!(".{name}.{tag}-{}", std::process::id())))
+    Ok(mixlab_atomic::write_file(path, text)?)
 }
 
 #[cfg(test)]

@@ -169,13 +169,11 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Writes the manifest to `dir/manifest.json` through a temporary file and a rename.
+    /// Writes the manifest to `dir/manifest.json` whole or not at all.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self).expect("manifest serialises");
-        std::fs::write(&tmp, text).map_err(|e| DataError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))?;
+        crate::atomic::write_file_atomically(&path, &text)?;
         Ok(path)
     }
 

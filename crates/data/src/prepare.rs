@@ -17,7 +17,7 @@
 //! stable when documents are added.
 //!
 //! # Atomicity
-//! Everything is written into a hidden sibling directory `.<name>.partial-<pid>` which is renamed
+//! Everything is written into a hidden sibling directory `.<name>.<random>.partial` which is renamed
 //! to the output path only when the manifest is complete; on error it is removed. An interrupted
 //! run therefore never leaves anything at the output path.
 

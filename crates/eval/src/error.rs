@@ -129,3 +129,12 @@ impl EvalError {
 
 /// `Result` with [`EvalError`].
 pub type Result<T> = std::result::Result<T, EvalError>;
+
+impl From<mixlab_atomic::WriteError> for EvalError {
+    fn from(e: mixlab_atomic::WriteError) -> Self {
+        EvalError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -791,17 +791,17 @@ impl McReport {
         out
     }
 
-    /// Writes the report as pretty JSON to `path`.
+    /// Writes the report as pretty JSON to `path`, whole or not at all.
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|source| EvalError::Json {
             path: path.to_owned(),
             source,
         })?;
-        std::fs::write(path, text + "\n").map_err(|source| EvalError::io(path, source))
+        Ok(mixlab_atomic::write_file(path, text + "\n")?)
     }
 
-    /// Writes [`McReport::to_markdown`] to `path`.
+    /// Writes [`McReport::to_markdown`] to `path`, whole or not at all.
     pub fn write_markdown(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_markdown()).map_err(|source| EvalError::io(path, source))
+        Ok(mixlab_atomic::write_file(path, self.to_markdown())?)
     }
 }

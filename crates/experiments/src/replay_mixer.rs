@@ -59,14 +59,28 @@ pub fn run(args: Args) -> Result<()> {
         .build(&config, &ctx)
         .with_context(|| format!("building the mixer of {}", args.mixer.display()))?;
 
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    let steps = match &args.output {
+        // The output appears whole or not at all (a replay stopped half-way leaves no file).
+        Some(path) => {
+            let mut steps = 0;
+            mixlab_atomic::write_file_with(path, |tmp| -> Result<()> {
+                let file = std::fs::File::create(tmp)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let mut out = std::io::BufWriter::new(file);
+                steps = replay(mixer.as_mut(), &log, &mut out)?;
+                out.flush()
+                    .with_context(|| format!("writing {}", path.display()))?;
+                Ok(())
+            })?;
+            steps
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let steps = replay(mixer.as_mut(), &log, &mut out)?;
+            out.flush().context("writing the replay output")?;
+            steps
+        }
     };
-    let steps = replay(mixer.as_mut(), &log, &mut out)?;
-    out.flush().context("writing the replay output")?;
     tracing::info!(
         steps,
         skipped_lines = log.skipped,

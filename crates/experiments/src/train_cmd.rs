@@ -8,6 +8,8 @@ use mixlab_model::{
 };
 use mixlab_train::{RunOptions, RunSummary, TrainConfig, mixer_context, open_dataset, train};
 
+use crate::validation::PerplexityValidation;
+
 /// Arguments of `train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,15 +47,22 @@ pub fn run_config(
         .context("building the mixer")?;
     let spec: DeviceSpec = config.training.device.parse()?;
     let summary = match spec {
-        DeviceSpec::Cpu => {
-            train::<CpuTrainBackend>(config, store, mixer, reference, &cpu_device(), options)?
-        }
+        DeviceSpec::Cpu => train::<CpuTrainBackend>(
+            config,
+            store,
+            mixer,
+            reference,
+            Some(&PerplexityValidation),
+            &cpu_device(),
+            options,
+        )?,
         #[cfg(feature = "tch")]
         DeviceSpec::TchCpu => train::<mixlab_model::TchTrainBackend>(
             config,
             store,
             mixer,
             reference,
+            Some(&PerplexityValidation),
             &mixlab_model::tch_cpu_device(),
             options,
         )?,
@@ -61,7 +70,15 @@ pub fn run_config(
         DeviceSpec::TchCpu => return Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(index) => {
             let device = cuda_device(index, Precision::F32)?;
-            train::<CudaTrainBackend>(config, store, mixer, reference, &device, options)?
+            train::<CudaTrainBackend>(
+                config,
+                store,
+                mixer,
+                reference,
+                Some(&PerplexityValidation),
+                &device,
+                options,
+            )?
         }
     };
     Ok(summary)

@@ -25,6 +25,8 @@ mod registry;
 mod replay;
 mod static_mixer;
 mod table;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use domain::{DomainSet, PILE_DOMAINS};
 pub use error::{MixingError, Result};

@@ -153,11 +153,11 @@ impl WeightTable {
         out
     }
 
-    /// Writes [`to_toml_string`](Self::to_toml_string) to `path`.
+    /// Writes [`to_toml_string`](Self::to_toml_string) to `path`, whole or not at all.
     pub fn write_toml(&self, path: &Path, comment: &str) -> Result<()> {
-        std::fs::write(path, self.to_toml_string(comment)).map_err(|cause| MixingError::Io {
-            path: path.to_owned(),
-            cause,
+        mixlab_atomic::write_file(path, self.to_toml_string(comment)).map_err(|e| MixingError::Io {
+            path: e.path,
+            cause: e.source,
         })
     }
 

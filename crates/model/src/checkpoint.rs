@@ -198,11 +198,15 @@ impl<B: Backend> GptNeoX<B> {
             .collect::<Result<Vec<_>>>()?;
         // transformers refuses safetensors files whose metadata lacks a known "format".
         let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
-        safetensors::serialize_to_file(views, Some(metadata), path).map_err(|error| {
-            ModelError::Safetensors {
-                path: path.to_owned(),
-                reason: error.to_string(),
-            }
+        // Serialised straight into a synced temporary that is renamed into place: a 1B model's
+        // 4 GB are never held twice, and a crash never leaves a truncated file at `path`.
+        mixlab_atomic::write_file_with(path, |tmp| {
+            safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|error| {
+                ModelError::Safetensors {
+                    path: path.to_owned(),
+                    reason: error.to_string(),
+                }
+            })
         })
     }
 
@@ -295,10 +299,7 @@ impl<B: Backend> GptNeoX<B> {
                     source,
                 }
             })?;
-        std::fs::write(&config_path, text + "\n").map_err(|source| ModelError::Io {
-            path: config_path,
-            source,
-        })?;
+        mixlab_atomic::write_file(&config_path, text + "\n")?;
         self.save_safetensors(&dir.join(WEIGHTS_FILE))
     }
 

@@ -131,3 +131,12 @@ pub enum ModelError {
 
 /// `Result` with [`ModelError`].
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+impl From<mixlab_atomic::WriteError> for ModelError {
+    fn from(e: mixlab_atomic::WriteError) -> Self {
+        ModelError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -10,7 +10,7 @@
 //! page: white background, dark sans-serif text, presentation attributes only (no CSS, scripts
 //! or external resources). Rendering the same chart twice gives byte-identical text, so committed
 //! plots only change when the data does. Non-finite values are skipped rather than rejected, so
-//! a diverged run still gets a chart. No dependencies beyond `std`.
+//! a diverged run still gets a chart. No dependencies beyond `std` and mixlab's atomic file writer.
 //!
 //! ```
 //! use mixlab_plot::{BarGroup, GroupedBarChart, LineChart, Marker, Series};
@@ -30,7 +30,7 @@
 //! let path = dir.join(format!("mixlab-plot-doctest-{}.svg", std::process::id()));
 //! mixlab_plot::write_svg(&path, &ppl.to_svg())?;
 //! # std::fs::remove_file(&path)?;
-//! # Ok::<(), std::io::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod bar;
@@ -39,58 +39,25 @@ pub mod scale;
 mod style;
 mod svg;
 
-use std::fs;
-use std::io::{self, Write as _};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use bar::{BarGroup, GroupedBarChart};
 pub use line::{LineChart, Marker, Series};
 pub use style::PALETTE;
 
-/// Distinguishes temp files of concurrent writes from the same process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `svg` to `path` atomically (temp file in the same dir + rename).
+/// Writes `svg` to `path` whole or not at all (mixlab-atomic: a synced temporary in the same
+/// directory, a rename, and a sync of the directory).
 ///
 /// Readers (a markdown preview, a watching browser) see either the old file or the complete new
-/// one, never a prefix. The temp file lives in the target directory because a rename is only
-/// atomic within one filesystem; it is removed again if any step fails.
-pub fn write_svg(path: &Path, svg: &str) -> io::Result<()> {
-    let file_name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: not a file path", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temp_path = dir.join(temp_name);
-
-    let result = (|| {
-        let mut file = fs::File::create(&temp_path)?;
-        file.write_all(svg.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp_path, path)
-    })();
-    if result.is_err() {
-        // Best effort: the original error is the one worth reporting.
-        let _ = fs::remove_file(&temp_path);
-    }
-    result
+/// one, never a prefix; the error names the path and keeps the OS error.
+pub fn write_svg(path: &Path, svg: &str) -> Result<(), mixlab_atomic::WriteError> {
+    mixlab_atomic::write_file(path, svg)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -45,6 +45,15 @@ pub enum TrainError {
         /// The checkpoint written before stopping.
         checkpoint: String,
     },
+    /// The caller's validation ([`crate::Validate`]) failed.
+    #[error("validation after step {step}: {source}")]
+    Validation {
+        /// The step after which it ran.
+        step: u64,
+        /// The validation's own error.
+        #[source]
+        source: crate::validation::ValidationError,
+    },
     /// Writing a checkpoint failed (a full disk, say); its temporary directory was removed.
     #[error(
         "checkpoint step-{step}: {} while writing {path}; the half-written checkpoint was removed and {resume_from}",
@@ -105,6 +114,15 @@ impl TrainError {
         TrainError::Checkpoint {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+}
+
+impl From<mixlab_atomic::WriteError> for TrainError {
+    fn from(e: mixlab_atomic::WriteError) -> Self {
+        TrainError::Io {
+            path: e.path,
+            source: e.source,
         }
     }
 }

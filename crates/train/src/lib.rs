@@ -19,6 +19,7 @@ pub mod plan;
 pub mod schedule;
 pub mod summary;
 pub mod trainer;
+pub mod validation;
 
 pub use config::TrainConfig;
 pub use error::{Result, TrainError};
@@ -29,3 +30,4 @@ pub use summary::SummaryRecord;
 pub use trainer::{
     RunOptions, RunSummary, SeedStreams, StepHook, StepProgress, mixer_context, open_dataset, train,
 };
+pub use validation::{DomainValidation, Validate, ValidationError, ValidationReport};

@@ -16,7 +16,6 @@ use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_data::hash::splitmix64 as mix;
 use mixlab_data::{DomainSampler, DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource};
-use mixlab_eval::perplexity::{PerplexityConfig, PerplexityReport, evaluate_perplexity};
 use mixlab_mixing::{DomainSet, Mixer, MixerContext, StepFeedback};
 use mixlab_model::{GptNeoX, ModelConfig, clip_grad_norm};
 use rand::SeedableRng;
@@ -34,6 +33,7 @@ use crate::metrics::{
 use crate::optimizer::{DecoupledAdamW, TrainOptimizer};
 use crate::plan::BatchPlan;
 use crate::summary::{LastEval, SummaryRecord};
+use crate::validation::{Validate, ValidationReport};
 
 type Optim<B> = TrainOptimizer<GptNeoX<B>, B>;
 
@@ -123,8 +123,8 @@ pub struct RunSummary {
     pub finished: bool,
     /// Training loss of the last step.
     pub last_loss: f64,
-    /// The last evaluation, if any.
-    pub last_eval: Option<PerplexityReport>,
+    /// The last validation, if any.
+    pub last_eval: Option<ValidationReport>,
     /// Wall time of the training steps of this invocation (evaluation and checkpoints excluded).
     pub train_time: Duration,
     /// Time inside the mixer (weights, plan, observe) during this invocation.
@@ -198,12 +198,7 @@ fn disk_full() -> std::io::Error {
 
 /// Writes `bytes` to `path` and syncs them to disk; a failure keeps its OS error and the path.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(path)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    write().map_err(|e| TrainError::io(path, e))
+    Ok(mixlab_atomic::write_synced(path, bytes)?)
 }
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
@@ -241,15 +236,27 @@ struct Loop<B: AutodiffBackend> {
 ///
 /// `mixer` must have been built for `store`'s domains (see [`mixer_context`]). When the mixer
 /// needs a reference model (DoReMi), `reference` is a directory with its safetensors weights.
+/// `validate` measures the model every `[eval] interval` steps and after the last one; a config
+/// that asks for validation without one is refused before anything is written.
 pub fn train<B: AutodiffBackend>(
     config: &TrainConfig,
     store: DomainStore,
     mixer: Box<dyn Mixer>,
     reference: Option<&Path>,
+    validate: Option<&dyn Validate<B::InnerBackend>>,
     device: &B::Device,
     options: &RunOptions,
 ) -> Result<RunSummary> {
     config.validate()?;
+    if config.eval.interval > 0 && validate.is_none() {
+        return Err(TrainError::config(
+            "eval.interval",
+            format!(
+                "is {} but no validation was supplied (set it to 0 for a run without validation)",
+                config.eval.interval
+            ),
+        ));
+    }
     let names = store.domain_names();
     if mixer.domains().names() != names.as_slice() {
         return Err(TrainError::config(
@@ -367,10 +374,9 @@ pub fn train<B: AutodiffBackend>(
             token_counts: Some(state.store.manifest().train_tokens()),
             vocab_size: Some(state.store.manifest().vocab_size),
         };
-        std::fs::write(&metrics_path, header.to_json_line() + "\n")
-            .map_err(|e| TrainError::io(&metrics_path, e))?;
+        write_atomic(&metrics_path, &(header.to_json_line() + "\n"))?;
     }
-    state.run(options)
+    state.run(options, validate)
 }
 
 /// The resolved config with the git commit it ran at, as a comment.
@@ -386,7 +392,7 @@ fn with_commit(toml: &str) -> String {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    Ok(mixlab_data::atomic::write_file_atomically(path, text)?)
+    Ok(mixlab_atomic::write_file(path, text)?)
 }
 
 impl<B: AutodiffBackend> Loop<B> {
@@ -591,9 +597,7 @@ impl<B: AutodiffBackend> Loop<B> {
         }
         std::fs::rename(tmp, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
         // The rename is durable once the directory holding it is synced.
-        std::fs::File::open(root)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| TrainError::io(root, e))?;
+        mixlab_atomic::sync_dir(root)?;
         prune(root, self.config.checkpoint.keep)?;
         Ok(final_dir)
     }
@@ -611,24 +615,25 @@ impl<B: AutodiffBackend> Loop<B> {
         writeln!(f, "{}", line.to_json_line()).map_err(|e| TrainError::io(&self.metrics_path, e))
     }
 
-    fn evaluate(&self) -> Result<PerplexityReport> {
-        let cfg = PerplexityConfig {
-            max_sequences_per_domain: Some(self.config.eval.max_sequences_per_domain),
-            batch_size: self.config.eval.batch_size,
-            domains: Vec::new(),
-            progress: false,
-        };
-        evaluate_perplexity(
-            &self.model.valid(),
-            &self.device,
-            &self.store,
-            Split::Val,
-            &cfg,
-        )
-        .map_err(|e| TrainError::config("eval", e.to_string()))
+    fn evaluate(&self, validate: &dyn Validate<B::InnerBackend>) -> Result<ValidationReport> {
+        validate
+            .validate(
+                &self.model.valid(),
+                &self.device,
+                &self.store,
+                &self.config.eval,
+            )
+            .map_err(|source| TrainError::Validation {
+                step: self.step,
+                source,
+            })
     }
 
-    fn run(mut self, options: &RunOptions) -> Result<RunSummary> {
+    fn run(
+        mut self,
+        options: &RunOptions,
+        validate: Option<&dyn Validate<B::InnerBackend>>,
+    ) -> Result<RunSummary> {
         self.fail_checkpoint_at = options.fail_checkpoint_at;
         let total = self.config.training.steps;
         let stop_at = options.max_steps.unwrap_or(total).min(total);
@@ -864,8 +869,8 @@ impl<B: AutodiffBackend> Loop<B> {
 
             let eval_due = self.config.eval.interval > 0
                 && (step.is_multiple_of(self.config.eval.interval) || step == total);
-            if eval_due {
-                let report = self.evaluate()?;
+            if let Some(validate) = validate.filter(|_| eval_due) {
+                let report = self.evaluate(validate)?;
                 let domains = report
                     .domains
                     .iter()

@@ -3,14 +3,78 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mixlab_data::{PrepareConfig, TokenizerSource, prepare_dataset};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use mixlab_data::{DomainStore, PrepareConfig, Split, TokenizerSource, prepare_dataset};
 use mixlab_mixer_odm::{OdmConfig, exploration_rate};
 use mixlab_mixing::{MixerEntry, MixerRegistry, StaticConfig};
-use mixlab_model::{CpuDevice, CpuTrainBackend, ModelConfig};
-use mixlab_train::{RunOptions, TrainConfig, TrainError, mixer_context, open_dataset, train};
+use mixlab_model::{CpuDevice, CpuTrainBackend, GptNeoX, ModelConfig};
+use mixlab_train::config::EvalConfig;
+use mixlab_train::{
+    DomainValidation, RunOptions, TrainConfig, TrainError, Validate, ValidationError,
+    ValidationReport, mixer_context, open_dataset, train,
+};
 use serde_json::Value;
 
 type B = CpuTrainBackend;
+
+/// The validation these tests hand the loop (mixlab-train has no evaluation crate; the CLI
+/// passes mixlab-eval's perplexity): the mean NLL of each domain's first
+/// `max_sequences_per_domain` validation sequences, in one batch per domain.
+struct MeanNll;
+
+impl<Bk: Backend> Validate<Bk> for MeanNll {
+    fn validate(
+        &self,
+        model: &GptNeoX<Bk>,
+        device: &Bk::Device,
+        store: &DomainStore,
+        settings: &EvalConfig,
+    ) -> Result<ValidationReport, ValidationError> {
+        let seq = store.manifest().seq_len;
+        let mut domains = Vec::new();
+        for domain in store.domain_names() {
+            let sequences = store
+                .iter_split(&domain, Split::Val, Some(settings.max_sequences_per_domain))?
+                .collect::<Result<Vec<Vec<u32>>, _>>()?;
+            if sequences.is_empty() {
+                continue;
+            }
+            let n = sequences.len();
+            let tokens: Vec<i64> = sequences.iter().flatten().map(|&t| i64::from(t)).collect();
+            let batch =
+                Tensor::<Bk, 2, Int>::from_data(TensorData::new(tokens, [n, seq + 1]), device);
+            let nll = model.per_token_nll(
+                batch.clone().narrow(1, 0, seq),
+                batch.narrow(1, 1, seq),
+                None,
+            );
+            let sum: f64 = nll.into_data().iter::<f64>().sum();
+            let count = (n * seq) as u64;
+            let mean_nll = sum / count as f64;
+            domains.push(DomainValidation {
+                domain,
+                mean_nll,
+                perplexity: mean_nll.exp(),
+                tokens: count,
+            });
+        }
+        let k = domains.len() as f64;
+        let tokens: u64 = domains.iter().map(|d| d.tokens).sum();
+        let token_weighted_nll = domains
+            .iter()
+            .map(|d| d.mean_nll * d.tokens as f64)
+            .sum::<f64>()
+            / tokens as f64;
+        Ok(ValidationReport {
+            mean_nll: domains.iter().map(|d| d.mean_nll).sum::<f64>() / k,
+            mean_perplexity: domains.iter().map(|d| d.perplexity).sum::<f64>() / k,
+            token_weighted_nll,
+            token_weighted_perplexity: token_weighted_nll.exp(),
+            domains,
+        })
+    }
+}
 
 fn registry() -> MixerRegistry {
     let mut r = MixerRegistry::new();
@@ -126,7 +190,15 @@ fn run(config: &TrainConfig, options: &RunOptions) -> Result<mixlab_train::RunSu
     let store = open_dataset(config)?;
     let ctx = mixer_context(&store)?;
     let mixer = registry().build(&config.mixer, &ctx)?;
-    train::<B>(config, store, mixer, None, &CpuDevice::default(), options)
+    train::<B>(
+        config,
+        store,
+        mixer,
+        None,
+        Some(&MeanNll),
+        &CpuDevice::default(),
+        options,
+    )
 }
 
 fn metrics(dir: &Path) -> Vec<Value> {
@@ -511,6 +583,7 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
         open_dataset(&c).unwrap(),
         r.build(&c.mixer, &ctx).unwrap(),
         None,
+        None,
         &CpuDevice::default(),
         &RunOptions::default(),
     )
@@ -522,6 +595,7 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
         store,
         mixer,
         Some(&ref_dir),
+        None,
         &CpuDevice::default(),
         &RunOptions::default(),
     )

@@ -27,7 +27,7 @@
 //! domain's documents do not change when another domain is resized, added or dropped.
 //!
 //! # Atomicity
-//! Everything is written into a hidden sibling directory `.<name>.partial-<pid>` that is renamed
+//! Everything is written into a hidden sibling directory `.<name>.<random>.partial` that is renamed
 //! to the output path only once complete; on error it is removed.
 
 pub mod arithmetic;

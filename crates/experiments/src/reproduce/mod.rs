@@ -880,9 +880,10 @@ impl RunTiming {
     }
 }
 
-/// Writes `text` to `path` whole or not at all (mixlab-data's atomic writer).
+/// Writes `text` to `path` whole or not at all (mixlab-atomic: a unique synced temporary, a
+/// rename and a sync of the directory; safe across the threads of `--jobs`).
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    Ok(mixlab_data::atomic::write_file_atomically(path, text)?)
+    Ok(mixlab_atomic::write_file(path, text)?)
 }
 
 /// Where a plan of `kind` at `preset` goes when `--out` is not given: a directory of the user's
