@@ -104,6 +104,19 @@ pub fn run(args: Args) -> Result<()> {
         fail_checkpoint_at: None,
     };
     let summary = run_config(&config, &options, args.reference_model.as_deref())?;
+    if let Some(step) = summary.resume.resumed_from
+        && !summary.resume.set_aside.is_empty()
+    {
+        for damaged in &summary.resume.set_aside {
+            eprintln!(
+                "checkpoint step-{} was damaged and set aside as {}: {}",
+                damaged.step,
+                damaged.moved_to.display(),
+                damaged.reason
+            );
+        }
+        eprintln!("resumed from checkpoint step-{step}, the newest intact one");
+    }
     let secs = summary.train_time.as_secs_f64().max(1e-9);
     println!(
         "{}: step {}/{}{}; last loss {:.4}; {:.0} tokens/s; mixer time {:.6}% of step time",

@@ -18,6 +18,15 @@ pub const CHECKPOINT_VERSION: u32 = 2;
 /// The file holding everything but tensors.
 pub const STATE_FILE: &str = "state.json";
 
+/// The SHA-256 (hex) of [`STATE_FILE`]'s bytes, written beside it: the state records the tensor
+/// files' hashes, and this one covers the state itself, so a flipped byte anywhere in a
+/// checkpoint is found. Checkpoints written before it existed have none and are not checked.
+pub const STATE_SHA_FILE: &str = "state.json.sha256";
+
+/// Prefix under which a damaged checkpoint is set aside (`checkpoints/damaged-step-N`): kept for
+/// inspection, and no longer listed by [`list_checkpoints`] or counted by [`prune`].
+pub const DAMAGED_PREFIX: &str = "damaged-";
+
 /// What the dataset of a run looked like, to refuse a checkpoint of another dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,13 +113,89 @@ pub fn verify_files(dir: &Path, state: &CheckpointState) -> Result<()> {
             return Err(TrainError::checkpoint(
                 &path,
                 format!(
-                    "is corrupt: its SHA-256 is {found}, {STATE_FILE} recorded {expected} when it was written; remove {} to resume from the checkpoint before it",
-                    dir.display()
+                    "is corrupt: its SHA-256 is {found}, {STATE_FILE} recorded {expected} when it was written"
                 ),
             ));
         }
     }
     Ok(())
+}
+
+/// Whether a checkpoint's bytes are as they were written.
+#[derive(Debug)]
+pub enum Integrity {
+    /// Every file matches its recorded SHA-256 (or the checkpoint predates the hashes; whether it
+    /// may be resumed is then for the restore to decide).
+    Intact,
+    /// A file is missing, unreadable or differs from what was written; the error names it.
+    Damaged(TrainError),
+}
+
+/// Checks the checkpoint in `dir` byte for byte: `state.json` against `state.json.sha256`
+/// (when present), then its tensor files against the hashes `state.json` records. Reads every
+/// file once; changes nothing.
+pub fn check_integrity(dir: &Path) -> Integrity {
+    let state_path = dir.join(STATE_FILE);
+    let text = match std::fs::read(&state_path) {
+        Ok(text) => text,
+        Err(e) => return Integrity::Damaged(TrainError::io(&state_path, e)),
+    };
+    let sha_path = dir.join(STATE_SHA_FILE);
+    match std::fs::read_to_string(&sha_path) {
+        Ok(recorded) => {
+            let found = sha256_hex(&text);
+            if recorded.trim() != found {
+                return Integrity::Damaged(TrainError::checkpoint(
+                    &state_path,
+                    format!(
+                        "is corrupt: its SHA-256 is {found}, {STATE_SHA_FILE} recorded {} when it was written",
+                        recorded.trim()
+                    ),
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Integrity::Damaged(TrainError::io(&sha_path, e)),
+    }
+    let state: CheckpointState = match serde_json::from_slice(&text) {
+        Ok(state) => state,
+        Err(e) => {
+            return Integrity::Damaged(TrainError::checkpoint(
+                &state_path,
+                format!("corrupt state: {e}"),
+            ));
+        }
+    };
+    if TENSOR_FILES
+        .iter()
+        .any(|name| !state.file_sha256.contains_key(*name))
+    {
+        // Written before the hashes (or by another layout): the restore refuses it by name.
+        return Integrity::Intact;
+    }
+    match verify_files(dir, &state) {
+        Ok(()) => Integrity::Intact,
+        Err(e) => Integrity::Damaged(e),
+    }
+}
+
+/// Moves a damaged checkpoint out of the list (`step-N` → `damaged-step-N`, or
+/// `damaged-step-N.2`, ... when that exists) and returns where it went.
+pub fn set_aside(dir: &Path) -> Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let mut target = parent.join(format!("{DAMAGED_PREFIX}{name}"));
+    let mut n = 2;
+    while target.exists() {
+        target = parent.join(format!("{DAMAGED_PREFIX}{name}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(dir, &target).map_err(|e| TrainError::io(dir, e))?;
+    mixlab_atomic::sync_dir(parent)?;
+    Ok(target)
 }
 
 /// The checkpoint directory of `step` under `root`.

@@ -28,6 +28,7 @@ pub use plan::{BatchPlan, Granularity};
 pub use schedule::LrSchedule;
 pub use summary::SummaryRecord;
 pub use trainer::{
-    RunOptions, RunSummary, SeedStreams, StepHook, StepProgress, mixer_context, open_dataset, train,
+    DamagedCheckpoint, ResumeReport, RunOptions, RunSummary, SeedStreams, StepHook, StepProgress,
+    mixer_context, open_dataset, train,
 };
 pub use validation::{DomainValidation, Validate, ValidationError, ValidationReport};

@@ -22,8 +22,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{
-    CHECKPOINT_VERSION, CheckpointState, DatasetIdentity, RngState, STATE_FILE, config_differences,
-    list_checkpoints, prune, read_state, sha256_hex, step_dir, verify_files,
+    CHECKPOINT_VERSION, CheckpointState, DatasetIdentity, Integrity, RngState, STATE_FILE,
+    STATE_SHA_FILE, check_integrity, config_differences, list_checkpoints, prune, read_state,
+    set_aside, sha256_hex, step_dir, verify_files,
 };
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
@@ -133,6 +134,28 @@ pub struct RunSummary {
     pub steps_this_run: u64,
     /// Tokens trained on in this invocation.
     pub tokens_this_run: u64,
+    /// Where a `--resume` continued from, and the damaged checkpoints it passed over.
+    pub resume: ResumeReport,
+}
+
+/// What a `--resume` found in the run's checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeReport {
+    /// The step of the checkpoint the run continued from (`None` without `--resume`).
+    pub resumed_from: Option<u64>,
+    /// Newer checkpoints that were damaged, newest first: set aside and not used.
+    pub set_aside: Vec<DamagedCheckpoint>,
+}
+
+/// A checkpoint whose bytes were not as written.
+#[derive(Debug, Clone)]
+pub struct DamagedCheckpoint {
+    /// Its step.
+    pub step: u64,
+    /// Where it was moved (`checkpoints/damaged-step-N`).
+    pub moved_to: PathBuf,
+    /// What was wrong, naming the file.
+    pub reason: String,
 }
 
 /// Opens the run's dataset, preparing it first when it is missing and the config says how.
@@ -347,15 +370,49 @@ pub fn train<B: AutodiffBackend>(
     };
 
     let existing = list_checkpoints(&ckpt_root)?;
+    let mut resume = ResumeReport::default();
     if options.resume {
-        match existing.last() {
-            Some((_, dir)) => state.restore(dir, &config_toml)?,
-            None => {
-                return Err(TrainError::checkpoint(
-                    &ckpt_root,
-                    "--resume given but there is no complete checkpoint",
-                ));
+        if existing.is_empty() {
+            return Err(TrainError::checkpoint(
+                &ckpt_root,
+                "--resume given but there is no complete checkpoint",
+            ));
+        }
+        // The newest checkpoint whose bytes are as written; damaged ones are set aside, named.
+        for (step, dir) in existing.iter().rev() {
+            match check_integrity(dir) {
+                Integrity::Intact => {
+                    state.restore(dir, &config_toml)?;
+                    resume.resumed_from = Some(*step);
+                    break;
+                }
+                Integrity::Damaged(reason) => {
+                    let moved_to = set_aside(dir)?;
+                    tracing::warn!(
+                        "checkpoint step-{step} is damaged ({reason}); set aside as {}, falling back to the checkpoint before it",
+                        moved_to.display()
+                    );
+                    resume.set_aside.push(DamagedCheckpoint {
+                        step: *step,
+                        moved_to,
+                        reason: reason.to_string(),
+                    });
+                }
             }
+        }
+        if resume.resumed_from.is_none() {
+            let reasons: Vec<String> = resume
+                .set_aside
+                .iter()
+                .map(|d| format!("step-{}: {}", d.step, d.reason))
+                .collect();
+            return Err(TrainError::checkpoint(
+                &ckpt_root,
+                format!(
+                    "--resume given but every checkpoint is damaged (set aside as damaged-step-N): {}",
+                    reasons.join("; ")
+                ),
+            ));
         }
     } else {
         if !existing.is_empty() || metrics_path.exists() {
@@ -376,7 +433,9 @@ pub fn train<B: AutodiffBackend>(
         };
         write_atomic(&metrics_path, &(header.to_json_line() + "\n"))?;
     }
-    state.run(options, validate)
+    let mut summary = state.run(options, validate)?;
+    summary.resume = resume;
+    Ok(summary)
 }
 
 /// The resolved config with the git commit it ran at, as a comment.
@@ -591,6 +650,10 @@ impl<B: AutodiffBackend> Loop<B> {
         };
         // state.json is written last: a directory without it is never taken for a checkpoint.
         let text = serde_json::to_string_pretty(&state).expect("state serialises");
+        write_synced(
+            &tmp.join(STATE_SHA_FILE),
+            sha256_hex(text.as_bytes()).as_bytes(),
+        )?;
         write_synced(&tmp.join(STATE_FILE), text.as_bytes())?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
@@ -970,6 +1033,7 @@ impl<B: AutodiffBackend> Loop<B> {
             mixer_time,
             steps_this_run: self.step - start_step,
             tokens_this_run: self.tokens_seen - start_tokens,
+            resume: ResumeReport::default(),
         })
     }
 }

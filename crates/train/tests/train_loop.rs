@@ -429,7 +429,14 @@ fn mismatched_or_missing_checkpoints_are_refused() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("corrupt state"), "{e}");
+    // (state.json.sha256 finds it before the JSON parser does.)
+    assert!(
+        e.contains("every checkpoint is damaged")
+            && e.contains(&ckpt.display().to_string())
+            && e.contains("is corrupt"),
+        "{e}"
+    );
+    assert!(out.join("checkpoints/damaged-step-3").is_dir());
 
     // A flipped byte in a tensor file is named, not loaded.
     std::fs::remove_dir_all(&out).unwrap();
@@ -459,6 +466,71 @@ fn mismatched_or_missing_checkpoints_are_refused() {
         e.contains(&model.display().to_string()) && e.contains("is corrupt: its SHA-256 is"),
         "{e}"
     );
+}
+
+/// A flipped byte in any file of the newest checkpoint: `--resume` names the file, sets the
+/// checkpoint aside and continues from the one before, ending where an uninterrupted run ends.
+#[test]
+fn a_damaged_checkpoint_is_set_aside_and_resume_falls_back_to_the_one_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let with_checkpoints = |out: &Path| {
+        let mut c = config(&ds, out, ODM, 12);
+        c.checkpoint.interval = 4;
+        c
+    };
+    let full = tmp.path().join("full");
+    run(&with_checkpoints(&full), &RunOptions::default()).unwrap();
+    for file in ["model.mpk", "optim.mpk", "state.json", "state.json.sha256"] {
+        let out = tmp.path().join(format!("flipped-{file}"));
+        let c = with_checkpoints(&out);
+        // Checkpoints at steps 4, 8 and 10 (the stop); `keep = 2` leaves 8 and 10.
+        let first = run(
+            &c,
+            &RunOptions {
+                max_steps: Some(10),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(first.steps, 10);
+        let damaged = out.join("checkpoints/step-10").join(file);
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&damaged, bytes).unwrap();
+
+        let resumed = run(
+            &c,
+            &RunOptions {
+                resume: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(resumed.finished, "{file}");
+        assert_eq!(resumed.resume.resumed_from, Some(8), "{file}");
+        assert_eq!(resumed.steps_this_run, 4, "{file}");
+        let [set_aside] = resumed.resume.set_aside.as_slice() else {
+            panic!("{file}: {:?}", resumed.resume.set_aside);
+        };
+        assert_eq!(set_aside.step, 10);
+        assert!(
+            set_aside.reason.contains(file) && set_aside.reason.contains("is corrupt"),
+            "{file}: {}",
+            set_aside.reason
+        );
+        assert_eq!(set_aside.moved_to, out.join("checkpoints/damaged-step-10"));
+        assert!(
+            set_aside.moved_to.join(file).is_file(),
+            "kept for inspection"
+        );
+        assert_eq!(
+            without_timing(metrics(&out)),
+            without_timing(metrics(&full)),
+            "{file}: the run resumed past a damaged checkpoint differs from the uninterrupted one"
+        );
+    }
 }
 
 #[test]

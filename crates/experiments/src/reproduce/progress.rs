@@ -24,6 +24,11 @@ enum RunState {
         done: u64,
     },
     Finished,
+    /// Stopped (Ctrl-C, or failed) after `done` steps; it continues from its checkpoint when the
+    /// plan is run again.
+    Stopped {
+        done: u64,
+    },
 }
 
 /// The counts and arithmetic behind the line, apart from clocks and drawing.
@@ -37,13 +42,15 @@ struct Tally {
 }
 
 impl Tally {
-    fn counts(&self) -> (usize, usize, usize) {
-        let mut c = (0, 0, 0);
+    /// Runs finished, running, waiting and stopped.
+    fn counts(&self) -> (usize, usize, usize, usize) {
+        let mut c = (0, 0, 0, 0);
         for r in &self.runs {
             match r {
                 RunState::Finished => c.0 += 1,
                 RunState::Running { .. } => c.1 += 1,
                 RunState::Waiting => c.2 += 1,
+                RunState::Stopped { .. } => c.3 += 1,
             }
         }
         c
@@ -55,7 +62,7 @@ impl Tally {
             .iter()
             .map(|r| match r {
                 RunState::Finished => self.steps_per_run,
-                RunState::Running { done, .. } => *done,
+                RunState::Running { done, .. } | RunState::Stopped { done } => *done,
                 RunState::Waiting => 0,
             })
             .sum()
@@ -76,7 +83,13 @@ impl Tally {
 
     /// The line, after `elapsed` seconds of this invocation.
     fn line(&self, elapsed: f64) -> String {
-        let (finished, running, waiting) = self.counts();
+        let (finished, running, waiting, stopped) = self.counts();
+        // Stopped runs appear only after a stop, so the usual line keeps its three counts.
+        let stopped = if stopped > 0 {
+            format!(", {stopped} stopped")
+        } else {
+            String::new()
+        };
         let total_steps = self.steps_per_run * self.runs.len() as u64;
         let done = self.steps_done().min(total_steps);
         let trained = self.steps_trained();
@@ -87,7 +100,7 @@ impl Tally {
             "ETA after the first steps".into()
         };
         format!(
-            "plan: {finished}/{} runs finished, {running} running, {waiting} waiting | {} of {} tokens | elapsed {} | {eta}",
+            "plan: {finished}/{} runs finished, {running} running, {waiting} waiting{stopped} | {} of {} tokens | elapsed {} | {eta}",
             self.runs.len(),
             tokens(done * self.tokens_per_step),
             tokens(total_steps * self.tokens_per_step),
@@ -195,10 +208,11 @@ impl PlanProgress {
             if let RunState::Running { first, done } = t.runs[i] {
                 t.trained_finished += done.saturating_sub(first);
             }
-            t.runs[i] = if finished {
-                RunState::Finished
-            } else {
-                RunState::Waiting
+            t.runs[i] = match (finished, t.runs[i]) {
+                (true, _) => RunState::Finished,
+                // Its steps stay counted: the final line after a stop says how far it got.
+                (false, RunState::Running { done, .. }) => RunState::Stopped { done },
+                (false, other) => other,
             };
         });
     }
@@ -263,6 +277,31 @@ mod tests {
         assert_eq!(
             t.line(120.0),
             "plan: 1/4 runs finished, 2 running, 1 waiting | 368k of 819k tokens | elapsed 2:00 | ETA 11:00 (training)"
+        );
+    }
+
+    #[test]
+    fn a_stop_leaves_the_steps_reached_on_the_last_line() {
+        // Two of three runs of 100 steps (1,000 tokens each) stopped at steps 30 and 50 (the
+        // second resumed at 45): 80 of 300 steps done, 35 trained in this invocation.
+        let progress = PlanProgress::new(3, &[], 100, 1000);
+        for step in 1..=30 {
+            progress.step(0, step);
+        }
+        progress.step(1, 46);
+        progress.step(1, 50);
+        progress.end(0, false);
+        progress.end(1, false);
+        let tally = progress
+            .tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone();
+        assert_eq!(tally.steps_trained(), 35);
+        assert_eq!(
+            tally.line(70.0),
+            "plan: 0/3 runs finished, 0 running, 1 waiting, 2 stopped | 80k of 300k tokens | elapsed 1:10 | ETA 7:20 (training)"
         );
     }
 
