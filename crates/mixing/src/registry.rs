@@ -104,13 +104,48 @@ pub trait MixerConfig: Serialize + DeserializeOwned + Sized {
 }
 
 /// Parses a config table (with or without its `kind` key) into `C`, resolved.
+///
+/// The table is parsed from its TOML text rather than as a value, so that an error has a
+/// position, and the key at that position prefixes the message: serde says "invalid type:
+/// integer `3`, expected a boolean" without naming the field.
 pub fn parse_config<C: MixerConfig>(table: &toml::Table) -> Result<C> {
     let mut params = table.clone();
     params.remove("kind");
-    let config: C = toml::Value::Table(params)
-        .try_into()
-        .map_err(|e: toml::de::Error| MixingError::config(C::KIND, e.message().to_owned()))?;
+    let text = toml::to_string(&params).map_err(|e| MixingError::config(C::KIND, e.to_string()))?;
+    let config: C = toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let message = e.message().to_owned();
+        let key = e.span().and_then(|span| key_at(&text, span.start));
+        MixingError::config(
+            C::KIND,
+            match key {
+                Some(key) if !message.contains(&format!("`{key}`")) => {
+                    format!("`{key}`: {message}")
+                }
+                _ => message,
+            },
+        )
+    })?;
     config.resolved()
+}
+
+/// The dotted key of the `key = value` line holding byte `offset` of `text` (a TOML document as
+/// `toml::to_string` writes it: `key = value` lines under optional `[table]` headers).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset.min(text.len()))?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    let header = before[..line_start].lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix('[')?
+            .strip_suffix(']')
+            .map(str::to_owned)
+    });
+    Some(match header {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
 }
 
 /// A registered mixer: its tag, docs and constructors.
@@ -303,6 +338,19 @@ mod tests {
             )
             .expect_err("unknown field");
         assert!(typo.to_string().contains("renormalise"), "{typo}");
+        let wrong_type = r
+            .build(
+                &table("kind = \"static\"\nweights = \"uniform\"\nrenormalize = 3"),
+                &ctx,
+            )
+            .expect_err("wrong type");
+        // A wrong type names its key (serde's own message does not).
+        assert!(
+            wrong_type
+                .to_string()
+                .contains("`renormalize`: invalid type"),
+            "{wrong_type}"
+        );
         assert!(r.build(&table("weights = \"uniform\""), &ctx).is_err());
         assert!(r.build(&table("kind = 3"), &ctx).is_err());
         let mut twice = registry();

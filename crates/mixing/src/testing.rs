@@ -17,7 +17,8 @@
 //!
 //! 1. **documented**: every key of the resolved config is one of `PARAMS`, each with a type, a
 //!    default and a sentence; no name twice;
-//! 2. **bad configs name the field**: an unknown key is refused with its name in the message;
+//! 2. **bad configs name the field**: an unknown key, and a value of the wrong type for every key
+//!    the config sets, are refused with the key in the message;
 //! 3. **a distribution**: `weights()` are finite, non-negative and sum to 1 before the first step
 //!    and after every step (`loss_weights()`, when given, finite, non-negative, not all 0);
 //! 4. **resumable**: saving the state after step k (through its JSON text, as a checkpoint
@@ -49,6 +50,7 @@ pub fn assert_conforms<C: MixerConfig>(config_toml: &str) {
         parse_config(&table).unwrap_or_else(|e| panic!("the config under test is refused: {e}"));
     check_documented::<C>(&config);
     check_unknown_key_is_named::<C>(&table);
+    check_wrong_types_are_named::<C>(&table);
 
     let ctx = context(DOMAINS);
     let build = || {
@@ -256,6 +258,26 @@ fn check_documented<C: MixerConfig>(config: &C) {
             seen.contains(key.as_str()),
             "{kind}: config key `{key}` is missing from PARAMS (list-mixers would not show it)"
         );
+    }
+}
+
+/// For every key the user's table sets, a value of a type no parameter takes (a nested empty
+/// array) is refused with the key in the message.
+fn check_wrong_types_are_named<C: MixerConfig>(table: &toml::Table) {
+    for key in table.keys().filter(|k| k.as_str() != "kind") {
+        let mut bad = table.clone();
+        bad.insert(
+            key.clone(),
+            toml::Value::Array(vec![toml::Value::Array(Vec::new())]),
+        );
+        match parse_config::<C>(&bad) {
+            Ok(_) => panic!("{}: `{key} = [[]]` was accepted", C::KIND),
+            Err(e) => assert!(
+                e.to_string().contains(&format!("`{key}")),
+                "{}: the error for `{key} = [[]]` does not name the key: {e}",
+                C::KIND
+            ),
+        }
     }
 }
 
