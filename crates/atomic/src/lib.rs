@@ -64,16 +64,23 @@ fn temp_prefix(name: &str) -> String {
     format!(".{name}.")
 }
 
-/// Writes `bytes` to `path` whole or not at all (see the crate documentation). The parent
-/// directory must exist.
-pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), WriteError> {
+/// A uniquely named temporary file in `path`'s directory (removed when dropped), and that
+/// directory.
+fn temp_file_beside(path: &Path) -> Result<(PathBuf, tempfile::NamedTempFile), WriteError> {
     let (parent, name) = split(path)?;
     let prefix = temp_prefix(&name);
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(&prefix)
         .suffix(".partial")
         .tempfile_in(&parent)
         .map_err(|e| WriteError::new(&parent, e))?;
+    Ok((parent, temp))
+}
+
+/// Writes `bytes` to `path` whole or not at all (see the crate documentation). The parent
+/// directory must exist.
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), WriteError> {
+    let (parent, mut temp) = temp_file_beside(path)?;
     temp.write_all(bytes.as_ref())
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| WriteError::new(path, e))?;
@@ -91,13 +98,7 @@ pub fn write_file_with<E: From<WriteError>>(
     path: &Path,
     fill: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), E> {
-    let (parent, name) = split(path)?;
-    let prefix = temp_prefix(&name);
-    let temp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".partial")
-        .tempfile_in(&parent)
-        .map_err(|e| WriteError::new(&parent, e))?;
+    let (parent, temp) = temp_file_beside(path)?;
     fill(temp.path())?;
     // fsync works on the file, whichever descriptor wrote it.
     temp.as_file()

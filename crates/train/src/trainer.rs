@@ -224,6 +224,11 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(mixlab_atomic::write_synced(path, bytes)?)
 }
 
+/// Per-domain values keyed by domain name, as the run files store them.
+fn by_name<T: Copy>(names: &[String], values: &[T]) -> BTreeMap<String, T> {
+    names.iter().cloned().zip(values.iter().copied()).collect()
+}
+
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
 }
@@ -872,15 +877,8 @@ impl<B: AutodiffBackend> Loop<B> {
             train_time += step_time;
 
             if step.is_multiple_of(self.config.training.log_interval) || step == total {
-                let per_domain = |values: &[f64]| -> BTreeMap<String, f64> {
-                    names.iter().cloned().zip(values.iter().copied()).collect()
-                };
                 let line = TrainRecord {
-                    cumulative_sequences: names
-                        .iter()
-                        .cloned()
-                        .zip(self.cumulative.iter().copied())
-                        .collect(),
+                    cumulative_sequences: by_name(&names, &self.cumulative),
                     domain_loss: feedback
                         .domains()
                         .iter()
@@ -903,7 +901,7 @@ impl<B: AutodiffBackend> Loop<B> {
                     loss: loss_value,
                     lr,
                     mixer_internals: self.mixer.internals(),
-                    next_weights: per_domain(self.mixer.weights()),
+                    next_weights: by_name(&names, self.mixer.weights()),
                     step,
                     timing: StepTiming {
                         mixer_s: step_mixer_time.as_secs_f64(),
@@ -913,7 +911,7 @@ impl<B: AutodiffBackend> Loop<B> {
                     },
                     tokens: self.tokens_seen,
                     kind: TrainTag::Train,
-                    weights: per_domain(&weights),
+                    weights: by_name(&names, &weights),
                 };
                 self.append_metrics(&MetricsLine::Train(Box::new(line)))?;
             }
@@ -994,17 +992,9 @@ impl<B: AutodiffBackend> Loop<B> {
                 )?;
             }
             let summary = SummaryRecord {
-                cumulative_sequences: names
-                    .iter()
-                    .cloned()
-                    .zip(self.cumulative.iter().copied())
-                    .collect(),
+                cumulative_sequences: by_name(&names, &self.cumulative),
                 final_train_loss: last_loss.is_finite().then_some(last_loss),
-                final_weights: names
-                    .iter()
-                    .cloned()
-                    .zip(self.mixer.weights().iter().copied())
-                    .collect(),
+                final_weights: by_name(&names, self.mixer.weights()),
                 last_eval: last_eval.as_ref().map(|r| LastEval {
                     domains: r
                         .domains
