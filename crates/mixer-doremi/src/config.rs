@@ -17,6 +17,7 @@ pub const DEFAULT_SMOOTHING: f64 = 1e-3;
 /// eta = 1.0
 /// smoothing = 1e-3
 /// sampling_weights = "uniform"
+/// average = "code"
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +39,26 @@ pub struct DoremiConfig {
     /// λ of a domain before it first appears; default ln(vocabulary size), as the repo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_excess_loss: Option<f64>,
+    /// Which running average of α is DoReMi's output: the reference code's (α_0 … α_T) or the
+    /// paper's formula (α_1 … α_T).
+    #[serde(default)]
+    pub average: Average,
+}
+
+/// The two definitions of DoReMi's output weights ᾱ after T updates.
+///
+/// The published domain weights came from the reference code, so it is the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Average {
+    /// ᾱ = (α_0 + α_1 + … + α_T) / (T + 1): `train.py` registers `avg_domain_weights = α_0`
+    /// with `update_counter = 1`, and `DoReMiTrainer.write_weights` increments the counter
+    /// before `avg = (avg · (n − 1) + α) / n`, so α_0 stays in the average.
+    #[default]
+    Code,
+    /// ᾱ = (α_1 + … + α_T) / T: Algorithm 1 of the DoReMi paper, which averages the updated
+    /// weights only (before the first update ᾱ = α_0).
+    Paper,
 }
 
 fn default_eta() -> f64 {
@@ -60,6 +81,7 @@ impl Default for DoremiConfig {
             sampling_weights: default_sampling(),
             renormalize: false,
             initial_excess_loss: None,
+            average: Average::Code,
         }
     }
 }
@@ -127,6 +149,13 @@ impl MixerConfig for DoremiConfig {
             type_name: "float >= 0",
             default: "ln(vocabulary size)",
             doc: "Excess loss λ of a domain before it first appears in a step, as the repo initialises it.",
+        },
+        ParamDoc {
+            name: "average",
+            type_name: "\"code\" or \"paper\"",
+            default: "\"code\"",
+            doc: "The output weights: \"code\" averages α_0 … α_T as the reference code (train.py + write_weights), \
+                  which produced the published tables; \"paper\" averages α_1 … α_T as Algorithm 1 of the paper.",
         },
     ];
 

@@ -8,7 +8,7 @@ use mixlab_mixing::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{DoremiConfig, DoremiError};
+use crate::{Average, DoremiConfig, DoremiError};
 
 /// DoReMi's proxy-side state: fixed sampling weights, the Group-DRO domain weights α_t, their
 /// running average and the last per-domain excess losses λ.
@@ -87,7 +87,8 @@ impl DoremiMixer {
         &self.domain_weights
     }
 
-    /// The running average of α over all updates (α_0 before the first one): DoReMi's output.
+    /// The running average of α (α_0 before the first update): DoReMi's output. With
+    /// `average = "code"` it includes α_0, with `"paper"` it starts at α_1 (see [`Average`]).
     pub fn average_domain_weights(&self) -> &[f64] {
         &self.average
     }
@@ -105,7 +106,16 @@ impl DoremiMixer {
     /// The averaged domain weights as a weight table, for a static run.
     pub fn average_table(&self) -> WeightTable {
         WeightTable::from_weights(
-            format!("DoReMi average domain weights over {} steps", self.updates),
+            match self.config.average {
+                Average::Code => format!(
+                    "DoReMi average domain weights over {} steps (reference code's average, α_0 included)",
+                    self.updates
+                ),
+                Average::Paper => format!(
+                    "DoReMi average domain weights over {} steps (paper's average, α_0 left out)",
+                    self.updates
+                ),
+            },
             &self.domains,
             &self.average,
         )
@@ -174,9 +184,15 @@ impl Mixer for DoremiMixer {
         for a in &mut self.domain_weights {
             *a = (1.0 - c) * *a + c / k;
         }
-        // write_weights: avg = (avg · (n − 1) + α) / n.
+        // write_weights: avg = (avg · (n − 1) + α) / n, where n counts the terms averaged. The
+        // code's counter starts at 1 with avg = α_0, so after T updates n = T + 1 and α_0 is
+        // one of the terms; the paper's average has n = T terms, α_1 … α_T (at n = 1 the old
+        // average, α_0, gets weight 0).
         self.updates += 1;
-        let n = self.updates as f64;
+        let n = match self.config.average {
+            Average::Code => self.updates + 1,
+            Average::Paper => self.updates,
+        } as f64;
         for (avg, a) in self.average.iter_mut().zip(&self.domain_weights) {
             *avg = (*avg * (n - 1.0) + a) / n;
         }

@@ -11,6 +11,6 @@ fn doremi_conforms() {
 #[test]
 fn doremi_with_tpw_sampling_conforms() {
     assert_conforms::<DoremiConfig>(
-        "eta = 0.5\nsmoothing = 0.01\nsampling_weights = \"tpw\"\nrenormalize = true",
+        "eta = 0.5\nsmoothing = 0.01\nsampling_weights = \"tpw\"\nrenormalize = true\naverage = \"paper\"",
     );
 }

@@ -1,7 +1,8 @@
 //! Golden values of the DoReMi update: K = 3 domains (A, B, C), six steps replayed from
 //! `tests/data/golden_feedback.jsonl` (per-domain sums of per-token clipped excess losses and
 //! token counts; some domains absent from some steps) through `mixlab_mixing::replay`, for
-//! two configs; plus K = 2 with a domain absent at step 1 (its λ is still ln(vocab)).
+//! two configs and both averages (`average = "paper"`: α_1 … α_T; `"code"`: α_0 … α_T);
+//! plus K = 2 with a domain absent at step 1 (its λ is still ln(vocab)).
 //! DoReMi has no warm-up in its reference code, so none is tested here.
 //!
 //! Expected numbers were computed independently with this Python 3 script (plain floats, the
@@ -27,12 +28,14 @@
 //!     6: {0: (500.0, 1000), 1: (50.0, 500)},
 //! }
 //!
-//! def run(sampling, eta, c, feed=FEED, k=K):
+//! def run(sampling, eta, c, feed=FEED, k=K, average="paper"):
 //!     s = [x / sum(sampling) for x in sampling]
 //!     alpha = list(s)               # train_domain_weights start at the config weights
 //!     avg = list(s)
 //!     lam = [log(VOCAB)] * k        # perdomain_scores start at log(vocab size)
-//!     n = 0
+//!     # "paper" (Algorithm 1) averages alpha_1..alpha_T; "code": train.py registers
+//!     # update_counter = 1 with avg = alpha_0 and write_weights increments it before averaging.
+//!     n = 1 if average == "code" else 0
 //!     def loss_weights():
 //!         q = [a / si for a, si in zip(alpha, s)]
 //!         return [x / sum(q) for x in q]
@@ -59,6 +62,13 @@
 //!         f = lambda xs: "[" + ", ".join(repr(x) for x in xs) + "]"
 //!         print(f"    ({t}, {f(a)}, {f(v)}, {f(l)}, {f(lw)}),")
 //!
+//! # The code's average; alpha, lambda and the loss weights are those of the paper's rows.
+//! for name, rows in [("nonuniform", run([0.5, 0.3, 0.2], 1.0, 1e-3, average="code")),
+//!                    ("uniform_eta_half", run([1.0, 1.0, 1.0], 0.5, 1e-4, average="code"))]:
+//!     print(f"// {name}, average = code: (step, average alpha)")
+//!     for t, a, v, l, lw in rows:
+//!         print(f"    ({t}, [{', '.join(repr(x) for x in v)}]),")
+//!
 //! with open("doremi_feedback.jsonl", "w") as f:
 //!     f.write(json.dumps({"domains": NAMES, "vocab_size": VOCAB}) + "\n")
 //!     for t in sorted(FEED):
@@ -73,7 +83,7 @@
 
 use std::path::Path;
 
-use mixlab_mixer_doremi::{DoremiConfig, DoremiMixer};
+use mixlab_mixer_doremi::{Average, DoremiConfig, DoremiMixer};
 use mixlab_mixing::{
     DomainSet, FeedbackLog, Mixer, MixerContext, StepFeedback, WeightSpec, replay, replay_context,
 };
@@ -237,6 +247,87 @@ const INITIAL_LAMBDA: [Row<2>; 3] = [
     ),
 ];
 
+/// Output of the script for `nonuniform, average = code`: (step, average α).
+const NONUNIFORM_CODE_AVERAGE: [(u64, [f64; 3]); 7] = [
+    (0, [0.5, 0.3, 0.2]),
+    (
+        1,
+        [0.49608259452448494, 0.27097002635200795, 0.2329473791235071],
+    ),
+    (
+        2,
+        [0.47341272622437974, 0.2441777155737801, 0.28240955820184016],
+    ),
+    (
+        3,
+        [
+            0.45542077620407007,
+            0.21798792071137557,
+            0.32659130308455436,
+        ],
+    ),
+    (
+        4,
+        [0.4399979441197076, 0.1982120666906888, 0.3617899891896036],
+    ),
+    (
+        5,
+        [0.41900108306259315, 0.1808898705097368, 0.40010904642767003],
+    ),
+    (
+        6,
+        [0.4012837155224743, 0.1635673116378477, 0.43514897283967796],
+    ),
+];
+
+/// Output of the script for `uniform_eta_half, average = code`: (step, average α).
+const UNIFORM_ETA_HALF_CODE_AVERAGE: [(u64, [f64; 3]); 7] = [
+    (
+        0,
+        [0.3333333333333333, 0.3333333333333333, 0.3333333333333333],
+    ),
+    (
+        1,
+        [0.3297102417554133, 0.31419618022035295, 0.35609357802423375],
+    ),
+    (
+        2,
+        [0.31923567003749365, 0.2950457853466766, 0.3857185446158297],
+    ),
+    (
+        3,
+        [0.3118923106020745, 0.27633074733068486, 0.4117769420672405],
+    ),
+    (
+        4,
+        [0.30594008745077106, 0.26183860793327446, 0.4322213046159543],
+    ),
+    (
+        5,
+        [
+            0.29796175087928867,
+            0.24851364949061874,
+            0.45352459963009245,
+        ],
+    ),
+    (
+        6,
+        [0.2918756468111627, 0.2340642288083799, 0.47406012438045725],
+    ),
+];
+
+/// `expected` with its averages replaced by the code's.
+fn with_code_average(expected: &[Row<3>], code: &[(u64, [f64; 3])]) -> Vec<Row<3>> {
+    expected
+        .iter()
+        .zip(code)
+        .map(|(row, (step, average))| {
+            assert_eq!(row.0, *step);
+            (row.0, row.1, *average, row.3, row.4)
+        })
+        .collect()
+}
+
 fn replay_golden(config: DoremiConfig) -> Vec<Value> {
     // The crate's directory at run time: a test binary reused from a target directory shared
     // with another checkout would carry that checkout's path.
@@ -293,9 +384,8 @@ fn check(lines: &[Value], expected: &[Row<3>], sampling: [f64; 3]) {
     }
 }
 
-#[test]
-fn nonuniform_sampling_default_hyper_parameters() {
-    let config = DoremiConfig {
+fn nonuniform_config(average: Average) -> DoremiConfig {
+    DoremiConfig {
         sampling_weights: WeightSpec::Inline(
             [
                 ("A".to_owned(), 0.5),
@@ -304,22 +394,58 @@ fn nonuniform_sampling_default_hyper_parameters() {
             ]
             .into(),
         ),
+        average,
         ..DoremiConfig::default()
-    };
+    }
+}
+
+fn uniform_eta_half_config(average: Average) -> DoremiConfig {
+    DoremiConfig {
+        eta: 0.5,
+        smoothing: 1e-4,
+        average,
+        ..DoremiConfig::default()
+    }
+}
+
+#[test]
+fn nonuniform_sampling_default_hyper_parameters_paper_average() {
+    let config = nonuniform_config(Average::Paper);
     check(&replay_golden(config), &NONUNIFORM, [0.5, 0.3, 0.2]);
 }
 
 #[test]
-fn uniform_sampling_eta_one_half() {
-    let config = DoremiConfig {
-        eta: 0.5,
-        smoothing: 1e-4,
-        ..DoremiConfig::default()
-    };
+fn nonuniform_sampling_default_hyper_parameters_code_average() {
+    assert_eq!(
+        DoremiConfig::default().average,
+        Average::Code,
+        "the reference code's average is the default"
+    );
+    let expected = with_code_average(&NONUNIFORM, &NONUNIFORM_CODE_AVERAGE);
+    check(
+        &replay_golden(nonuniform_config(Average::Code)),
+        &expected,
+        [0.5, 0.3, 0.2],
+    );
+}
+
+#[test]
+fn uniform_sampling_eta_one_half_paper_average() {
     let third = 1.0 / 3.0;
     check(
-        &replay_golden(config),
+        &replay_golden(uniform_eta_half_config(Average::Paper)),
         &UNIFORM_ETA_HALF,
+        [third, third, third],
+    );
+}
+
+#[test]
+fn uniform_sampling_eta_one_half_code_average() {
+    let third = 1.0 / 3.0;
+    let expected = with_code_average(&UNIFORM_ETA_HALF, &UNIFORM_ETA_HALF_CODE_AVERAGE);
+    check(
+        &replay_golden(uniform_eta_half_config(Average::Code)),
+        &expected,
         [third, third, third],
     );
 }
@@ -328,7 +454,11 @@ fn uniform_sampling_eta_one_half() {
 fn a_domain_absent_at_the_start_has_excess_loss_ln_vocab() {
     let domains = DomainSet::new(["d0", "d1"]).expect("valid");
     let ctx = MixerContext::new(domains).with_vocab_size(50277);
-    let mut m = DoremiMixer::new(DoremiConfig::default(), &ctx).expect("valid");
+    let config = DoremiConfig {
+        average: Average::Paper,
+        ..DoremiConfig::default()
+    };
+    let mut m = DoremiMixer::new(config, &ctx).expect("valid");
     let steps: [(usize, f64, u64); 2] = [(0, 500.0, 1000), (1, 300.0, 1000)];
     let check_row = |m: &DoremiMixer, row: &Row<2>| {
         for i in 0..2 {

@@ -82,8 +82,14 @@ proptest! {
         for (j, step) in case.steps.iter().enumerate() {
             m.observe(j as u64 + 1, &feedback(step)).expect("valid");
             assert_simplex(m.domain_weights(), floor)?;
-            // A running mean of values ≥ c/K, up to its rounding.
-            assert_simplex(m.average_domain_weights(), floor * (1.0 - 1e-9))?;
+            // A running mean of α_1 … α_t, each ≥ c/K, and (the default, the reference code's
+            // average) of α_0, the sampling weights, which may lie below c/K: so each entry is
+            // at least the smaller of the two, up to rounding.
+            assert_simplex(m.average_domain_weights(), 0.0)?;
+            for (avg, a0) in m.average_domain_weights().iter().zip(m.weights()) {
+                let bound = floor.min(*a0) * (1.0 - 1e-9);
+                prop_assert!(*avg >= bound, "average {avg} below min(c/K, α_0) = {bound}");
+            }
             assert_simplex(m.loss_weights().expect("loss weights"), 0.0)?;
             assert_simplex(m.weights(), 0.0)?;
         }

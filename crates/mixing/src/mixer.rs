@@ -12,6 +12,12 @@ use crate::{DomainSet, MixingError, Result, StepFeedback, WeightTable};
 /// 3. calls [`observe(t, &feedback)`](Self::observe); afterwards `weights()` is the distribution
 ///    for step `t + 1`.
 ///
+/// A mixer with [`loss_weights`](Self::loss_weights) is observed *before* step `t`'s gradient:
+/// the trainer measures step `t`'s feedback with a forward pass without gradients, calls
+/// `observe(t)`, and weights step `t`'s loss with `loss_weights()` as they are afterwards (DoReMi's
+/// Algorithm 1 trains θ_t on L(θ_{t−1}, α_t)). This costs one extra forward pass per step, for
+/// such mixers only.
+///
 /// A mixer owns no model, no data and no random-number generator of the trainer: it is a pure
 /// function of its configuration and the feedback it has observed, so its whole state can be
 /// checkpointed with [`state`](Self::state) and resumed with [`restore_state`](Self::restore_state).
@@ -27,7 +33,9 @@ pub trait Mixer: Send + fmt::Debug {
 
     /// Per-domain multipliers for the training loss (a DoReMi proxy's objective), or `None`
     /// for the plain mean loss. The trainer weights each token's loss by its domain's entry and
-    /// divides by the sum of the weights over the batch's tokens.
+    /// divides by the sum of the weights over the batch's tokens. They are read after
+    /// [`observe`](Self::observe) of the same step (see the trait's documentation), and the
+    /// trainer logs them as that step's `loss_weights`.
     fn loss_weights(&self) -> Option<&[f64]> {
         None
     }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod optimizer;
 pub mod plan;
 pub mod schedule;
+mod step;
 pub mod summary;
 pub mod trainer;
 pub mod validation;

@@ -52,6 +52,10 @@ pub struct TrainRecord {
     pub grad_norm: Option<f64>,
     /// Mean training loss over the step's tokens.
     pub loss: f64,
+    /// The per-domain loss weights this step's gradient used (a DoReMi proxy's α_t over the
+    /// sampling weights, normalised), absent for the plain mean loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_weights: Option<BTreeMap<String, f64>>,
     /// Learning rate of this step.
     pub lr: f64,
     /// The mixer's own diagnostics (its `internals()`; the shape is the mixer's).

@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_data::hash::splitmix64 as mix;
 use mixlab_data::{DomainSampler, DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource};
@@ -33,6 +32,7 @@ use crate::metrics::{
 };
 use crate::optimizer::{DecoupledAdamW, TrainOptimizer};
 use crate::plan::BatchPlan;
+use crate::step;
 use crate::summary::{LastEval, SummaryRecord};
 use crate::validation::{Validate, ValidationReport};
 
@@ -231,10 +231,6 @@ fn by_name<T: Copy>(names: &[String], values: &[T]) -> BTreeMap<String, T> {
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-}
-
-fn read_floats<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-    t.into_data().iter::<f64>().collect()
 }
 
 struct Loop<B: AutodiffBackend> {
@@ -697,6 +693,81 @@ impl<B: AutodiffBackend> Loop<B> {
             })
     }
 
+    /// Fills `feedback` with the step's per-domain losses (and excess losses) from `losses`;
+    /// returns the step's mean loss per token (not finite when any micro-batch's loss is not).
+    fn collect_feedback(
+        &self,
+        feedback: &mut StepFeedback,
+        plan: &BatchPlan,
+        losses: &step::StepLosses,
+        step: u64,
+    ) -> f64 {
+        let seq = self.store.manifest().seq_len;
+        feedback.clear();
+        let mut step_nll = 0.0;
+        let mut sequences = 0;
+        for domains in &plan.domains {
+            let mbs = domains.len();
+            let range = sequences..sequences + mbs;
+            sequences += mbs;
+            let mb_sums = &losses.nll[range.clone()];
+            let mb_sum: f64 = mb_sums.iter().sum();
+            step_nll += mb_sum;
+            match self.config.training.granularity_at(step) {
+                crate::plan::Granularity::MicroBatch => {
+                    feedback.add_loss(
+                        domains[0],
+                        mb_sum / (mbs * seq) as f64,
+                        mbs as u64,
+                        (mbs * seq) as u64,
+                    );
+                }
+                crate::plan::Granularity::Sequence => {
+                    for (&d, &s) in domains.iter().zip(mb_sums) {
+                        feedback.add_loss(d, s / seq as f64, 1, seq as u64);
+                    }
+                }
+            }
+            if let Some(excess) = &losses.excess {
+                for (&d, &e) in domains.iter().zip(&excess[range]) {
+                    feedback.add_excess_loss(d, e, seq as u64);
+                }
+            }
+        }
+        step_nll / (sequences * seq) as f64
+    }
+
+    /// Stops the run when step `step + 1`'s loss is not finite. Model, optimizer and mixer are
+    /// untouched by the step at this point; only the data cursors and the plan stream moved, so
+    /// they are saved as they were before it, and the error names the checkpoint.
+    fn check_finite(
+        &self,
+        loss_value: f64,
+        plan: &BatchPlan,
+        cursors_before: &[mixlab_data::SamplerCursor],
+        word_pos_before: u128,
+        bar: &ProgressBar,
+    ) -> Result<()> {
+        if loss_value.is_finite() {
+            return Ok(());
+        }
+        let names = self.store.domain_names();
+        let mut drawn: Vec<&str> = plan
+            .domains
+            .iter()
+            .map(|mb| names[mb[0]].as_str())
+            .collect();
+        drawn.dedup();
+        let ckpt = self.save_checkpoint(cursors_before, word_pos_before)?;
+        bar.abandon();
+        Err(TrainError::NonFiniteLoss {
+            step: self.step + 1,
+            loss: loss_value,
+            domains: drawn.join(", "),
+            checkpoint: ckpt.display().to_string(),
+        })
+    }
+
     fn run(
         mut self,
         options: &RunOptions,
@@ -747,7 +818,11 @@ impl<B: AutodiffBackend> Loop<B> {
 
             let t = Instant::now();
             let weights = self.mixer.weights().to_vec();
-            let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
+            // A mixer with loss weights (DoReMi's proxy) weights step t with what it learns
+            // from step t itself: its feedback is measured first, without gradients, and
+            // observed before the gradient pass (DoReMi's Algorithm 1 trains θ_t on
+            // L(θ_{t−1}, α_t), and the reference code updates α before the weighted loss).
+            let feedback_first = self.mixer.loss_weights().is_some();
             let plan = BatchPlan::draw(
                 &weights,
                 micro,
@@ -757,106 +832,48 @@ impl<B: AutodiffBackend> Loop<B> {
             );
             let mut step_mixer_time = t.elapsed();
 
-            // The loss is a mean over all tokens of the step (or the DoReMi-weighted mean), so
-            // each micro-batch contributes its share and the accumulated gradient is exact.
-            let denominator: f64 = match &loss_weights {
-                None => (micro * mbs * seq) as f64,
-                Some(lw) => plan.domains.iter().flatten().map(|&d| lw[d]).sum::<f64>() * seq as f64,
-            };
-            feedback.clear();
-            let mut accumulator = GradientsAccumulator::<GptNeoX<B>>::new();
-            // Per-sequence loss sums (and DoReMi's excess losses) stay on the device until the
-            // step's last micro-batch has been queued: one read per step, not one per
-            // micro-batch, so an asynchronous backend never waits inside the loop.
-            let mut seq_sum_parts = Vec::with_capacity(micro);
-            let mut excess_parts = Vec::new();
-            for domains in &plan.domains {
-                let mut tokens: Vec<i64> = Vec::with_capacity(mbs * width);
-                for &d in domains {
-                    let s = self.samplers[d].next_sequence()?;
-                    tokens.extend(s.iter().map(|&t| t as i64));
-                    self.cumulative[d] += 1;
-                }
-                let batch = Tensor::<B, 2, Int>::from_data(
-                    TensorData::new(tokens, [mbs, width]),
-                    &self.device,
+            let batches = step::draw_batches(
+                &plan,
+                &mut self.samplers,
+                &mut self.cumulative,
+                width,
+                &self.device,
+            )?;
+            let (grads, loss_value, loss_weights) = if feedback_first {
+                let losses = step::measure(&self.model, self.reference.as_ref(), &batches, seq);
+                let loss_value = self.collect_feedback(&mut feedback, &plan, &losses, step);
+                self.check_finite(loss_value, &plan, &cursors_before, word_pos_before, &bar)?;
+                let t = Instant::now();
+                self.mixer.observe(step, &feedback)?;
+                step_mixer_time += t.elapsed();
+                let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
+                let grads = step::accumulate_gradients(
+                    &self.model,
+                    self.reference.as_ref(),
+                    &batches,
+                    &plan,
+                    loss_weights.as_deref(),
+                    seq,
+                    None,
                 );
-                let inputs = batch.clone().narrow(1, 0, seq); // [mbs, seq]
-                let targets = batch.narrow(1, 1, seq); // [mbs, seq]
-                let nll = self
-                    .model
-                    .per_token_nll(inputs.clone(), targets.clone(), None); // [mbs, seq]
-                seq_sum_parts.push(nll.clone().inner().sum_dim(1)); // [mbs, 1]
-                let loss = match &loss_weights {
-                    None => nll.clone().sum().div_scalar(denominator),
-                    Some(lw) => {
-                        let w: Vec<f32> = domains.iter().map(|&d| lw[d] as f32).collect();
-                        let w =
-                            Tensor::<B, 2>::from_data(TensorData::new(w, [mbs, 1]), &self.device);
-                        (nll.clone() * w).sum().div_scalar(denominator)
-                    }
-                };
-                let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-                accumulator.accumulate(&self.model, grads);
-                if let Some(reference) = &self.reference {
-                    let ref_nll = reference.per_token_nll(inputs.inner(), targets.inner(), None);
-                    excess_parts.push((nll.inner() - ref_nll).clamp_min(0.0).sum_dim(1)); // [mbs, 1]
-                }
-            }
-            let seq_sums = read_floats(Tensor::cat(seq_sum_parts, 0)); // [micro * mbs]
-            let excess =
-                (!excess_parts.is_empty()).then(|| read_floats(Tensor::cat(excess_parts, 0)));
-            let mut step_nll = 0.0;
-            let mut bad_loss = false;
-            for (index, domains) in plan.domains.iter().enumerate() {
-                let mb_sums = &seq_sums[index * mbs..(index + 1) * mbs];
-                let mb_sum: f64 = mb_sums.iter().sum();
-                step_nll += mb_sum;
-                if !mb_sum.is_finite() {
-                    bad_loss = true;
-                }
-                match self.config.training.granularity_at(step) {
-                    crate::plan::Granularity::MicroBatch => {
-                        feedback.add_loss(
-                            domains[0],
-                            mb_sum / (mbs * seq) as f64,
-                            mbs as u64,
-                            (mbs * seq) as u64,
-                        );
-                    }
-                    crate::plan::Granularity::Sequence => {
-                        for (&d, &s) in domains.iter().zip(mb_sums) {
-                            feedback.add_loss(d, s / seq as f64, 1, seq as u64);
-                        }
-                    }
-                }
-                if let Some(excess) = &excess {
-                    let mb_excess = &excess[index * mbs..(index + 1) * mbs];
-                    for (&d, &e) in domains.iter().zip(mb_excess) {
-                        feedback.add_excess_loss(d, e, seq as u64);
-                    }
-                }
-            }
-            let loss_value = step_nll / (micro * mbs * seq) as f64;
-            if bad_loss || !loss_value.is_finite() {
-                let mut drawn: Vec<&str> = plan
-                    .domains
-                    .iter()
-                    .map(|mb| names[mb[0]].as_str())
-                    .collect();
-                drawn.dedup();
-                // Model, optimizer and mixer are untouched by this step; only the data cursors
-                // and the plan stream moved, so they are saved as they were before it.
-                let ckpt = self.save_checkpoint(&cursors_before, word_pos_before)?;
-                bar.abandon();
-                return Err(TrainError::NonFiniteLoss {
-                    step,
-                    loss: loss_value,
-                    domains: drawn.join(", "),
-                    checkpoint: ckpt.display().to_string(),
-                });
-            }
-            let grads = accumulator.grads();
+                (grads, loss_value, loss_weights)
+            } else {
+                let mut sums = step::DeviceSums::new();
+                let grads = step::accumulate_gradients(
+                    &self.model,
+                    self.reference.as_ref(),
+                    &batches,
+                    &plan,
+                    None,
+                    seq,
+                    Some(&mut sums),
+                );
+                let losses = sums.read();
+                let loss_value = self.collect_feedback(&mut feedback, &plan, &losses, step);
+                self.check_finite(loss_value, &plan, &cursors_before, word_pos_before, &bar)?;
+                (grads, loss_value, None)
+            };
+            drop(batches);
             let (grads, norm) = if self.config.optimizer.grad_clip > 0.0 {
                 let (g, n) = clip_grad_norm(&self.model, grads, self.config.optimizer.grad_clip);
                 (g, n.norm)
@@ -866,9 +883,11 @@ impl<B: AutodiffBackend> Loop<B> {
             let lr = self.config.schedule.lr(step, total);
             self.model = self.optim.step(lr, self.model.clone(), grads);
 
-            let t = Instant::now();
-            self.mixer.observe(step, &feedback)?;
-            step_mixer_time += t.elapsed();
+            if !feedback_first {
+                let t = Instant::now();
+                self.mixer.observe(step, &feedback)?;
+                step_mixer_time += t.elapsed();
+            }
             mixer_time += step_mixer_time;
             self.step = step;
             self.tokens_seen += (micro * mbs * seq) as u64;
@@ -899,6 +918,7 @@ impl<B: AutodiffBackend> Loop<B> {
                     .feedback,
                     grad_norm: norm.is_finite().then_some(norm),
                     loss: loss_value,
+                    loss_weights: loss_weights.as_deref().map(|lw| by_name(&names, lw)),
                     lr,
                     mixer_internals: self.mixer.internals(),
                     next_weights: by_name(&names, self.mixer.weights()),

@@ -643,6 +643,7 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
         8,
     );
     c.eval.interval = 0;
+    c.training.log_interval = 1;
     let mut r = registry();
     r.register(MixerEntry::of::<mixlab_mixer_doremi::DoremiConfig>())
         .unwrap();
@@ -687,6 +688,52 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
     assert!(!internals.as_object().unwrap().is_empty());
     let table = std::fs::read_to_string(proxy.join("mixer-output-weights.toml")).unwrap();
     assert!(table.contains("[weights]"), "{table}");
+
+    // Step t's loss is weighted with α_t, the weights after observing step t's own excess
+    // losses (DoReMi's Algorithm 1; the reference code updates α before the weighted loss):
+    // replaying the logged feedback through a fresh mixer gives, right after step t's
+    // feedback, exactly the loss weights the trainer logged as used by step t.
+    let mut replayed = r.build(&c.mixer, &ctx).unwrap();
+    let before = replayed.loss_weights().unwrap().to_vec();
+    let domains = replayed.domains().clone();
+    let mut feedback = mixlab_mixing::StepFeedback::new(domains.len());
+    assert_eq!(lines.len(), 8, "one line per step");
+    for l in &lines {
+        let step = l["step"].as_u64().unwrap();
+        let record: mixlab_mixing::FeedbackRecord = serde_json::from_value(serde_json::json!({
+            "step": step,
+            "feedback": l["feedback"],
+        }))
+        .unwrap();
+        record.to_step_feedback(&domains, &mut feedback).unwrap();
+        replayed.observe(step, &feedback).unwrap();
+        let used = l["loss_weights"]
+            .as_object()
+            .expect("a proxy logs its loss weights");
+        let after = replayed.loss_weights().unwrap();
+        for (i, name) in domains.names().iter().enumerate() {
+            // Within 1e-12: serde_json's default float parser may round the last bit of the
+            // logged numbers differently (the weights before and after observing differ by far
+            // more; see the check below).
+            let used = used[name].as_f64().unwrap();
+            assert!(
+                (used - after[i]).abs() <= 1e-12 * after[i].abs(),
+                "step {step}, {name}: used {used}, after observing {}",
+                after[i]
+            );
+        }
+    }
+    // The check above can fail: at step 1 the weights before observing (α_0 = uniform) are
+    // not those after it, since the domains' excess losses differ.
+    let step1 = lines[0]["loss_weights"].as_object().unwrap();
+    assert!(
+        domains
+            .names()
+            .iter()
+            .zip(&before)
+            .any(|(name, b)| (step1[name].as_f64().unwrap() - b).abs() > 1e-6),
+        "step 1 was weighted with α_0: {step1:?} vs {before:?}"
+    );
 }
 
 /// Five training steps of `model_dir`'s weights on one fixed batch, as the loop runs them:

@@ -270,14 +270,15 @@ impl Plan {
                 t
             }
             MethodKind::DoremiProxy { .. } => {
-                // The repo's 120M proxy run: η = 1, c = 1e-3, uniform sampling weights, and
-                // per-sequence sampling from them.
+                // The repo's 120M proxy run: η = 1, c = 1e-3, uniform sampling weights,
+                // per-sequence sampling from them, and its running average (α_0 included).
                 training.granularity = Granularity::Sequence;
                 let mut t = toml::Table::new();
                 t.insert("kind".into(), "doremi".into());
                 t.insert("eta".into(), 1.0.into());
                 t.insert("smoothing".into(), 1e-3.into());
                 t.insert("sampling_weights".into(), "uniform".into());
+                t.insert("average".into(), "code".into());
                 t
             }
         };
