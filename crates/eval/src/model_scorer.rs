@@ -45,9 +45,9 @@ pub struct ScorerStats {
 ///
 /// Tokenization follows lm-evaluation-harness (`HFLM._encode_pair`): trailing whitespace of the
 /// context moves to the continuation, context + continuation is encoded as one text, and the
-/// continuation is whatever follows the context's own encoding. Inputs longer than the model's
-/// `max_seq_len` keep their last `max_seq_len` tokens (a continuation longer than that is scored
-/// over consecutive windows). Requests whose inputs are identical (for
+/// continuation is whatever follows the context's own encoding. Inputs longer than the window
+/// asked for (at most the model's `max_seq_len`) keep their last `window` tokens (a continuation
+/// longer than that is scored over consecutive windows). Requests whose inputs are identical (for
 /// example the single-token answers " A".." D" after one prompt) share one row.
 ///
 /// Pass a model without autodiff (`model.valid()`): scoring never needs gradients.
@@ -243,8 +243,20 @@ impl<B: Backend> LogLikelihoodScorer for ModelScorer<B> {
         Ok((context.len() + continuation.len()).saturating_sub(1))
     }
 
-    fn score(&mut self, requests: &[LogLikelihoodRequest]) -> Result<Vec<LogLikelihood>> {
-        let window = self.max_input_tokens();
+    fn score(
+        &mut self,
+        requests: &[LogLikelihoodRequest],
+        window: usize,
+    ) -> Result<Vec<LogLikelihood>> {
+        if !(1..=self.max_input_tokens()).contains(&window) {
+            return Err(EvalError::InvalidConfig {
+                field: "window",
+                reason: format!(
+                    "{window} tokens; the model reads 1 to {} tokens per pass",
+                    self.max_input_tokens()
+                ),
+            });
+        }
         let mut answers = vec![
             LogLikelihood {
                 log_likelihood: 0.0,

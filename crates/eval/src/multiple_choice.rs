@@ -164,7 +164,8 @@ pub struct McReport {
     pub seed: Option<u64>,
     /// The benchmark directory.
     pub data_dir: PathBuf,
-    /// The model's window in tokens, which prompts were cropped to.
+    /// The window in tokens prompts were scored with: the model's context, or for `paper` half
+    /// of it (GPT-NeoX's evaluation adapter; see [`Protocol::window`]).
     pub max_input_tokens: usize,
     /// Test questions per subject were limited to this many.
     pub limit_per_subject: Option<usize>,
@@ -179,11 +180,12 @@ pub struct McReport {
     pub categories: Vec<CategoryResult>,
     /// Per subject, sorted by name.
     pub subjects: Vec<SubjectResult>,
-    /// Prompts that lost at least one worked example.
+    /// Prompts that lost at least one worked example (never for `paper`).
     pub prompts_cropped: u64,
     /// Worked examples dropped over all prompts.
     pub examples_dropped: u64,
-    /// Prompts cut at the front because even zero examples did not fit.
+    /// Prompts cut at the front: for `paper` every prompt longer than the window, otherwise
+    /// those that did not fit even with zero examples.
     pub prompts_truncated: u64,
     /// Log-likelihood requests scored.
     pub requests: u64,
@@ -268,10 +270,13 @@ struct Prepared {
 /// Runs the benchmark in `dataset` through `scorer`.
 ///
 /// Per subject: the few-shot pool and the question order follow the protocol (see
-/// [`FewshotSource`]); each prompt keeps as many worked examples as fit the scorer's window,
-/// dropping them from the end of the list as the original `evaluate.py` does (`k -= 1` keeps the
-/// first k), and a prompt that does not fit even without examples is cut at the front by the
-/// scorer. Accuracy is then micro-averaged per subject, per category and overall.
+/// [`FewshotSource`]), and so does the window ([`Protocol::window`]). Under `harness` and
+/// `continuation` each prompt keeps as many worked examples as fit the window, dropping them from
+/// the end of the list as the original `evaluate.py` does (`k -= 1` keeps the first k), and a
+/// prompt that does not fit even without examples is cut at the front by the scorer. Under
+/// `paper` every prompt keeps all its examples and the scorer cuts tokens at the front, as
+/// GPT-NeoX's evaluation adapter did for ODM. Accuracy is then micro-averaged per subject, per
+/// category and overall.
 pub fn evaluate_multiple_choice<S: LogLikelihoodScorer + ?Sized>(
     scorer: &mut S,
     dataset: &McDataset,
@@ -316,13 +321,20 @@ pub fn evaluate_multiple_choice<S: LogLikelihoodScorer + ?Sized>(
     };
 
     let with_norm = config.protocol.scores_option_text();
+    let window = config.protocol.window(scorer.max_input_tokens());
     let mut results = Vec::with_capacity(subjects.len());
     let mut requests_scored = 0u64;
     let mut examples_dropped = 0u64;
     for subject in &subjects {
         progress.set_message(subject.name.clone());
-        let (result, requests, dropped) =
-            evaluate_subject(scorer, subject, config, dump.as_deref_mut(), &progress)?;
+        let (result, requests, dropped) = evaluate_subject(
+            scorer,
+            subject,
+            config,
+            window,
+            dump.as_deref_mut(),
+            &progress,
+        )?;
         requests_scored += requests;
         examples_dropped += dropped;
         results.push(result);
@@ -384,7 +396,7 @@ pub fn evaluate_multiple_choice<S: LogLikelihoodScorer + ?Sized>(
         num_fewshot: config.num_fewshot,
         seed: (config.protocol == Protocol::Paper).then_some(config.seed),
         data_dir: dataset.root().to_owned(),
-        max_input_tokens: scorer.max_input_tokens(),
+        max_input_tokens: window,
         limit_per_subject: config.limit_per_subject,
         overall: overall.accuracy(with_norm),
         subject_mean_acc,
@@ -492,8 +504,8 @@ fn requests_for(context: &str, continuations: &[String; NUM_CHOICES]) -> Vec<Log
 fn fits<S: LogLikelihoodScorer + ?Sized>(
     scorer: &mut S,
     requests: &[LogLikelihoodRequest],
+    window: usize,
 ) -> Result<bool> {
-    let window = scorer.max_input_tokens();
     for request in requests {
         if scorer.input_tokens(request)? > window {
             return Ok(false);
@@ -502,7 +514,8 @@ fn fits<S: LogLikelihoodScorer + ?Sized>(
     Ok(true)
 }
 
-/// Chooses the number of worked examples for one question: all of them if the prompt fits,
+/// Chooses the number of worked examples for one question: all of them if the prompt fits the
+/// window (always, for a protocol that does not drop examples: the scorer cuts its front),
 /// otherwise the most that fit (bisection: a prompt only grows with its examples), otherwise none
 /// and the prompt is marked as truncated.
 fn prepare_question<S: LogLikelihoodScorer + ?Sized>(
@@ -511,6 +524,7 @@ fn prepare_question<S: LogLikelihoodScorer + ?Sized>(
     subject: &SubjectData,
     pool: &[McQuestion],
     planned: &Planned,
+    window: usize,
 ) -> Result<Prepared> {
     let question = &subject.test[planned.doc_index];
     let choices = continuations(config.protocol, question);
@@ -530,18 +544,22 @@ fn prepare_question<S: LogLikelihoodScorer + ?Sized>(
         context,
     };
     let full = context_with(planned_shots);
-    if fits(scorer, &requests_for(&full, &choices))? {
+    if !config.protocol.drops_examples() || fits(scorer, &requests_for(&full, &choices), window)? {
         return Ok(prepared(planned_shots, false, full));
     }
     let bare = context_with(0);
-    if !fits(scorer, &requests_for(&bare, &choices))? {
+    if !fits(scorer, &requests_for(&bare, &choices), window)? {
         return Ok(prepared(0, true, bare));
     }
     // Invariant: `low` examples fit, `high` do not.
     let (mut low, mut high) = (0, planned_shots);
     while high - low > 1 {
         let middle = (low + high) / 2;
-        if fits(scorer, &requests_for(&context_with(middle), &choices))? {
+        if fits(
+            scorer,
+            &requests_for(&context_with(middle), &choices),
+            window,
+        )? {
             low = middle;
         } else {
             high = middle;
@@ -555,6 +573,7 @@ fn evaluate_subject<S: LogLikelihoodScorer + ?Sized>(
     scorer: &mut S,
     subject: &SubjectData,
     config: &McConfig,
+    window: usize,
     mut dump: Option<&mut PromptDump>,
     progress: &ProgressBar,
 ) -> Result<(SubjectResult, u64, u64)> {
@@ -566,7 +585,7 @@ fn evaluate_subject<S: LogLikelihoodScorer + ?Sized>(
     for chunk in planned.chunks(config.questions_per_call) {
         let prepared = chunk
             .iter()
-            .map(|planned| prepare_question(scorer, config, subject, pool, planned))
+            .map(|planned| prepare_question(scorer, config, subject, pool, planned, window))
             .collect::<Result<Vec<_>>>()?;
         let question_choices: Vec<[String; NUM_CHOICES]> = prepared
             .iter()
@@ -577,7 +596,7 @@ fn evaluate_subject<S: LogLikelihoodScorer + ?Sized>(
             .zip(&question_choices)
             .flat_map(|(p, choices)| requests_for(&p.context, choices))
             .collect();
-        let scores = scorer.score(&requests)?;
+        let scores = scorer.score(&requests, window)?;
         if scores.len() != requests.len() {
             return Err(EvalError::Request {
                 index: scores.len().min(requests.len()),
@@ -699,15 +718,25 @@ impl McReport {
             .unwrap_or_default();
         let _ = writeln!(out, "- Worked examples: {}{seed}.", sources.join("; "));
         let questions = self.overall.questions;
-        let _ = writeln!(
-            out,
-            "- Cropping to the model's {}-token window: {} of {questions} prompts lost examples \
-             ({} examples dropped); {} did not fit even without examples and were cut at the front.",
-            self.max_input_tokens,
-            self.prompts_cropped,
-            self.examples_dropped,
-            self.prompts_truncated
-        );
+        if self.protocol.drops_examples() {
+            let _ = writeln!(
+                out,
+                "- Cropping to the model's {}-token window: {} of {questions} prompts lost examples \
+                 ({} examples dropped); {} did not fit even without examples and were cut at the front.",
+                self.max_input_tokens,
+                self.prompts_cropped,
+                self.examples_dropped,
+                self.prompts_truncated
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "- Window: {} tokens, half the model's context, as GPT-NeoX's evaluation adapter \
+                 (`max_position_embeddings // 2`); every prompt keeps its examples, and {} of \
+                 {questions} were longer and lost tokens at the front.",
+                self.max_input_tokens, self.prompts_truncated
+            );
+        }
         if let Some(limit) = self.limit_per_subject {
             let _ = writeln!(out, "- At most {limit} test questions per subject.");
         }

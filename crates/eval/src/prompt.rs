@@ -61,6 +61,28 @@ impl Protocol {
         !matches!(self, Protocol::Harness)
     }
 
+    /// The window, in tokens, that prompts are scored with for a model that reads `context`
+    /// tokens per pass.
+    ///
+    /// `paper`: half of it, as ODM's evaluation did: `scripts/evaluate.sh` ran lm-evaluation-harness
+    /// 0.3.0 through GPT-NeoX's `eval_tasks/eval_adapter.py`, whose `max_length` is
+    /// `max_position_embeddings // 2` (512 for the paper's 1B model); a longer prompt loses tokens
+    /// at the front and keeps all its worked examples. `harness` and `continuation`: the whole
+    /// context, and worked examples are dropped from the end until the prompt fits.
+    pub fn window(self, context: usize) -> usize {
+        match self {
+            Protocol::Paper => (context / 2).max(1),
+            Protocol::Harness | Protocol::Continuation => context,
+        }
+    }
+
+    /// Whether a prompt that does not fit the window drops worked examples (from the end of its
+    /// list, as `evaluate.py`'s `k -= 1` and today's harness) rather than losing tokens at the
+    /// front with all its examples kept (`paper`, as GPT-NeoX's evaluation adapter).
+    pub fn drops_examples(self) -> bool {
+        !matches!(self, Protocol::Paper)
+    }
+
     /// The name used on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -39,19 +39,27 @@ pub struct LogLikelihood {
 
 /// Anything that can score continuations: a language model with its tokenizer, or a stub in tests.
 pub trait LogLikelihoodScorer {
-    /// The longest input, in tokens, the model reads in one pass.
+    /// The longest input, in tokens, the model reads in one pass (its context length,
+    /// `max_position_embeddings`).
     fn max_input_tokens(&self) -> usize;
 
     /// Tokens the model would read to score `request`: context plus continuation, minus the last
-    /// continuation token (which is only predicted). The multiple-choice driver drops worked
-    /// examples until this is at most [`LogLikelihoodScorer::max_input_tokens`].
+    /// continuation token (which is only predicted). The multiple-choice driver compares it with
+    /// the window to decide how many worked examples a prompt keeps.
     fn input_tokens(&mut self, request: &LogLikelihoodRequest) -> Result<usize>;
 
-    /// Scores every request; the answer has one entry per request, in the same order.
+    /// Scores every request, reading at most `window` tokens per input (1 ≤ `window` ≤
+    /// [`max_input_tokens`](Self::max_input_tokens), else an error); the answer has one entry
+    /// per request, in the same order.
     ///
-    /// Inputs longer than the window are cut at the front, as lm-evaluation-harness does, and
-    /// marked [`LogLikelihood::truncated`].
-    fn score(&mut self, requests: &[LogLikelihoodRequest]) -> Result<Vec<LogLikelihood>>;
+    /// Inputs longer than `window` are cut at the front, as lm-evaluation-harness does
+    /// (`(context + continuation)[-(window + 1):][:-1]`), and marked
+    /// [`LogLikelihood::truncated`].
+    fn score(
+        &mut self,
+        requests: &[LogLikelihoodRequest],
+        window: usize,
+    ) -> Result<Vec<LogLikelihood>>;
 }
 
 /// Index of the largest value, first one on ties, as `numpy.argmax`: a NaN counts as the

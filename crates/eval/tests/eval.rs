@@ -77,11 +77,13 @@ impl Fixture {
     }
 }
 
-/// A scorer with one "token" per character, a fixed window, and log-likelihoods from a closure.
+/// A scorer with one "token" per character, a fixed context length, and log-likelihoods from a
+/// closure; it records the window of every `score` call.
 struct StubScorer<F: Fn(&LogLikelihoodRequest) -> f64> {
     window: usize,
     log_likelihood: F,
     scored: Vec<LogLikelihoodRequest>,
+    windows: Vec<usize>,
 }
 
 impl<F: Fn(&LogLikelihoodRequest) -> f64> StubScorer<F> {
@@ -90,6 +92,7 @@ impl<F: Fn(&LogLikelihoodRequest) -> f64> StubScorer<F> {
             window,
             log_likelihood,
             scored: Vec::new(),
+            windows: Vec::new(),
         }
     }
 }
@@ -106,10 +109,17 @@ impl<F: Fn(&LogLikelihoodRequest) -> f64> LogLikelihoodScorer for StubScorer<F> 
     fn score(
         &mut self,
         requests: &[LogLikelihoodRequest],
+        window: usize,
     ) -> mixlab_eval::Result<Vec<LogLikelihood>> {
+        assert!(
+            window <= self.window,
+            "window {window} > context {}",
+            self.window
+        );
+        self.windows.push(window);
         let mut out = Vec::new();
         for request in requests {
-            let truncated = self.input_tokens(request)? > self.window;
+            let truncated = self.input_tokens(request)? > window;
             out.push(LogLikelihood {
                 log_likelihood: (self.log_likelihood)(request),
                 is_greedy: None,
@@ -653,6 +663,60 @@ fn cropping_drops_examples_until_the_prompt_fits() {
     );
 }
 
+#[test]
+fn paper_protocol_keeps_every_example_and_scores_with_half_the_window() {
+    let fixture = Fixture::new();
+    fixture
+        .add("anatomy", "dev", &dev_rows())
+        .add("anatomy", "val", &dev_rows())
+        .add("anatomy", "test", "Short?,a,b,c,d,A\n");
+    let data = fixture.dataset();
+    let dump_path = fixture.root.join("paper.jsonl");
+    let mut dump = PromptDump::create(&dump_path).unwrap();
+    // A 100-"token" context: prompts are scored with 50, GPT-NeoX's max_position_embeddings // 2.
+    let mut scorer = StubScorer::new(100, |_| -1.0);
+    let config = McConfig {
+        protocol: Protocol::Paper,
+        ..McConfig::default()
+    };
+    let report = evaluate_multiple_choice(&mut scorer, &data, &config, Some(&mut dump)).unwrap();
+    dump.finish().unwrap();
+    assert!(
+        scorer.windows.iter().all(|&w| w == 50),
+        "{:?}",
+        scorer.windows
+    );
+    let line = read_dump(&dump_path).remove(0);
+    // Five worked examples are far longer than 50 characters; none is dropped, the front is cut.
+    assert_eq!(line["shots"], 5);
+    assert_eq!(line["truncated"], true);
+    assert_eq!(
+        (
+            report.max_input_tokens,
+            report.prompts_cropped,
+            report.examples_dropped,
+            report.prompts_truncated
+        ),
+        (50, 0, 0, 1)
+    );
+    assert!(
+        report.to_markdown().contains("Window: 50 tokens"),
+        "{}",
+        report.to_markdown()
+    );
+    // The harness protocol with the same scorer uses the whole context and drops examples.
+    let mut scorer = StubScorer::new(100, |_| -1.0);
+    let report =
+        evaluate_multiple_choice(&mut scorer, &fixture.dataset(), &McConfig::default(), None)
+            .unwrap();
+    assert!(
+        scorer.windows.iter().all(|&w| w == 100),
+        "{:?}",
+        scorer.windows
+    );
+    assert_eq!((report.max_input_tokens, report.prompts_cropped), (100, 1));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The real MMLU copy
 
@@ -761,7 +825,7 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
     let mut scorer = ModelScorer::new(model.clone(), tokenizer.clone(), cpu_device())
         .unwrap()
         .with_batch_size(3);
-    let scores = scorer.score(&requests).unwrap();
+    let scores = scorer.score(&requests, 32).unwrap();
 
     let encode = |text: &str| tokenizer.encode(text, false).unwrap().get_ids().to_vec();
     for (index, (request, score)) in requests.iter().zip(&scores).enumerate() {
@@ -830,10 +894,81 @@ fn model_scorer_matches_a_hand_computation_from_the_logits() {
 
     // Scoring one request at a time gives the same answers as the batch.
     for (request, batched) in requests.iter().zip(&scores) {
-        let alone = scorer.score(std::slice::from_ref(request)).unwrap()[0];
+        let alone = scorer.score(std::slice::from_ref(request), 32).unwrap()[0];
         assert!((alone.log_likelihood - batched.log_likelihood).abs() < 1e-4);
         assert_eq!(alone.is_greedy, batched.is_greedy);
     }
+}
+
+/// The `paper` protocol's window for a model with `max_position_embeddings = 1024`: GPT-NeoX's
+/// evaluation adapter reads `(context + continuation)[-(512 + 1):][:-1]`, so a long request is
+/// scored on exactly the last 513 tokens of context + continuation minus the final one, and a
+/// short one is unchanged.
+#[test]
+fn paper_window_reads_the_last_513_tokens_minus_the_final_one() {
+    let tokenizer = tokenizer_for_tests();
+    let model = micro_model(tokenizer.get_vocab_size(true), 1024, 11);
+    let window = Protocol::Paper.window(model.config().max_seq_len);
+    assert_eq!(window, 512);
+    let mut scorer = ModelScorer::new(model.clone(), tokenizer.clone(), cpu_device()).unwrap();
+    let encode = |text: &str| tokenizer.encode(text, false).unwrap().get_ids().to_vec();
+    let long_context =
+        "Question: which planet 3 is largest? Answer: Jupiter, Mars or Venus. ".repeat(30);
+    let cases = [
+        (long_context.trim_end().to_owned(), " Jupiter"),
+        (
+            "Question: which planet is largest? Answer:".to_owned(),
+            " Mars",
+        ),
+    ];
+    for (context, continuation) in cases {
+        let request = LogLikelihoodRequest::new(context.as_str(), continuation);
+        let score = scorer
+            .score(std::slice::from_ref(&request), window)
+            .unwrap()[0];
+        let context_ids = encode(&context);
+        let whole = encode(&format!("{context}{continuation}"));
+        let continuation_ids = whole[context_ids.len()..].to_vec();
+        let len = whole.len();
+        let long = len > 513;
+        // The adapter's input: the last 513 tokens (all of them when shorter), minus the last.
+        let input = &whole[len.saturating_sub(513)..len - 1];
+        assert_eq!(input.len(), if long { 512 } else { len - 1 });
+        let log_probs = host_log_probs(&model, input);
+        let expected: f64 = (0..continuation_ids.len())
+            .map(|i| {
+                let position = input.len() - continuation_ids.len() + i;
+                log_probs[position][continuation_ids[i] as usize]
+            })
+            .sum();
+        assert!(
+            (score.log_likelihood - expected).abs() < 1e-4,
+            "{len} tokens: {} vs {expected}",
+            score.log_likelihood
+        );
+        assert_eq!(score.truncated, long, "{len} tokens");
+        if long {
+            // Not the model's whole 1024-token context: the score differs from reading it all.
+            let all = host_log_probs(&model, &whole[..len - 1]);
+            let with_all: f64 = (0..continuation_ids.len())
+                .map(|i| all[len - 1 - continuation_ids.len() + i][continuation_ids[i] as usize])
+                .sum();
+            assert!(
+                len - 1 <= 1024,
+                "the long case fits the model's context: {len}"
+            );
+            assert!(
+                (with_all - expected).abs() > 1e-6,
+                "{with_all} vs {expected}"
+            );
+        }
+    }
+    // A window larger than the model's context is refused, naming the field.
+    let e = scorer
+        .score(&[LogLikelihoodRequest::new("a", " b")], 1025)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("window"), "{e}");
 }
 
 #[test]
@@ -862,17 +997,31 @@ fn multiple_choice_runs_end_to_end_with_a_model() {
                 .unwrap();
         dump.finish().unwrap();
         assert_eq!(report.overall.questions, 6);
-        // A 64-token window cannot hold five worked examples.
-        assert_eq!(report.prompts_cropped, 6, "{protocol}");
+        // A 64-token window cannot hold five worked examples: `harness` and `continuation`
+        // drop examples; `paper` keeps them and scores the last 32 tokens (half the context).
+        let window = if protocol == Protocol::Paper {
+            assert_eq!((report.prompts_cropped, report.prompts_truncated), (0, 6));
+            assert_eq!(report.max_input_tokens, 32);
+            32
+        } else {
+            assert_eq!(report.prompts_cropped, 6, "{protocol}");
+            assert_eq!(report.max_input_tokens, 64);
+            64
+        };
         let lines = read_dump(&dump_path);
         let check = &mut scorer;
         for line in &lines {
             let context = line["context"].as_str().unwrap();
             let lls = line["log_likelihoods"].as_array().unwrap();
+            if protocol == Protocol::Paper {
+                assert_eq!(line["shots"], 5);
+            }
             for (continuation, ll) in line["continuations"].as_array().unwrap().iter().zip(lls) {
                 let request = LogLikelihoodRequest::new(context, continuation.as_str().unwrap());
-                assert!(line["truncated"] == true || check.input_tokens(&request).unwrap() <= 64);
-                let alone = check.score(&[request]).unwrap()[0].log_likelihood;
+                assert!(
+                    line["truncated"] == true || check.input_tokens(&request).unwrap() <= window
+                );
+                let alone = check.score(&[request], window).unwrap()[0].log_likelihood;
                 assert!((alone - ll.as_f64().unwrap()).abs() < 1e-4);
             }
         }

@@ -20,7 +20,8 @@ use crate::model_source::{Source, locate};
 pub enum ProtocolArg {
     /// Current lm-evaluation-harness: comparable with published MMLU numbers.
     Harness,
-    /// lm-evaluation-harness 0.3.0, what the ODM paper's Table 1 used.
+    /// lm-evaluation-harness 0.3.0 through GPT-NeoX's evaluation adapter, what the ODM paper's
+    /// Table 1 used: half the model's window, long prompts cut at the front.
     Paper,
     /// Today's lm-evaluation-harness mmlu_continuation (cloze): the question without its options,
     /// answer texts scored; what small models are measured with.
