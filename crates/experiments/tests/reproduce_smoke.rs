@@ -109,6 +109,7 @@ fn smoke_reproduction_report_matches_its_runs_and_resumes() {
         "## Figure 4: ODM (code rule) sampling distribution",
         "## Table 1: 5-shot multiple choice",
         "## The paper's numbers beside this run's",
+        "## The paper's claims at this scale",
         "## Wall time and mixer overhead",
         "## Seeds",
     ] {
@@ -140,6 +141,25 @@ fn smoke_reproduction_report_matches_its_runs_and_resumes() {
 
     let methods = numbers["methods"].as_array().expect("methods");
     assert_eq!(methods.len(), REPORTED.len());
+    // The paper's claims: each row has a verdict; with one seed, the first (ODM reaches TPW's
+    // final validation perplexity) is a direction, read from the two final perplexities.
+    let claims = numbers["claims"].as_array().expect("claims");
+    assert_eq!(claims.len(), 5, "{claims:?}");
+    let final_val = |id: &str| {
+        methods.iter().find(|m| m["id"] == id).expect("method")["final_val_ppl"]["mean"]
+            .as_f64()
+            .expect("mean")
+    };
+    let expected = if final_val("odm-paper") < final_val("tpw") {
+        "same_direction_one_seed"
+    } else {
+        "opposite_direction_one_seed"
+    };
+    assert_eq!(claims[0]["verdict"], expected, "{}", claims[0]);
+    assert!(
+        claims.iter().all(|c| c["verdict"] != "not_measured"),
+        "{claims:?}"
+    );
     for (id, label) in REPORTED {
         let run = out.join("runs").join(id).join("seed-42");
         let m = methods

@@ -9,6 +9,7 @@
 //! alone (`experiments report DIR`).
 
 pub mod child;
+pub mod claims;
 pub mod preset;
 pub mod progress;
 pub mod reference;

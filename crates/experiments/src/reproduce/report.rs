@@ -159,7 +159,7 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn of(values: Vec<f64>) -> Stat {
+    pub(crate) fn of(values: Vec<f64>) -> Stat {
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
         let std = (values.len() > 1)
@@ -193,15 +193,22 @@ impl Stat {
         }
     }
 
-    /// Whether the means differ at the 5% level of a two-sided two-sample Student's t-test with
-    /// pooled variance (None: fewer than two seeds on a side). With few seeds the critical value
-    /// is large (4.30 for two seeds each), which is the honest price of few seeds.
-    fn differs_from(&self, other: &Stat) -> Option<bool> {
+    /// The standard error of `self.mean − other.mean` from the pooled variance (None: fewer than
+    /// two seeds on a side).
+    pub(crate) fn standard_error_of_difference(&self, other: &Stat) -> Option<f64> {
         let (sa, sb) = (self.std?, other.std?);
         let (na, nb) = (self.per_seed.len() as f64, other.per_seed.len() as f64);
         let df = self.per_seed.len() + other.per_seed.len() - 2;
         let pooled = ((na - 1.0) * sa * sa + (nb - 1.0) * sb * sb) / df as f64;
-        let se = (pooled * (1.0 / na + 1.0 / nb)).sqrt();
+        Some((pooled * (1.0 / na + 1.0 / nb)).sqrt())
+    }
+
+    /// Whether the means differ at the 5% level of a two-sided two-sample Student's t-test with
+    /// pooled variance (None: fewer than two seeds on a side). With few seeds the critical value
+    /// is large (4.30 for two seeds each), which is the honest price of few seeds.
+    pub(crate) fn differs_from(&self, other: &Stat) -> Option<bool> {
+        let se = self.standard_error_of_difference(other)?;
+        let df = self.per_seed.len() + other.per_seed.len() - 2;
         Some((self.mean - other.mean).abs() > t_critical_95(df) * se)
     }
 }
@@ -336,6 +343,9 @@ pub struct MethodNumbers {
     pub mc: BTreeMap<String, McNumbers>,
     /// Final sampling weights per domain (seed mean).
     pub final_weights: BTreeMap<String, f64>,
+    /// Entropy (nats) of each seed's final sampling weights: ln K for uniform, lower the more
+    /// the mixture concentrates.
+    pub final_entropy: Stat,
     /// Share of sequences drawn per domain over the whole run (seed mean).
     pub cumulative_share: BTreeMap<String, f64>,
     /// Wall-clock seconds by phase (sum over seeds).
@@ -389,6 +399,8 @@ pub struct ReportNumbers {
     /// Reported methods missing from every table because no seed the report uses has them
     /// finished (a plan stopped half-way); empty for a complete plan.
     pub left_out: Vec<String>,
+    /// The paper's claims checked against these numbers (a reproduction plan only).
+    pub claims: Vec<super::claims::Claim>,
     /// The same methods in the committed reference of this preset, when one is compared.
     pub reference: Option<super::reference::ReferenceComparison>,
 }
@@ -549,6 +561,7 @@ fn method_numbers(plan: &Plan, id: &str, label: &str, runs: &[RunData]) -> Metho
         test_avg_ppl: test_avg,
         test_domain_ppl: test_domain,
         mc,
+        final_entropy: Stat::of(finals.iter().map(|w| entropy(w)).collect()),
         final_weights: named(domains, &mean_vec(&finals)),
         cumulative_share: named(domains, &mean_vec(&shares)),
         seconds,
@@ -747,15 +760,20 @@ pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
             }
         }
     }
-    Ok(ReportNumbers {
+    let mut numbers = ReportNumbers {
         methods,
         fewer_iterations: fewer,
         domains: plan.dataset.domains.clone(),
         seeds,
         unfinished,
         left_out,
+        claims: Vec::new(),
         reference: None,
-    })
+    };
+    if plan.kind == PlanKind::Reproduce {
+        numbers.claims = super::claims::claims(&numbers, plan.preset.steps);
+    }
+    Ok(numbers)
 }
 
 fn is_odm(plan: &Plan, id: &str) -> bool {
@@ -1269,6 +1287,7 @@ fn reproduce_report(
     }
 
     paper_comparison(plan, n, md);
+    super::claims::markdown(n, md);
     timing_table(n, md);
     seed_spread(n, md);
     Ok(())
@@ -1580,6 +1599,7 @@ mod tests {
             test_domain_ppl: test.iter().map(|(d, v)| (d.to_string(), *v)).collect(),
             mc: BTreeMap::new(),
             final_weights: BTreeMap::new(),
+            final_entropy: Stat::of(vec![1.0]),
             cumulative_share: BTreeMap::new(),
             seconds: BTreeMap::new(),
             mixer_overhead: 0.0,
