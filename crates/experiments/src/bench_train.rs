@@ -30,7 +30,7 @@ pub struct Args {
     pub rounds: u64,
     /// `cpu` or `tch-cpu` (a build with `--features tch`); default: the config's device.
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
 }
 
 /// The median of `values` (which must not be empty).
@@ -45,8 +45,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--steps must be at least 2 and --rounds at least 1");
     }
     let mut config = TrainConfig::load(&args.config)?;
-    if let Some(device) = &args.device {
-        config.training.device = device.clone();
+    if let Some(device) = args.device {
+        config.training.device = device;
     }
     let tmp = std::env::temp_dir().join(format!("mixlab-bench-train-{}", std::process::id()));
     config.out_dir = tmp.clone();
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> Result<()> {
     let model_config = config
         .model
         .resolve(manifest.vocab_size, manifest.seq_len)?;
-    let spec: DeviceSpec = config.training.device.parse()?;
+    let spec = config.training.device;
     if !spec.is_cpu() {
         bail!("bench train measures the CPU backends (cpu, tch-cpu), not {spec}");
     }

@@ -28,7 +28,7 @@ pub struct Args {
     /// `cpu`, `tch-cpu` (a build with `--features tch`), `cuda` or `cuda:N` (overrides
     /// `training.device`).
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     /// Reference model directory (safetensors + config.json) for mixers that need one (DoReMi).
     #[arg(long)]
     pub reference_model: Option<PathBuf>,
@@ -45,8 +45,7 @@ pub fn run_config(
     let mixer = crate::mixers::registry()
         .build(&config.mixer, &ctx)
         .context("building the mixer")?;
-    let spec: DeviceSpec = config.training.device.parse()?;
-    let summary = match spec {
+    let summary = match config.training.device {
         DeviceSpec::Cpu => train::<CpuTrainBackend>(
             config,
             store,

@@ -279,6 +279,13 @@ pub fn config_differences(saved: &str, current: &str) -> Vec<String> {
             flatten("", &toml::Value::Table(v), &mut out);
         }
         out.remove("out_dir");
+        // One device, several spellings (`cuda` is written back as `cuda:0`): compare what they
+        // mean, so a checkpoint of a config that said `cuda` resumes under `cuda:0`.
+        if let Some(device) = out.get_mut("training.device")
+            && let Ok(spec) = device.trim_matches('"').parse::<mixlab_model::DeviceSpec>()
+        {
+            *device = format!("\"{spec}\"");
+        }
         out
     };
     let (a, b) = (parse(saved), parse(current));
@@ -318,6 +325,40 @@ mod tests {
         let b = "out_dir = \"b\"\n[training]\nsteps = 10\nseed = 2\n";
         assert_eq!(config_differences(a, b), vec!["training.seed: 1 -> 2"]);
         assert!(config_differences(a, a).is_empty());
+    }
+
+    #[test]
+    fn device_spellings_of_one_device_are_the_same_config() {
+        // A checkpoint written from a config that said `cuda` resumes under the resolved
+        // `cuda:0`; another device is a difference.
+        let saved = "[training]\ndevice = \"cuda\"\n";
+        assert!(config_differences(saved, "[training]\ndevice = \"cuda:0\"\n").is_empty());
+        assert!(config_differences(saved, "[training]\ndevice = \" CUDA \"\n").is_empty());
+        assert_eq!(
+            config_differences(saved, "[training]\ndevice = \"cuda:1\"\n"),
+            vec!["training.device: \"cuda:0\" -> \"cuda:1\""]
+        );
+    }
+
+    #[test]
+    fn the_device_is_parsed_with_the_config() {
+        let text = |device: &str| {
+            format!(
+                "name = \"t\"\nout_dir = \"o\"\n[data]\ndataset = \"d\"\n[model]\npreset = \"tiny\"\n\
+                 [mixer]\nkind = \"static\"\n[training]\nbatch_size = 8\nmicro_batches = 1\nsteps = 1\nseed = 1\n{device}"
+            )
+        };
+        let parse = |device: &str| toml::from_str::<crate::config::TrainConfig>(&text(device));
+        let config = parse("device = \"cuda\"\n").expect("cuda parses");
+        assert_eq!(config.training.device, mixlab_model::DeviceSpec::Cuda(0));
+        let written = toml::to_string(&config).expect("serialises");
+        assert!(written.contains("device = \"cuda:0\""), "{written}");
+        assert_eq!(
+            parse("").expect("default").training.device,
+            mixlab_model::DeviceSpec::Cpu
+        );
+        let error = parse("device = \"gpu\"\n").unwrap_err().to_string();
+        assert!(error.contains("device") && error.contains("gpu"), "{error}");
     }
 
     #[test]

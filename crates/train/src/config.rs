@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mixlab_model::ModelConfig;
+use mixlab_model::{DeviceSpec, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -128,16 +128,14 @@ pub struct TrainingConfig {
     pub steps: u64,
     /// The run's seed: model init, data order and batch plans derive from it.
     pub seed: u64,
-    /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` (device 0, written back as
+    /// `cuda:0`) or `cuda:N`; parsed when the config is read, so a misspelling is an error that
+    /// names this key.
+    #[serde(default)]
+    pub device: DeviceSpec,
     /// Write a metrics line every this many steps.
     #[serde(default = "one")]
     pub log_interval: u64,
-}
-
-fn default_device() -> String {
-    "cpu".into()
 }
 
 fn one() -> u64 {

@@ -228,7 +228,7 @@ impl Plan {
             warmup_steps: 0,
             steps: p.steps,
             seed,
-            device: p.device.clone(),
+            device: p.device,
             log_interval: 1,
         };
         let mixer = match &method.kind {
@@ -570,7 +570,7 @@ pub struct Args {
     pub methods: Vec<String>,
     /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N` (default: the preset's).
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<DeviceSpec>,
     /// Results directory (default: runs/reproduce-<preset> or runs/ablate-exploration-<preset>,
     /// which git ignores; the committed references under results/ change only when named here).
     #[arg(long)]
@@ -686,7 +686,7 @@ fn dataset_info(args: &Args, preset: &Preset) -> Result<DatasetInfo> {
             warmup_steps: 0,
             steps: preset.steps,
             seed: 0,
-            device: preset.device.clone(),
+            device: preset.device,
             log_interval: 1,
         },
         optimizer: OptimizerConfig::default(),
@@ -747,9 +747,8 @@ fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
     if let Some(steps) = args.steps {
         preset = preset.with_steps(steps)?;
     }
-    if let Some(device) = &args.device {
-        device.parse::<DeviceSpec>()?;
-        preset.device = device.clone();
+    if let Some(device) = args.device {
+        preset.device = device;
     }
     if let Some(limit) = args.mc_limit {
         preset.mc_limit_per_subject = (limit > 0).then_some(limit);
@@ -946,7 +945,7 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     let stop = crate::stop::stop_flag()?;
     let jobs = match args.jobs {
         Some(n) => n,
-        None => default_jobs(&plan.preset.device)?,
+        None => default_jobs(plan.preset.device),
     };
     eprintln!("results directory: {}", out.display());
     let reference = reference::find(&out, kind, name);
@@ -968,6 +967,12 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
 pub fn semantics_of(mut v: serde_json::Value) -> serde_json::Value {
     if let Some(preset) = v.get_mut("preset").and_then(|p| p.as_object_mut()) {
         preset.remove("about");
+        // One device, several spellings: a plan saved with `cuda` is the plan of `cuda:0`.
+        if let Some(device) = preset.get_mut("device")
+            && let Some(spec) = device.as_str().and_then(|d| d.parse::<DeviceSpec>().ok())
+        {
+            *device = spec.to_string().into();
+        }
     }
     if let Some(methods) = v.get_mut("methods").and_then(|m| m.as_array_mut()) {
         for m in methods.iter_mut().filter_map(|m| m.as_object_mut()) {
@@ -1040,13 +1045,13 @@ fn reconcile_plans(saved: &serde_json::Value, requested: &Plan) -> Result<PlanCh
 }
 
 /// Runs at a time when `--jobs` is not given: every core on a CPU, one run on a GPU.
-fn default_jobs(device: &str) -> Result<usize> {
-    Ok(match device.parse::<DeviceSpec>()? {
+fn default_jobs(device: DeviceSpec) -> usize {
+    match device {
         DeviceSpec::Cpu | DeviceSpec::TchCpu => {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
         DeviceSpec::Cuda(_) => 1,
-    })
+    }
 }
 
 /// Every run of the plan, `jobs` at a time, each after the run it depends on. With one job the
@@ -1359,7 +1364,7 @@ fn run_method(
         return Ok(());
     }
     output.evaluating();
-    let spec: DeviceSpec = plan.preset.device.parse()?;
+    let spec = plan.preset.device;
     // Evaluation bars of their own would be drawn outside the plan's group and garble it.
     let progress = false;
     match spec {
@@ -1741,6 +1746,21 @@ mod tests {
         assert_eq!(
             reconcile_plans(&saved, &more_seeds).expect("json"),
             PlanChange::Different(vec!["seeds", "methods"])
+        );
+        // A plan saved when the device was written `cuda` is the plan of `cuda:0`, not of `cuda:1`.
+        let mut on_gpu = plan.clone();
+        on_gpu.preset.device = DeviceSpec::Cuda(0);
+        let mut saved = text(&on_gpu);
+        assert_eq!(saved["preset"]["device"], "cuda:0");
+        saved["preset"]["device"] = "cuda".into();
+        assert_eq!(
+            reconcile_plans(&saved, &on_gpu).expect("json"),
+            PlanChange::Same
+        );
+        on_gpu.preset.device = DeviceSpec::Cuda(1);
+        assert_eq!(
+            reconcile_plans(&saved, &on_gpu).expect("json"),
+            PlanChange::Different(vec!["preset"])
         );
     }
 }

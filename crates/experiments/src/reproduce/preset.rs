@@ -3,6 +3,7 @@
 //! GPU and the real Pile).
 
 use anyhow::{Result, bail};
+use mixlab_model::DeviceSpec;
 
 /// Everything that scales between presets; the methods and their settings do not.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -49,8 +50,8 @@ pub struct Preset {
     pub odm_paper_warmup: u64,
     /// ODM (code rule) warm-up in steps: the released scripts' 2,000 of 100,000 (2%).
     pub odm_code_warmup: u64,
-    /// `cpu` or `cuda[:N]`.
-    pub device: String,
+    /// Where its runs train and evaluate (`cpu`, `tch-cpu`, `cuda:N`).
+    pub device: DeviceSpec,
     /// Whether the preset may run on the built-in synthetic corpus (paper-1b needs the Pile).
     pub synthetic_ok: bool,
 }
@@ -87,7 +88,7 @@ pub fn preset(name: &str) -> Result<Preset> {
                 checkpoint_interval: 6,
                 odm_paper_warmup: w1,
                 odm_code_warmup: w2,
-                device: "cpu".into(),
+                device: DeviceSpec::Cpu,
                 synthetic_ok: true,
             }
         }
@@ -115,7 +116,7 @@ pub fn preset(name: &str) -> Result<Preset> {
                 checkpoint_interval: 40,
                 odm_paper_warmup: w1,
                 odm_code_warmup: w2,
-                device: "cpu".into(),
+                device: DeviceSpec::Cpu,
                 synthetic_ok: true,
             }
         }
@@ -150,7 +151,7 @@ pub fn preset(name: &str) -> Result<Preset> {
             checkpoint_interval: 1000,
             odm_paper_warmup: 1000,
             odm_code_warmup: 2000,
-            device: "cuda".into(),
+            device: DeviceSpec::Cuda(0),
             synthetic_ok: false,
         },
         other => bail!("unknown preset {other:?}: expected one of {}", NAMES.join(", ")),
