@@ -1386,6 +1386,22 @@ fn run_method(
 }
 
 /// The run's test perplexity and multiple choice, whichever are missing (`progress`: with bars).
+/// A finished run whose evaluations are missing needs its final weights; committed results
+/// keep no weights, so say what happened and what to do instead of naming a missing file.
+fn require_weights(dir: &Path) -> Result<()> {
+    let final_dir = dir.join("final");
+    if final_dir.join("config.json").is_file() && final_dir.join("model.safetensors").is_file() {
+        return Ok(());
+    }
+    bail!(
+        "{} finished training but an evaluation is missing, and its final weights ({}) are gone \
+         (committed results keep none), so it cannot be evaluated again; move the run directory \
+         away to train it again, or restore the evaluation file",
+        dir.display(),
+        final_dir.display()
+    )
+}
+
 fn evaluate_run<B: Backend>(
     plan: &Plan,
     dir: &Path,
@@ -1405,6 +1421,7 @@ fn evaluate_run<B: Backend>(
     if test_path.is_file() && !missing_mc {
         return Ok(());
     }
+    require_weights(dir)?;
     let model = GptNeoX::<B>::load_pretrained(&final_dir, device)
         .with_context(|| format!("loading {}", final_dir.display()))?;
     if !test_path.is_file() {
@@ -1692,6 +1709,21 @@ mod tests {
         assert_eq!(a.semantics().expect("json"), b.semantics().expect("json"));
         b.seeds.push(1234);
         assert_ne!(a.semantics().expect("json"), b.semantics().expect("json"));
+    }
+
+    #[test]
+    fn evaluating_a_run_without_weights_says_why_it_cannot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("runs/tpw/seed-42");
+        std::fs::create_dir_all(run.join("final")).expect("mkdir");
+        let e = require_weights(&run).expect_err("no weights").to_string();
+        assert!(
+            e.contains("finished training") && e.contains("final weights") && e.contains("seed-42"),
+            "{e}"
+        );
+        std::fs::write(run.join("final/config.json"), "{}").expect("write");
+        std::fs::write(run.join("final/model.safetensors"), "").expect("write");
+        require_weights(&run).expect("weights present");
     }
 
     #[test]
