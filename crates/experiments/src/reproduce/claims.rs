@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::report::{ReportNumbers, Stat};
+use super::report::ReportNumbers;
+use super::report::stats::Stat;
 
 /// What the measurement says about one claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -245,7 +246,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::reproduce::report::{FewerIterations, MethodNumbers};
+    use crate::reproduce::report::numbers::{FewerIterations, MethodNumbers};
 
     fn stat(values: &[f64]) -> Stat {
         Stat::of(values.to_vec())
