@@ -221,6 +221,20 @@ impl Mixer for DoremiMixer {
         let kind = self.kind();
         let s: DoremiState = serde_json::from_value(state.clone())
             .map_err(|e| MixingError::state(kind, e.to_string()))?;
+        // Checkpoints written before the `average` option (and before the trainer weighted step
+        // t with α_t) have no `average` in their config: their average left out α_0 and their
+        // proxy trained with α_{t−1}, so continuing them would mix two definitions.
+        if serde_json::from_str::<Value>(&s.config)
+            .ok()
+            .is_some_and(|c| c.get("average").is_none())
+        {
+            return Err(MixingError::state(
+                kind,
+                "the checkpoint predates DoReMi's `average` option and the α_t loss weighting \
+                 (its proxy weighted step t with α_(t-1) and averaged α_1 … α_T); train the proxy \
+                 again from the start",
+            ));
+        }
         check_state_header(
             kind,
             &self.domains,

@@ -222,3 +222,24 @@ fn restore_rejects_another_config_or_domains() {
     fresh.restore_state(&state).expect("same config");
     assert_eq!(fresh.loss_weights(), m.loss_weights());
 }
+
+#[test]
+fn a_checkpoint_from_before_the_average_option_is_refused_saying_why() {
+    let mut m = mixer(3);
+    m.observe(1, &step(3, &[(0, 0.5), (1, 0.2)]))
+        .expect("valid");
+    let mut state = m.state().expect("state");
+    // The same state as a mixer written before `average` existed: its config has no such key.
+    let mut config: serde_json::Value =
+        serde_json::from_str(state["config"].as_str().expect("config text")).expect("json");
+    config.as_object_mut().expect("object").remove("average");
+    state["config"] = serde_json::Value::String(config.to_string());
+    let e = mixer(3)
+        .restore_state(&state)
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("predates") && e.contains("average"), "{e}");
+    // The state as written today restores.
+    let fresh = m.state().expect("state");
+    mixer(3).restore_state(&fresh).expect("restores");
+}
