@@ -10,7 +10,7 @@ use mixlab_eval::Protocol;
 use mixlab_plot::{BarGroup, GroupedBarChart, LineChart, Marker, Series};
 
 use super::numbers::{FewerIterations, McNumbers, ReportNumbers, first_reach, is_odm};
-use super::stats::CHANCE_ALPHA;
+use super::stats::{CHANCE_ALPHA, t_critical_95};
 use super::svg;
 use crate::reproduce::Plan;
 
@@ -588,8 +588,9 @@ fn seed_spread(n: &ReportNumbers, md: &mut String) {
     }
     let _ = writeln!(
         md,
-        "## Seeds\n\nMean ± sample std over {} seeds. A difference \"exceeds the spread\" when a two-sided two-sample t-test (pooled variance) rejects equal means at the 5% level; with two seeds per method that needs a gap of 4.3 standard errors of the difference.\n",
-        n.seeds.len()
+        "## Seeds\n\nMean ± sample std over {seeds} seeds. A difference \"exceeds the spread\" when a two-sided two-sample t-test (pooled variance) rejects equal means at the 5% level; with {seeds} seeds per method that needs a gap of {:.2} standard errors of the difference.\n",
+        t_critical_95(2 * n.seeds.len() - 2),
+        seeds = n.seeds.len()
     );
     let yes = |x: Option<bool>| match x {
         Some(true) => "yes",

@@ -72,7 +72,7 @@ impl Stat {
 
 /// The two-sided 95% critical value of Student's t with `df` degrees of freedom (a standard
 /// table; between its rows the next smaller df is used, which errs on the conservative side).
-fn t_critical_95(df: usize) -> f64 {
+pub(super) fn t_critical_95(df: usize) -> f64 {
     const TABLE: [(usize, f64); 15] = [
         (1, 12.706),
         (2, 4.303),
