@@ -243,8 +243,6 @@ pub fn markdown(n: &ReportNumbers, md: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::reproduce::report::numbers::{FewerIterations, MethodNumbers};
 
@@ -277,22 +275,9 @@ mod tests {
 
     fn method(id: &str, val: &[f64], entropy: &[f64]) -> MethodNumbers {
         MethodNumbers {
-            id: id.into(),
-            label: id.into(),
             final_val_ppl: stat(val),
-            val_curve: Vec::new(),
-            test_avg_ppl: None,
-            test_domain_ppl: BTreeMap::new(),
-            mc: BTreeMap::new(),
-            final_weights: BTreeMap::new(),
             final_entropy: stat(entropy),
-            cumulative_share: BTreeMap::new(),
-            seconds: BTreeMap::new(),
-            mixer_overhead: 0.0,
-            buckets: None,
-            paper_buckets: None,
-            entropy: Vec::new(),
-            cumulative_curve: Vec::new(),
+            ..MethodNumbers::empty(id)
         }
     }
 

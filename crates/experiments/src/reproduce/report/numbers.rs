@@ -478,6 +478,31 @@ pub(super) fn is_odm(plan: &Plan, id: &str) -> bool {
 }
 
 #[cfg(test)]
+impl MethodNumbers {
+    /// A method with one value of 1 for its statistics and nothing else, for tests to fill in.
+    pub(crate) fn empty(id: &str) -> MethodNumbers {
+        MethodNumbers {
+            id: id.into(),
+            label: id.into(),
+            final_val_ppl: Stat::of(vec![1.0]),
+            val_curve: Vec::new(),
+            test_avg_ppl: None,
+            test_domain_ppl: BTreeMap::new(),
+            mc: BTreeMap::new(),
+            final_weights: BTreeMap::new(),
+            final_entropy: Stat::of(vec![1.0]),
+            cumulative_share: BTreeMap::new(),
+            seconds: BTreeMap::new(),
+            mixer_overhead: 0.0,
+            buckets: None,
+            paper_buckets: None,
+            entropy: Vec::new(),
+            cumulative_curve: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -527,22 +552,8 @@ mod tests {
 
     fn method(id: &str, test: &[(&str, f64)]) -> MethodNumbers {
         MethodNumbers {
-            id: id.into(),
-            label: id.into(),
-            final_val_ppl: Stat::of(vec![1.0]),
-            val_curve: Vec::new(),
-            test_avg_ppl: None,
             test_domain_ppl: test.iter().map(|(d, v)| (d.to_string(), *v)).collect(),
-            mc: BTreeMap::new(),
-            final_weights: BTreeMap::new(),
-            final_entropy: Stat::of(vec![1.0]),
-            cumulative_share: BTreeMap::new(),
-            seconds: BTreeMap::new(),
-            mixer_overhead: 0.0,
-            buckets: None,
-            paper_buckets: None,
-            entropy: Vec::new(),
-            cumulative_curve: Vec::new(),
+            ..MethodNumbers::empty(id)
         }
     }
 
