@@ -59,12 +59,15 @@ pub struct Mlp<B: Backend> {
 
 /// Per-forward constants shared by all blocks: rotary tables and the causal mask.
 struct AttentionContext<B: Backend> {
-    /// cos of the rotary angles, duplicated over both halves as in HF: [1, 1, seq, rotary_dims].
-    cos: Option<Tensor<B, 4>>,
+    /// cos of the rotary angles, duplicated over both halves as in HF, repeated for every head
+    /// and flattened: [1, seq * heads * rotary_dims] (position-major, as the projection's rows).
+    cos: Option<Tensor<B, 2>>,
     /// sin, same layout as `cos`.
-    sin: Option<Tensor<B, 4>>,
-    /// 0 on and below the diagonal, -inf above: [1, 1, seq, seq].
-    causal_mask: Tensor<B, 4>,
+    sin: Option<Tensor<B, 2>>,
+    /// 0 on and below the diagonal, -inf above, flattened: [1, seq * seq]. Flat, because burn's
+    /// CPU backend adds a row shared by all outer positions with SIMD, while a [1, 1, seq, seq]
+    /// broadcast over [batch, heads, seq, seq] takes its element-by-element strided path.
+    causal_mask: Tensor<B, 2>,
     rotary_dims: usize,
 }
 
@@ -80,20 +83,23 @@ impl<B: Backend> AttentionContext<B> {
             let inv_freq: Vec<f64> = (0..half)
                 .map(|i| 1.0 / config.rotary_base.powf((2 * i) as f64 / rotary_dims as f64))
                 .collect();
-            let mut cos = Vec::with_capacity(seq * rotary_dims);
-            let mut sin = Vec::with_capacity(seq * rotary_dims);
+            let heads = config.n_heads;
+            let mut cos = Vec::with_capacity(seq * heads * rotary_dims);
+            let mut sin = Vec::with_capacity(seq * heads * rotary_dims);
             for position in 0..seq {
-                for _ in 0..2 {
-                    for frequency in &inv_freq {
-                        let angle = position as f64 * frequency;
-                        cos.push(angle.cos());
-                        sin.push(angle.sin());
+                for _ in 0..heads {
+                    for _ in 0..2 {
+                        for frequency in &inv_freq {
+                            let angle = position as f64 * frequency;
+                            cos.push(angle.cos());
+                            sin.push(angle.sin());
+                        }
                     }
                 }
             }
             let table = |values: Vec<f64>| {
-                Tensor::<B, 4>::from_data(
-                    TensorData::new(values, [1, 1, seq, rotary_dims]),
+                Tensor::<B, 2>::from_data(
+                    TensorData::new(values, [1, seq * heads * rotary_dims]),
                     (device, dtype),
                 )
             };
@@ -104,8 +110,7 @@ impl<B: Backend> AttentionContext<B> {
                 (0..seq).map(move |col| if col > row { f32::NEG_INFINITY } else { 0.0 })
             })
             .collect();
-        let causal_mask =
-            Tensor::from_data(TensorData::new(mask, [1, 1, seq, seq]), (device, dtype));
+        let causal_mask = Tensor::from_data(TensorData::new(mask, [1, seq * seq]), (device, dtype));
         Self {
             cos,
             sin,
@@ -116,30 +121,33 @@ impl<B: Backend> AttentionContext<B> {
 
     /// Rotates the first `rotary_dims` of every head (HF `apply_rotary_pos_emb`, rotate-half form).
     ///
+    /// Works on the projection's own row layout, one row per (batch, position, head), so that
+    /// every copy burn's CPU backend makes is two-dimensional (its fast tiled path) and the
+    /// products with the cos/sin tables are a row shared by the whole batch (its SIMD path).
+    ///
     /// # Shapes
-    /// - x: `[batch, heads, seq, head_dim]` → same
-    fn apply_rotary(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// - x: `[batch * seq * heads, head_dim]` (any strides) → same, contiguous
+    fn apply_rotary(&self, x: Tensor<B, 2>, batch: usize) -> Tensor<B, 2> {
         let (Some(cos), Some(sin)) = (&self.cos, &self.sin) else {
             return x;
         };
-        let [.., head_dim] = x.dims();
+        let [rows, head_dim] = x.dims();
         let rotary_dims = self.rotary_dims;
         let half = rotary_dims / 2;
-        let x_rot = if rotary_dims == head_dim {
-            x.clone()
-        } else {
-            x.clone().narrow(3, 0, rotary_dims)
-        };
-        let x1 = x_rot.clone().narrow(3, 0, half);
-        let x2 = x_rot.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let embedded = x_rot * cos.clone() + rotated * sin.clone();
+        let x_rot = x.clone().narrow(1, 0, rotary_dims);
+        let x1 = x_rot.clone().narrow(1, 0, half);
+        let x2 = x_rot.clone().narrow(1, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 1); // [rows, rotary_dims]
+        let per_sequence = rows / batch * rotary_dims;
+        let embedded = (x_rot.reshape([batch, per_sequence]) * cos.clone()
+            + rotated.reshape([batch, per_sequence]) * sin.clone())
+        .reshape([rows, rotary_dims]);
         if rotary_dims == head_dim {
             embedded
         } else {
             Tensor::cat(
-                vec![embedded, x.narrow(3, rotary_dims, head_dim - rotary_dims)],
-                3,
+                vec![embedded, x.narrow(1, rotary_dims, head_dim - rotary_dims)],
+                1,
             )
         }
     }
@@ -337,25 +345,47 @@ impl<B: Backend> Attention<B> {
     /// - output: q, k, v, each `[batch, heads, seq, head_dim]`
     pub fn qkv_heads(&self, hidden: Tensor<B, 3>) -> [Tensor<B, 4>; 3] {
         let [batch, seq, _] = hidden.dims();
+        self.qkv_rows(hidden)
+            .map(|part| self.heads_view(part, batch, seq))
+    }
+
+    /// The QKV projection as one row per (batch, position, head), split into q, k and v views.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, seq, d_model]`
+    /// - output: q, k, v, each `[batch * seq * heads, head_dim]` (views of one buffer)
+    fn qkv_rows(&self, hidden: Tensor<B, 3>) -> [Tensor<B, 2>; 3] {
+        let [batch, seq, _] = hidden.dims();
         let head_dim = self.head_dim;
         let qkv = self
             .query_key_value
             .forward(hidden) // [batch, seq, 3 d_model]
-            .reshape([batch, seq, self.n_heads, 3 * head_dim])
-            .swap_dims(1, 2); // [batch, heads, seq, 3 head_dim]
-        [0, 1, 2].map(|part| qkv.clone().narrow(3, part * head_dim, head_dim))
+            .reshape([batch * seq * self.n_heads, 3 * head_dim]);
+        [0, 1, 2].map(|part| qkv.clone().narrow(1, part * head_dim, head_dim))
+    }
+
+    /// `[batch * seq * heads, head_dim]` rows seen as `[batch, heads, seq, head_dim]` (a view when
+    /// burn can express it; the matrix products read strided operands without copying).
+    fn heads_view(&self, rows: Tensor<B, 2>, batch: usize, seq: usize) -> Tensor<B, 4> {
+        rows.reshape([batch, seq, self.n_heads, self.head_dim])
+            .swap_dims(1, 2)
     }
 
     /// # Shapes
     /// - hidden: `[batch, seq, d_model]` → same
     fn forward(&self, hidden: Tensor<B, 3>, context: &AttentionContext<B>) -> Tensor<B, 3> {
         let [batch, seq, d_model] = hidden.dims();
-        let [q, k, v] = self.qkv_heads(hidden);
+        let [q, k, v] = self.qkv_rows(hidden);
         // Scaling q rather than the scores touches seq·head_dim values instead of seq².
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let q = context.apply_rotary(q).mul_scalar(scale);
-        let k = context.apply_rotary(k);
-        let scores = q.matmul(k.swap_dims(2, 3)) + context.causal_mask.clone(); // [batch, heads, seq, seq]
+        let q = self.heads_view(context.apply_rotary(q, batch).mul_scalar(scale), batch, seq);
+        let k = self.heads_view(context.apply_rotary(k, batch), batch, seq);
+        let v = self.heads_view(v, batch, seq);
+        let scores = (q
+            .matmul(k.swap_dims(2, 3)) // [batch, heads, seq, seq]
+            .reshape([batch * self.n_heads, seq * seq])
+            + context.causal_mask.clone())
+        .reshape([batch, self.n_heads, seq, seq]);
         let probs = softmax(scores, 3);
         let out = probs
             .matmul(v) // [batch, heads, seq, head_dim]
