@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use mixlab_model::ModelBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::McDataset;
@@ -35,7 +35,7 @@ pub struct McBenchReport {
 }
 
 /// Runs [`evaluate_multiple_choice`] with `scorer` and times it.
-pub fn bench_multiple_choice<B: Backend>(
+pub fn bench_multiple_choice<B: ModelBackend>(
     scorer: &mut ModelScorer<B>,
     dataset: &McDataset,
     config: &McConfig,

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+use mixlab_model::ModelBackend;
 use mixlab_model::{GptNeoX, per_token_nll_from_logits};
 use tokenizers::Tokenizer;
 
@@ -51,7 +51,7 @@ pub struct ScorerStats {
 /// example the single-token answers " A".." D" after one prompt) share one row.
 ///
 /// Pass a model without autodiff (`model.valid()`): scoring never needs gradients.
-pub struct ModelScorer<B: Backend> {
+pub struct ModelScorer<B: ModelBackend> {
     model: GptNeoX<B>,
     tokenizer: Tokenizer,
     device: B::Device,
@@ -63,7 +63,7 @@ pub struct ModelScorer<B: Backend> {
     stats: ScorerStats,
 }
 
-impl<B: Backend> std::fmt::Debug for ModelScorer<B> {
+impl<B: ModelBackend> std::fmt::Debug for ModelScorer<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelScorer")
             .field("config", self.model.config())
@@ -81,7 +81,7 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     })
 }
 
-impl<B: Backend> ModelScorer<B> {
+impl<B: ModelBackend> ModelScorer<B> {
     /// A scorer running `model` on `device` with `tokenizer`, 8 rows per forward pass.
     ///
     /// Fails when the tokenizer can produce ids the model has no embedding for.
@@ -233,7 +233,7 @@ struct Row {
     picks: Vec<(usize, usize, u32)>,
 }
 
-impl<B: Backend> LogLikelihoodScorer for ModelScorer<B> {
+impl<B: ModelBackend> LogLikelihoodScorer for ModelScorer<B> {
     fn max_input_tokens(&self) -> usize {
         self.model.config().max_seq_len
     }

@@ -2,11 +2,11 @@
 
 use std::fmt::Write as _;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mixlab_data::{DomainStore, Split};
 use mixlab_model::GptNeoX;
+use mixlab_model::ModelBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
@@ -129,7 +129,7 @@ impl PerplexityReport {
 ///
 /// # Shapes
 /// - sequences: `batch` sequences of at least 2 tokens → `batch` sums
-pub fn sequence_nll_sums<B: Backend>(
+pub fn sequence_nll_sums<B: ModelBackend>(
     model: &GptNeoX<B>,
     device: &B::Device,
     sequences: &[Vec<u32>],
@@ -171,7 +171,7 @@ pub fn sequence_nll_sums<B: Backend>(
 /// unweighted mean over domains, which the paper plots, and the token-weighted mean.
 ///
 /// `model` should be a non-autodiff model (`model.valid()` of a training model).
-pub fn evaluate_perplexity<B: Backend>(
+pub fn evaluate_perplexity<B: ModelBackend>(
     model: &GptNeoX<B>,
     device: &B::Device,
     store: &DomainStore,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, bail};
-use burn::tensor::backend::AutodiffBackend;
+use mixlab_model::TrainBackend;
 use mixlab_model::{DeviceSpec, ModelConfig, TrainBenchConfig, bench_training, cpu_device};
 use mixlab_train::{RunOptions, StepHook, StepProgress, TrainConfig, open_dataset};
 
@@ -179,7 +179,7 @@ fn rounds(
 }
 
 /// The bare model step's median seconds.
-fn bare<B: AutodiffBackend>(
+fn bare<B: TrainBackend>(
     model_config: &ModelConfig,
     bench: &TrainBenchConfig,
     device: &B::Device,

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::Backend;
 use mixlab_eval::{
     McConfig, McDataset, ModelScorer, PromptDump, Protocol, bench_multiple_choice,
     evaluate_multiple_choice, load_tokenizer,
 };
+use mixlab_model::ModelBackend;
 use mixlab_model::{
     CpuBackend, CudaBackend, DeviceSpec, ModelConfig, Precision, cpu_device, cuda_device,
 };
@@ -122,7 +122,7 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-fn run_on<B: Backend>(args: &Args, device: B::Device) -> Result<()> {
+fn run_on<B: ModelBackend>(args: &Args, device: B::Device) -> Result<()> {
     let located = locate(&args.model_dir)?;
     if matches!(located.source, Source::Checkpoint(_)) && args.out_dir.is_none() {
         // Its run prunes old checkpoints, and the report would go with the directory.
@@ -277,7 +277,7 @@ fn benchmark_text(dataset: &McDataset, subjects: &[String]) -> Result<Vec<String
     Ok(texts)
 }
 
-fn bench_on<B: Backend>(args: &BenchArgs, device: B::Device) -> Result<()> {
+fn bench_on<B: ModelBackend>(args: &BenchArgs, device: B::Device) -> Result<()> {
     let dataset = McDataset::open(&args.data)?;
     let subjects = if args.subjects.is_empty() {
         dataset.subjects().to_vec()

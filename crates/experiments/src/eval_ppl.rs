@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use burn::tensor::backend::Backend;
 use mixlab_data::atomic::write_file_atomically;
 use mixlab_data::{DomainStore, OpenOptions, Split, sha256_file};
 use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
+use mixlab_model::ModelBackend;
 use mixlab_model::{CpuBackend, CudaBackend, DeviceSpec, Precision, cpu_device, cuda_device};
 
 use crate::model_source::{Located, Source, locate};
@@ -38,7 +38,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-fn run_on<B: Backend>(
+fn run_on<B: ModelBackend>(
     args: &Args,
     located: &Located,
     store: &DomainStore,

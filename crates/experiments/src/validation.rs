@@ -1,10 +1,10 @@
 //! The validation the CLI's training runs use: mixlab-eval's per-domain perplexity on the
 //! validation split, handed to mixlab-train's loop through its [`Validate`] trait.
 
-use burn::tensor::backend::Backend;
 use mixlab_data::{DomainStore, Split};
 use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
 use mixlab_model::GptNeoX;
+use mixlab_model::ModelBackend;
 use mixlab_train::config::EvalConfig;
 use mixlab_train::{DomainValidation, Validate, ValidationError, ValidationReport};
 
@@ -13,7 +13,7 @@ use mixlab_train::{DomainValidation, Validate, ValidationError, ValidationReport
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PerplexityValidation;
 
-impl<B: Backend> Validate<B> for PerplexityValidation {
+impl<B: ModelBackend> Validate<B> for PerplexityValidation {
     fn validate(
         &self,
         model: &GptNeoX<B>,

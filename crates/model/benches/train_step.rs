@@ -11,10 +11,9 @@
 
 use std::process::ExitCode;
 
-use burn::tensor::backend::AutodiffBackend;
 use mixlab_model::{
-    CpuTrainBackend, CudaTrainBackend, DeviceSpec, ModelConfig, Precision, TrainBenchConfig,
-    bench_training, cpu_device, cuda_device, matmul_flops_per_second,
+    CpuTrainBackend, CudaTrainBackend, DeviceSpec, ModelConfig, Precision, TrainBackend,
+    TrainBenchConfig, bench_training, cpu_device, cuda_device, matmul_flops_per_second,
 };
 
 struct Args {
@@ -61,7 +60,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn run<B: AutodiffBackend>(
+fn run<B: TrainBackend>(
     args: &Args,
     device: B::Device,
     default_matmul_size: usize,

@@ -5,13 +5,14 @@
 use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::clip::clip_grad_norm;
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::fused::TrainBackend;
 
 /// How to run a training-throughput benchmark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +64,7 @@ pub struct TrainBenchReport {
 }
 
 /// Trains a freshly initialised model on one fixed random batch and times each step.
-pub fn bench_training<B: AutodiffBackend>(
+pub fn bench_training<B: TrainBackend>(
     model_config: &ModelConfig,
     bench: &TrainBenchConfig,
     device: &B::Device,

@@ -3,7 +3,8 @@
 //! - [`ModelConfig`] with presets from a CPU-sized `tiny` to the paper's `paper-1b`, and the
 //!   parameter and FLOP arithmetic that needs no tensors.
 //! - [`GptNeoX`]: logits, and per-token negative log-likelihood from one forward pass
-//!   ([`GptNeoX::per_token_nll`]), generic over the burn backend.
+//!   ([`GptNeoX::per_token_nll`]), generic over the burn backend ([`ModelBackend`]: burn's backend
+//!   plus softmax and the token loss with closed-form gradients, see [`fused`]).
 //! - [`clip_grad_norm`]: global-norm gradient clipping (burn's own clips per tensor).
 //! - [`DeviceSpec`], [`cpu_device`], [`cuda_device`] and backend aliases: the device is chosen at
 //!   run time, and one build serves CPU and CUDA.
@@ -17,6 +18,7 @@ mod clip;
 mod config;
 mod device;
 mod error;
+pub mod fused;
 mod model;
 
 pub use bench::{
@@ -31,4 +33,5 @@ pub use device::{
 #[cfg(feature = "tch")]
 pub use device::{TchBackend, TchDevice, TchTrainBackend, tch_cpu_device};
 pub use error::{ModelError, Result};
+pub use fused::{ModelBackend, TrainBackend};
 pub use model::{Attention, Block, GptNeoX, Mlp, per_token_nll_from_logits};

@@ -5,12 +5,13 @@
 
 use burn::module::{Initializer, Module, ModuleVisitor, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, log_softmax, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::fused::{ModelBackend, softmax_last, token_nll};
 
 /// The decoder. Build it with [`ModelConfig::init`]; load one with [`GptNeoX::load_pretrained`].
 #[derive(Module, Debug)]
@@ -246,7 +247,9 @@ impl<B: Backend> GptNeoX<B> {
     pub fn layers(&self) -> &[Block<B>] {
         &self.layers
     }
+}
 
+impl<B: ModelBackend> GptNeoX<B> {
     /// Next-token logits over the padded vocabulary.
     ///
     /// Padding rows (ids ≥ `vocab_size`) are not masked, as in GPT-NeoX: no target ever hits them,
@@ -286,7 +289,8 @@ impl<B: Backend> GptNeoX<B> {
     }
 }
 
-/// Per-token negative log-likelihood: log-softmax over the vocabulary, gather the targets, negate.
+/// Per-token negative log-likelihood: log-softmax over the vocabulary, gather the targets, negate
+/// (one operation with a closed-form gradient, [`crate::fused::token_nll`]).
 ///
 /// burn's cross-entropy returns only the mean; mixing needs the per-token values. Half-precision
 /// logits are promoted to f32 first, because a bf16 log-sum-exp over 50k entries loses ~2 digits.
@@ -295,28 +299,28 @@ impl<B: Backend> GptNeoX<B> {
 /// - logits: `[batch, seq, vocab]`
 /// - targets, mask: `[batch, seq]`
 /// - output: `[batch, seq]`
-pub fn per_token_nll_from_logits<B: Backend>(
+pub fn per_token_nll_from_logits<B: ModelBackend>(
     logits: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
     mask: Option<Tensor<B, 2, Bool>>,
 ) -> Tensor<B, 2> {
-    let [batch, seq, _] = logits.dims();
+    let [batch, seq, vocab] = logits.dims();
     let logits = match logits.dtype() {
         DType::F16 | DType::BF16 => logits.cast(DType::F32),
         _ => logits,
     };
-    let log_probs = log_softmax(logits, 2); // [batch, seq, vocab]
-    let nll = log_probs
-        .gather(2, targets.reshape([batch, seq, 1]))
-        .reshape([batch, seq])
-        .neg();
+    let nll = token_nll(
+        logits.reshape([batch * seq, vocab]),
+        targets.reshape([batch * seq]),
+    )
+    .reshape([batch, seq]);
     match mask {
         Some(mask) => nll.mask_fill(mask.bool_not(), 0.0),
         None => nll,
     }
 }
 
-impl<B: Backend> Block<B> {
+impl<B: ModelBackend> Block<B> {
     /// The attention sub-layer of this block.
     pub fn attention(&self) -> &Attention<B> {
         &self.attention
@@ -335,7 +339,7 @@ impl<B: Backend> Block<B> {
     }
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: ModelBackend> Attention<B> {
     /// Projects `hidden` with the fused QKV layer and splits the result per head, reading the
     /// output features in HF's order: feature `h * 3 * head_dim + j` is q of head h,
     /// `+ head_dim` is k, `+ 2 * head_dim` is v.
@@ -386,7 +390,7 @@ impl<B: Backend> Attention<B> {
             .reshape([batch * self.n_heads, seq * seq])
             + context.causal_mask.clone())
         .reshape([batch, self.n_heads, seq, seq]);
-        let probs = softmax(scores, 3);
+        let probs = softmax_last(scores);
         let out = probs
             .matmul(v) // [batch, heads, seq, head_dim]
             .swap_dims(1, 2)
@@ -395,7 +399,7 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: ModelBackend> Mlp<B> {
     /// # Shapes
     /// - hidden: `[batch, seq, d_model]` → same
     fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {

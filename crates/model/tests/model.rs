@@ -6,8 +6,10 @@ use std::path::Path;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
+use mixlab_model::fused::{softmax_last, token_nll};
 use mixlab_model::{
     CpuBackend, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig, ModelError, PRESET_NAMES,
     Precision, TrainBenchConfig, bench_training, clip_grad_norm, cpu_device, cuda_device,
@@ -259,7 +261,7 @@ fn per_token_nll_matches_cross_entropy_and_mask() {
     }
 }
 
-fn train_steps<Be: AutodiffBackend>(
+fn train_steps<Be: mixlab_model::TrainBackend>(
     mut model: GptNeoX<Be>,
     inputs: Tensor<Be, 2, Int>,
     targets: Tensor<Be, 2, Int>,
@@ -365,7 +367,7 @@ impl<Be: AutodiffBackend> ModuleVisitor<Be> for CollectGrads<'_, Be> {
     }
 }
 
-fn masked_mean_loss<Be: Backend>(
+fn masked_mean_loss<Be: mixlab_model::ModelBackend>(
     model: &GptNeoX<Be>,
     inputs: Tensor<Be, 2, Int>,
     targets: Tensor<Be, 2, Int>,
@@ -918,4 +920,110 @@ fn half_precision_checkpoints_load_exactly() {
             .collect();
         assert_eq!(view.data(), expected.as_slice(), "{name}");
     }
+}
+
+// Softmax and the token loss with closed-form gradients (`mixlab_model::fused`) against burn's
+// decomposed `softmax` and `log_softmax` + `gather`, values and gradients.
+
+/// Largest |a − b| / max(1, |b|): relative for large values, absolute near zero.
+fn max_fused_difference(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f64::max)
+}
+
+/// Logits with a wide range, like a trained model's (and a masked −inf score per row, like
+/// the causal mask's).
+fn wide_scores(shape: [usize; 3], with_mask: bool) -> Tensor<B, 3> {
+    let device = cpu_device();
+    B::seed(&device, 7);
+    let x = Tensor::<B, 3>::random(shape, Distribution::Normal(0.0, 4.0), &device);
+    if !with_mask {
+        return x;
+    }
+    let [a, b, c] = shape;
+    let mask: Vec<f32> = (0..a * b * c)
+        .map(|i| {
+            if i % c == c - 1 {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    x + Tensor::from_data(TensorData::new(mask, shape), &device)
+}
+
+#[test]
+fn softmax_and_its_gradient_equal_burns_decomposition() {
+    let device = cpu_device();
+    let x = wide_scores([3, 5, 33], true);
+    // A non-uniform upstream gradient, so that Σ g ⊙ y matters.
+    let weights = Tensor::<Ad, 3>::random([3, 5, 33], Distribution::Normal(0.0, 1.0), &device);
+
+    let ours_in = Tensor::<Ad, 3>::from_inner(x.clone()).require_grad();
+    let ours = softmax_last(ours_in.clone());
+    let ours_grad = ours_in.grad(&(ours.clone() * weights.clone()).sum().backward());
+
+    let burns_in = Tensor::<Ad, 3>::from_inner(x).require_grad();
+    let burns = softmax(burns_in.clone(), 2);
+    let burns_grad = burns_in.grad(&(burns.clone() * weights).sum().backward());
+
+    assert!(max_fused_difference(&values(ours), &values(burns)) < 1e-6);
+    let (ours_grad, burns_grad) = (values(ours_grad.unwrap()), values(burns_grad.unwrap()));
+    assert!(
+        max_fused_difference(&ours_grad, &burns_grad) < 1e-6,
+        "{}",
+        max_fused_difference(&ours_grad, &burns_grad)
+    );
+    // The masked column gets probability 0 and gradient 0, exactly.
+    assert!(ours_grad.iter().skip(32).step_by(33).all(|g| *g == 0.0));
+}
+
+#[test]
+fn token_nll_and_its_gradient_equal_burns_log_softmax_and_gather() {
+    let device = cpu_device();
+    let (rows, vocab) = (12, 50);
+    let logits = wide_scores([1, rows, vocab], false).reshape([rows, vocab]);
+    // Every row's target differs, one target is the row's largest logit's neighbour, one is 0.
+    let targets: Vec<i64> = (0..rows as i64)
+        .map(|r| (r * 7 + 3) % vocab as i64)
+        .collect();
+    let targets = Tensor::<Ad, 1, Int>::from_data(TensorData::new(targets, [rows]), &device);
+    // Per-token weights as the trainer's per-domain loss weights would give.
+    let weights = Tensor::<Ad, 1>::random([rows], Distribution::Uniform(0.1, 2.0), &device);
+
+    let ours_in = Tensor::<Ad, 2>::from_inner(logits.clone()).require_grad();
+    let ours = token_nll(ours_in.clone(), targets.clone());
+    let ours_grad = ours_in.grad(&(ours.clone() * weights.clone()).sum().backward());
+
+    let burns_in = Tensor::<Ad, 2>::from_inner(logits).require_grad();
+    let burns = log_softmax(burns_in.clone(), 1)
+        .gather(1, targets.reshape([rows, 1]))
+        .reshape([rows])
+        .neg();
+    let burns_grad = burns_in.grad(&(burns.clone() * weights).sum().backward());
+
+    assert!(max_fused_difference(&values(ours), &values(burns)) < 1e-6);
+    let (ours_grad, burns_grad) = (values(ours_grad.unwrap()), values(burns_grad.unwrap()));
+    assert!(
+        max_fused_difference(&ours_grad, &burns_grad) < 1e-6,
+        "{}",
+        max_fused_difference(&ours_grad, &burns_grad)
+    );
+    // Each row's gradient sums to 0 (softmax sums to 1, minus the one-hot), a check that
+    // does not lean on burn's implementation.
+    for row in ours_grad.chunks(vocab) {
+        assert!(row.iter().sum::<f64>().abs() < 1e-5);
+    }
+}
+
+#[test]
+fn inference_backends_compute_the_same_forward() {
+    let x = wide_scores([2, 4, 17], true);
+    let inner = values(softmax_last(x.clone()));
+    let tracked = values(softmax_last(Tensor::<Ad, 3>::from_inner(x)));
+    assert_eq!(inner, tracked);
 }

@@ -5,10 +5,11 @@
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use mixlab_data::DomainSampler;
 use mixlab_model::GptNeoX;
+use mixlab_model::{ModelBackend, TrainBackend};
 
 use crate::error::Result;
 use crate::plan::BatchPlan;
@@ -53,12 +54,12 @@ pub(crate) struct StepLosses {
 
 /// Per-sequence sums still on the device: they are read once per step, after the step's last
 /// micro-batch has been queued, so an asynchronous backend never waits inside the loop.
-pub(crate) struct DeviceSums<B: Backend> {
+pub(crate) struct DeviceSums<B: ModelBackend> {
     nll: Vec<Tensor<B, 2>>,
     excess: Vec<Tensor<B, 2>>,
 }
 
-impl<B: Backend> DeviceSums<B> {
+impl<B: ModelBackend> DeviceSums<B> {
     pub(crate) fn new() -> Self {
         Self {
             nll: Vec::new(),
@@ -101,7 +102,7 @@ fn inputs_and_targets<B: Backend>(
 
 /// The step's losses from a forward pass without gradients (no autodiff graph is kept), with
 /// the same kernels as the training pass, so the numbers equal those it would measure.
-pub(crate) fn measure<B: AutodiffBackend>(
+pub(crate) fn measure<B: TrainBackend>(
     model: &GptNeoX<B>,
     reference: Option<&GptNeoX<B::InnerBackend>>,
     batches: &[Tensor<B, 2, Int>],
@@ -122,7 +123,7 @@ pub(crate) fn measure<B: AutodiffBackend>(
 /// domain weight (each token's loss times its weight, divided by the sum of the weights over
 /// the step's tokens). Each micro-batch contributes its share, so the accumulated gradient is
 /// exact. With `sums`, the pass also records the per-sequence losses it computed.
-pub(crate) fn accumulate_gradients<B: AutodiffBackend>(
+pub(crate) fn accumulate_gradients<B: TrainBackend>(
     model: &GptNeoX<B>,
     reference: Option<&GptNeoX<B::InnerBackend>>,
     batches: &[Tensor<B, 2, Int>],

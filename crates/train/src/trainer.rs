@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
-use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_data::hash::splitmix64 as mix;
 use mixlab_data::{DomainSampler, DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource};
 use mixlab_mixing::{DomainSet, Mixer, MixerContext, StepFeedback};
+use mixlab_model::TrainBackend;
 use mixlab_model::{GptNeoX, ModelConfig, clip_grad_norm};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -209,7 +209,7 @@ fn by_name<T: Copy>(names: &[String], values: &[T]) -> BTreeMap<String, T> {
     names.iter().cloned().zip(values.iter().copied()).collect()
 }
 
-struct Loop<B: AutodiffBackend> {
+struct Loop<B: TrainBackend> {
     config: TrainConfig,
     run_dir: PathBuf,
     device: B::Device,
@@ -238,7 +238,7 @@ struct Loop<B: AutodiffBackend> {
 /// needs a reference model (DoReMi), `reference` is a directory with its safetensors weights.
 /// `validate` measures the model every `[eval] interval` steps and after the last one; a config
 /// that asks for validation without one is refused before anything is written.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: TrainBackend>(
     config: &TrainConfig,
     store: DomainStore,
     mixer: Box<dyn Mixer>,
@@ -431,7 +431,7 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(mixlab_atomic::write_file(path, text)?)
 }
 
-impl<B: AutodiffBackend> Loop<B> {
+impl<B: TrainBackend> Loop<B> {
     fn append_metrics(&self, line: &MetricsLine) -> Result<()> {
         let mut f = FileOptions::new()
             .append(true)

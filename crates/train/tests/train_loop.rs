@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use mixlab_data::{DomainStore, PrepareConfig, Split, TokenizerSource, prepare_dataset};
 use mixlab_mixer_odm::{OdmConfig, exploration_rate};
@@ -23,7 +22,7 @@ type B = CpuTrainBackend;
 /// `max_sequences_per_domain` validation sequences, in one batch per domain.
 struct MeanNll;
 
-impl<Bk: Backend> Validate<Bk> for MeanNll {
+impl<Bk: mixlab_model::ModelBackend> Validate<Bk> for MeanNll {
     fn validate(
         &self,
         model: &GptNeoX<Bk>,
@@ -739,10 +738,7 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
 /// Five training steps of `model_dir`'s weights on one fixed batch, as the loop runs them:
 /// per-token NLL mean, backward, global-norm clip at 1.0, the loop's AdamW (decay on matrices
 /// only). Returns the loss of each step.
-fn five_steps<Ad: burn::tensor::backend::AutodiffBackend>(
-    model_dir: &Path,
-    device: &Ad::Device,
-) -> Vec<f64> {
+fn five_steps<Ad: mixlab_model::TrainBackend>(model_dir: &Path, device: &Ad::Device) -> Vec<f64> {
     use burn::optim::{GradientsParams, Optimizer};
     use burn::tensor::{Int, Tensor, TensorData};
     let mut model = mixlab_model::GptNeoX::<Ad>::load_pretrained(model_dir, device).unwrap();

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::Backend;
 use mixlab_data::synthetic::DomainKind;
 use mixlab_data::{DomainStore, OpenOptions, Split};
 use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
@@ -30,6 +29,7 @@ use mixlab_eval::{
     McConfig, McDataset, ModelScorer, Protocol, evaluate_multiple_choice, load_tokenizer,
 };
 use mixlab_mixing::{DomainSet, NamedTable};
+use mixlab_model::ModelBackend;
 use mixlab_model::{
     CpuBackend, CudaBackend, DeviceSpec, GptNeoX, Precision, cpu_device, cuda_device,
 };
@@ -1402,7 +1402,7 @@ fn require_weights(dir: &Path) -> Result<()> {
     )
 }
 
-fn evaluate_run<B: Backend>(
+fn evaluate_run<B: ModelBackend>(
     plan: &Plan,
     dir: &Path,
     device: &B::Device,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
+use mixlab_model::TrainBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -40,7 +40,7 @@ fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
 }
 
-impl<B: AutodiffBackend> Loop<B> {
+impl<B: TrainBackend> Loop<B> {
     pub(super) fn dataset_identity(&self) -> DatasetIdentity {
         let m = self.store.manifest();
         DatasetIdentity {

@@ -1,0 +1,186 @@
+//! Softmax and the per-token loss as single operations with closed-form gradients.
+//!
+//! burn 0.21 differentiates `softmax` and `log_softmax` through their decomposition (maximum,
+//! subtraction, exponential, sum, division or logarithm, subtraction), so a training step pays for
+//! the gradient of every piece: a full pass, and a fresh buffer, over every attention score and
+//! every `[token, vocabulary]` logit, several times over. The closed forms are short:
+//!
+//! - softmax `y = softmax(x)` along the last dimension: `dx = y ⊙ (g − Σ g ⊙ y)`;
+//! - the loss of a token, `nll = −log_softmax(z)[target]`: `dz = (softmax(z) − onehot(target)) · g`,
+//!   with `softmax(z) = exp(log_softmax(z))` from the forward pass's saved log-probabilities.
+//!
+//! [`ModelBackend`] carries both as backend operations. Inference backends (burn's `flex`, CUDA,
+//! libtorch) run their own forward (`flex` has a fused softmax kernel); [`Autodiff`] over any of
+//! them records one node per operation whose backward is the closed form above, computed with the
+//! inner backend's tensor operations. The results equal burn's decomposed gradients up to float
+//! rounding (checked in this module's tests against burn's own `softmax` and `log_softmax`).
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
+
+/// A backend the model runs on: burn's [`Backend`] plus the two operations of this module.
+///
+/// Every method has a default built from the backend's own tensor operations, so an inference
+/// backend implements it with an empty `impl`; [`Autodiff`] overrides the two forward methods to
+/// record their closed-form gradients.
+pub trait ModelBackend: Backend {
+    /// Softmax along the last dimension.
+    fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let dim = x.shape().num_dims() - 1;
+        Self::softmax(x, dim)
+    }
+
+    /// The input gradient of [`ModelBackend::softmax_last_dim`] from its output `y` and the
+    /// output gradient `g`: `y ⊙ (g − Σ_last g ⊙ y)`.
+    fn softmax_last_dim_backward(y: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {
+        let dim = y.shape().num_dims() - 1;
+        let dot = Self::float_sum_dim(Self::float_mul(g.clone(), y.clone()), dim);
+        Self::float_mul(Self::float_sub(g, dot), y)
+    }
+
+    /// Log-softmax along the last dimension of `[rows, vocab]` logits.
+    fn log_softmax_rows(logits: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::log_softmax(logits, 1)
+    }
+
+    /// Negative log-probability of each row's target.
+    ///
+    /// # Shapes
+    /// - logits: `[rows, vocab]`, targets: `[rows, 1]` → `[rows, 1]`
+    fn token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        let log_probs = Self::log_softmax_rows(logits);
+        Self::float_neg(Self::float_gather(1, log_probs, targets))
+    }
+
+    /// The logits' gradient of [`ModelBackend::token_nll`] from the forward pass's
+    /// log-probabilities: `exp(log_probs) · g`, minus `g` at each row's target.
+    ///
+    /// # Shapes
+    /// - log_probs: `[rows, vocab]`, targets and g: `[rows, 1]` → `[rows, vocab]`
+    fn token_nll_backward(
+        log_probs: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let scaled = Self::float_mul(Self::float_exp(log_probs), g.clone());
+        Self::float_scatter_add(1, scaled, targets, Self::float_neg(g))
+    }
+}
+
+impl ModelBackend for crate::device::CpuBackend {}
+impl ModelBackend for crate::device::CudaBackend {}
+#[cfg(feature = "tch")]
+impl ModelBackend for crate::device::TchBackend {}
+
+impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
+    fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SoftmaxBackward;
+
+        impl<B: ModelBackend> Backward<B, 1> for SoftmaxBackward {
+            /// The forward output.
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let y = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::softmax_last_dim_backward(y, g)
+                });
+            }
+        }
+
+        // Compute-bound: the output is kept for the backward pass rather than recomputed.
+        match SoftmaxBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::softmax_last_dim(x.primitive);
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last_dim(x.primitive)),
+        }
+    }
+
+    fn token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct TokenNllBackward;
+
+        impl<B: ModelBackend> Backward<B, 1> for TokenNllBackward {
+            /// The forward pass's log-probabilities and the targets.
+            type State = (FloatTensor<B>, IntTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (log_probs, targets) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::token_nll_backward(log_probs, targets, g)
+                });
+            }
+        }
+
+        match TokenNllBackward
+            .prepare::<C>([logits.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let log_probs = B::log_softmax_rows(logits.primitive);
+                let nll = B::float_neg(B::float_gather(1, log_probs.clone(), targets.clone()));
+                prep.finish((log_probs, targets), nll)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::token_nll(logits.primitive, targets)),
+        }
+    }
+}
+
+/// A backend the training loop runs on: an autodiff backend whose model, and whose inner
+/// (validation) backend's model, both run the operations of this module.
+pub trait TrainBackend: AutodiffBackend<InnerBackend: ModelBackend> + ModelBackend {}
+
+impl<B> TrainBackend for B
+where
+    B: AutodiffBackend + ModelBackend,
+    B::InnerBackend: ModelBackend,
+{
+}
+
+/// Softmax along the last dimension, with a closed-form gradient under autodiff.
+pub fn softmax_last<B: ModelBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::softmax_last_dim(
+        x.into_primitive().tensor(),
+    )))
+}
+
+/// Negative log-likelihood of each row's target, with a closed-form gradient under autodiff.
+///
+/// # Shapes
+/// - logits: `[rows, vocab]`, targets: `[rows]` → `[rows]`
+pub fn token_nll<B: ModelBackend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+) -> Tensor<B, 1> {
+    let [rows] = targets.dims();
+    let targets = targets.reshape([rows, 1]).into_primitive();
+    let nll: Tensor<B, 2> = Tensor::from_primitive(TensorPrimitive::Float(B::token_nll(
+        logits.into_primitive().tensor(),
+        targets,
+    )));
+    nll.reshape([rows])
+}
