@@ -15,7 +15,7 @@ test:
 reproduce *args:
     cargo run --release -p experiments -- reproduce {{args}}
 
-# The comparison at the `quick` preset: about 20 minutes on 2 CPU cores.
+# The comparison at the `quick` preset: about 12 minutes on 2 CPU cores.
 reproduce-quick *args:
     cargo run --release -p experiments -- reproduce --preset quick {{args}}
 
