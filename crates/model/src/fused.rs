@@ -7,13 +7,14 @@
 //!
 //! - softmax `y = softmax(x)` along the last dimension: `dx = y ⊙ (g − Σ g ⊙ y)`;
 //! - the loss of a token, `nll = −log_softmax(z)[target]`: `dz = (softmax(z) − onehot(target)) · g`,
-//!   with `softmax(z) = exp(log_softmax(z))` from the forward pass's saved log-probabilities.
+//!   with `softmax(z)` saved by the forward pass.
 //!
-//! [`ModelBackend`] carries both as backend operations. Inference backends (burn's `flex`, CUDA,
-//! libtorch) run their own forward (`flex` has a fused softmax kernel); [`Autodiff`] over any of
-//! them records one node per operation whose backward is the closed form above, computed with the
-//! inner backend's tensor operations. The results equal burn's decomposed gradients up to float
-//! rounding (checked in this module's tests against burn's own `softmax` and `log_softmax`).
+//! [`ModelBackend`] carries both as backend operations. By default a backend composes them from
+//! its own tensor operations (CUDA, libtorch); burn's `flex` CPU backend runs them as row kernels
+//! ([`flex`]: one pass per row instead of one per operation). [`Autodiff`] over any of them records
+//! one node per operation whose backward is the closed form above, computed by the inner backend.
+//! The results equal burn's decomposed values and gradients up to float rounding (tested in
+//! `tests/model.rs` against burn's own `softmax` and `log_softmax`).
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -24,11 +25,14 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
 
+mod flex;
+
 /// A backend the model runs on: burn's [`Backend`] plus the two operations of this module.
 ///
 /// Every method has a default built from the backend's own tensor operations, so an inference
-/// backend implements it with an empty `impl`; [`Autodiff`] overrides the two forward methods to
-/// record their closed-form gradients.
+/// backend implements it with an empty `impl`; burn's `flex` CPU backend runs row kernels
+/// ([`flex`]), and [`Autodiff`] overrides the two forward methods to record their closed-form
+/// gradients.
 pub trait ModelBackend: Backend {
     /// Softmax along the last dimension.
     fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -39,41 +43,110 @@ pub trait ModelBackend: Backend {
     /// The input gradient of [`ModelBackend::softmax_last_dim`] from its output `y` and the
     /// output gradient `g`: `y ⊙ (g − Σ_last g ⊙ y)`.
     fn softmax_last_dim_backward(y: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {
-        let dim = y.shape().num_dims() - 1;
-        let dot = Self::float_sum_dim(Self::float_mul(g.clone(), y.clone()), dim);
-        Self::float_mul(Self::float_sub(g, dot), y)
+        generic::softmax_last_dim_backward::<Self>(y, g)
     }
 
-    /// Log-softmax along the last dimension of `[rows, vocab]` logits.
-    fn log_softmax_rows(logits: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::log_softmax(logits, 1)
-    }
-
-    /// Negative log-probability of each row's target.
+    /// Negative log-probability of each row's target (no gradient).
     ///
     /// # Shapes
     /// - logits: `[rows, vocab]`, targets: `[rows, 1]` → `[rows, 1]`
     fn token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
-        let log_probs = Self::log_softmax_rows(logits);
-        Self::float_neg(Self::float_gather(1, log_probs, targets))
+        generic::token_nll_with_probs::<Self>(logits, targets, false).0
     }
 
-    /// The logits' gradient of [`ModelBackend::token_nll`] from the forward pass's
-    /// log-probabilities: `exp(log_probs) · g`, minus `g` at each row's target.
+    /// [`ModelBackend::token_nll`] and each row's softmax, which its gradient needs.
     ///
     /// # Shapes
-    /// - log_probs: `[rows, vocab]`, targets and g: `[rows, 1]` → `[rows, vocab]`
+    /// - logits: `[rows, vocab]`, targets: `[rows, 1]` → `[rows, 1]` and `[rows, vocab]`
+    fn token_nll_with_probs(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (nll, probs) = generic::token_nll_with_probs::<Self>(logits, targets, true);
+        (nll, probs.expect("asked for the probabilities"))
+    }
+
+    /// The logits' gradient of [`ModelBackend::token_nll`]: `probs · g`, minus `g` at each
+    /// row's target.
+    ///
+    /// # Shapes
+    /// - probs: `[rows, vocab]`, targets and g: `[rows, 1]` → `[rows, vocab]`
     fn token_nll_backward(
-        log_probs: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
         targets: IntTensor<Self>,
         g: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let scaled = Self::float_mul(Self::float_exp(log_probs), g.clone());
-        Self::float_scatter_add(1, scaled, targets, Self::float_neg(g))
+        generic::token_nll_backward::<Self>(probs, targets, g)
     }
 }
 
-impl ModelBackend for crate::device::CpuBackend {}
+/// The operations composed from burn's own: every backend's default, and `flex`'s for float
+/// types other than f32.
+mod generic {
+    use super::*;
+
+    pub(super) fn softmax_last_dim_backward<B: Backend>(
+        y: FloatTensor<B>,
+        g: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        let dim = y.shape().num_dims() - 1;
+        let dot = B::float_sum_dim(B::float_mul(g.clone(), y.clone()), dim);
+        B::float_mul(B::float_sub(g, dot), y)
+    }
+
+    pub(super) fn token_nll_with_probs<B: Backend>(
+        logits: FloatTensor<B>,
+        targets: IntTensor<B>,
+        keep_probs: bool,
+    ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+        let log_probs = B::log_softmax(logits, 1);
+        let nll = B::float_neg(B::float_gather(1, log_probs.clone(), targets));
+        (nll, keep_probs.then(|| B::float_exp(log_probs)))
+    }
+
+    pub(super) fn token_nll_backward<B: Backend>(
+        probs: FloatTensor<B>,
+        targets: IntTensor<B>,
+        g: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        let scaled = B::float_mul(probs, g.clone());
+        B::float_scatter_add(1, scaled, targets, B::float_neg(g))
+    }
+}
+
+impl ModelBackend for burn::backend::Flex {
+    fn softmax_last_dim_backward(y: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::softmax_backward(&y, &g)
+            .unwrap_or_else(|| generic::softmax_last_dim_backward::<Self>(y, g))
+    }
+
+    fn token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        match flex::token_nll(&logits, &targets, false) {
+            Some((nll, _)) => nll,
+            None => generic::token_nll_with_probs::<Self>(logits, targets, false).0,
+        }
+    }
+
+    fn token_nll_with_probs(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (nll, probs) = match flex::token_nll(&logits, &targets, true) {
+            Some(computed) => computed,
+            None => generic::token_nll_with_probs::<Self>(logits, targets, true),
+        };
+        (nll, probs.expect("asked for the probabilities"))
+    }
+
+    fn token_nll_backward(
+        probs: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        flex::token_nll_backward(probs, &targets, &g)
+            .unwrap_or_else(|probs| generic::token_nll_backward::<Self>(probs, targets, g))
+    }
+}
 impl ModelBackend for crate::device::CudaBackend {}
 #[cfg(feature = "tch")]
 impl ModelBackend for crate::device::TchBackend {}
@@ -119,7 +192,7 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
         struct TokenNllBackward;
 
         impl<B: ModelBackend> Backward<B, 1> for TokenNllBackward {
-            /// The forward pass's log-probabilities and the targets.
+            /// The forward pass's probabilities and the targets.
             type State = (FloatTensor<B>, IntTensor<B>);
 
             fn backward(
@@ -128,9 +201,9 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
                 grads: &mut Gradients,
                 _checkpointer: &mut Checkpointer,
             ) {
-                let (log_probs, targets) = ops.state;
+                let (probs, targets) = ops.state;
                 unary::<B, _>(ops.parents, ops.node, grads, |g| {
-                    B::token_nll_backward(log_probs, targets, g)
+                    B::token_nll_backward(probs, targets, g)
                 });
             }
         }
@@ -141,9 +214,8 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let log_probs = B::log_softmax_rows(logits.primitive);
-                let nll = B::float_neg(B::float_gather(1, log_probs.clone(), targets.clone()));
-                prep.finish((log_probs, targets), nll)
+                let (nll, probs) = B::token_nll_with_probs(logits.primitive, targets.clone());
+                prep.finish((probs, targets), nll)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::token_nll(logits.primitive, targets)),
         }

@@ -1026,4 +1026,73 @@ fn inference_backends_compute_the_same_forward() {
     let inner = values(softmax_last(x.clone()));
     let tracked = values(softmax_last(Tensor::<Ad, 3>::from_inner(x)));
     assert_eq!(inner, tracked);
+
+    // The token loss without a gradient (evaluation) equals the training forward's.
+    let device = cpu_device();
+    let logits = wide_scores([1, 6, 40], false).reshape([6, 40]);
+    let targets =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i64, 39, 5, 5, 17, 1], [6]), &device);
+    let inner = values(token_nll(logits.clone(), targets.clone()));
+    let tracked = values(token_nll(
+        Tensor::<Ad, 2>::from_inner(logits).require_grad(),
+        Tensor::<Ad, 1, Int>::from_inner(targets),
+    ));
+    assert_eq!(inner, tracked);
+}
+
+/// f64 logits take the composed path rather than the f32 CPU kernels: same values and gradients
+/// as burn's decomposition.
+#[test]
+fn f64_takes_the_composed_path_with_the_same_results() {
+    let device = cpu_device();
+    let (rows, vocab) = (5, 23);
+    let data: Vec<f64> = values(wide_scores([1, rows, vocab], false));
+    let logits = || {
+        Tensor::<Ad, 2>::from_data(
+            TensorData::new(data.clone(), [rows, vocab]),
+            (&device, DType::F64),
+        )
+        .require_grad()
+    };
+    let targets =
+        Tensor::<Ad, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 22, 9, 9], [rows]), &device);
+
+    let ours_in = logits();
+    let ours = token_nll(ours_in.clone(), targets.clone());
+    assert_eq!(ours.dtype(), DType::F64);
+    let ours_grad = values(ours_in.grad(&ours.clone().sum().backward()).unwrap());
+    let burns_in = logits();
+    let burns = log_softmax(burns_in.clone(), 1)
+        .gather(1, targets.reshape([rows, 1]))
+        .reshape([rows])
+        .neg();
+    let burns_grad = values(burns_in.grad(&burns.clone().sum().backward()).unwrap());
+    assert!(max_fused_difference(&values(ours), &values(burns)) < 1e-12);
+    assert!(max_fused_difference(&ours_grad, &burns_grad) < 1e-12);
+
+    let ours_in = logits();
+    let ours = softmax_last(ours_in.clone());
+    let weights = Tensor::<Ad, 2>::from_data(
+        TensorData::new(
+            (0..rows * vocab)
+                .map(|i| (i % 7) as f64)
+                .collect::<Vec<_>>(),
+            [rows, vocab],
+        ),
+        (&device, DType::F64),
+    );
+    let ours_grad = values(
+        ours_in
+            .grad(&(ours.clone() * weights.clone()).sum().backward())
+            .unwrap(),
+    );
+    let burns_in = logits();
+    let burns = softmax(burns_in.clone(), 1);
+    let burns_grad = values(
+        burns_in
+            .grad(&(burns.clone() * weights).sum().backward())
+            .unwrap(),
+    );
+    assert!(max_fused_difference(&values(ours), &values(burns)) < 1e-12);
+    assert!(max_fused_difference(&ours_grad, &burns_grad) < 1e-12);
 }

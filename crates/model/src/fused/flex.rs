@@ -1,0 +1,198 @@
+//! The operations of [`super::ModelBackend`] on burn's `flex` CPU backend as row kernels.
+//!
+//! burn's CPU operations each make a full pass over their operand and allocate their result, so
+//! a composition of five of them over `[tokens, vocabulary]` logits reads and writes the logits
+//! five times. These kernels make one pass per row (a row of logits or of attention scores fits
+//! in the L1 or L2 cache) and rows run in parallel on burn's rayon pool. f32 only: other float
+//! types take the generic composition of [`super`]. Each equals that composition up to float
+//! rounding (tested in `tests/model.rs` against burn's decomposed softmax and log-softmax).
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
+use rayon::prelude::*;
+
+/// About this many floats per rayon task, so that scheduling costs nothing next to the work.
+const FLOATS_PER_TASK: usize = 1 << 15;
+
+/// Whole rows per task for rows of `row_len` floats.
+fn rows_per_task(row_len: usize) -> usize {
+    (FLOATS_PER_TASK / row_len.max(1)).max(1)
+}
+
+/// `tensor` as a contiguous f32 buffer and its last dimension, or `None` for other float types.
+fn f32_rows(tensor: &FlexTensor) -> Option<(FlexTensor, usize)> {
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    let row_len = *tensor.shape().as_slice().last()?;
+    (row_len > 0).then(|| (tensor.to_contiguous(), row_len))
+}
+
+fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Row indices of an int tensor of any of flex's int types, as `usize`.
+fn indices(targets: &FlexTensor) -> Vec<usize> {
+    let targets = targets.to_contiguous();
+    match targets.dtype() {
+        DType::I64 => targets
+            .storage::<i64>()
+            .iter()
+            .map(|&t| t as usize)
+            .collect(),
+        DType::I32 => targets
+            .storage::<i32>()
+            .iter()
+            .map(|&t| t as usize)
+            .collect(),
+        DType::U32 => targets
+            .storage::<u32>()
+            .iter()
+            .map(|&t| t as usize)
+            .collect(),
+        DType::U64 => targets
+            .storage::<u64>()
+            .iter()
+            .map(|&t| t as usize)
+            .collect(),
+        other => panic!("token loss: targets of type {other:?} are not indices"),
+    }
+}
+
+/// Softmax's input gradient `y ⊙ (g − Σ g ⊙ y)` along the last dimension, or `None` when the
+/// operands are not f32.
+pub(super) fn softmax_backward(y: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor> {
+    let (y, row_len) = f32_rows(y)?;
+    let (g, _) = f32_rows(g)?;
+    let (ys, gs) = (y.storage::<f32>(), g.storage::<f32>());
+    assert_eq!(
+        ys.len(),
+        gs.len(),
+        "softmax gradient: output and gradient shapes differ"
+    );
+    let mut out = vec![0.0f32; ys.len()];
+    let chunk = rows_per_task(row_len) * row_len;
+    out.par_chunks_mut(chunk)
+        .zip(ys.par_chunks(chunk).zip(gs.par_chunks(chunk)))
+        .for_each(|(out, (ys, gs))| {
+            for ((out, y), g) in out
+                .chunks_mut(row_len)
+                .zip(ys.chunks(row_len))
+                .zip(gs.chunks(row_len))
+            {
+                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                for ((out, y), g) in out.iter_mut().zip(y).zip(g) {
+                    *out = y * (g - dot);
+                }
+            }
+        });
+    Some(f32_tensor(out, y.shape()))
+}
+
+/// Each row's negative log-probability of its target, `max − z[target] + ln Σ exp(z − max)`, and
+/// (when `keep_probs`) the row's softmax for the backward pass. `None` when not f32.
+///
+/// # Shapes
+/// - logits: `[rows, vocab]`, targets: `[rows, 1]` → nll `[rows, 1]`, probs `[rows, vocab]`
+pub(super) fn token_nll(
+    logits: &FlexTensor,
+    targets: &FlexTensor,
+    keep_probs: bool,
+) -> Option<(FlexTensor, Option<FlexTensor>)> {
+    let (logits, vocab) = f32_rows(logits)?;
+    let zs = logits.storage::<f32>();
+    let rows = zs.len() / vocab;
+    let targets = indices(targets);
+    assert_eq!(targets.len(), rows, "token loss: one target per row");
+    let mut nll = vec![0.0f32; rows];
+    let mut probs = if keep_probs {
+        vec![0.0f32; zs.len()]
+    } else {
+        Vec::new()
+    };
+    let per_task = rows_per_task(vocab);
+    let row = |z: &[f32], target: usize, probs: Option<&mut [f32]>| -> f32 {
+        assert!(
+            target < vocab,
+            "token loss: target {target} ≥ vocabulary {vocab}"
+        );
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = match probs {
+            Some(probs) => {
+                let mut sum = 0.0f32;
+                for (p, z) in probs.iter_mut().zip(z) {
+                    *p = (z - max).exp();
+                    sum += *p;
+                }
+                let inverse = 1.0 / sum;
+                probs.iter_mut().for_each(|p| *p *= inverse);
+                sum
+            }
+            None => z.iter().map(|z| (z - max).exp()).sum(),
+        };
+        // (max − z_t) first: exact enough when the target has nearly all the probability.
+        (max - z[target]) + sum.ln()
+    };
+    if keep_probs {
+        nll.par_chunks_mut(per_task)
+            .zip(zs.par_chunks(per_task * vocab))
+            .zip(probs.par_chunks_mut(per_task * vocab))
+            .zip(targets.par_chunks(per_task))
+            .for_each(|(((nll, zs), probs), targets)| {
+                for (((nll, z), probs), &target) in nll
+                    .iter_mut()
+                    .zip(zs.chunks(vocab))
+                    .zip(probs.chunks_mut(vocab))
+                    .zip(targets)
+                {
+                    *nll = row(z, target, Some(probs));
+                }
+            });
+    } else {
+        nll.par_chunks_mut(per_task)
+            .zip(zs.par_chunks(per_task * vocab))
+            .zip(targets.par_chunks(per_task))
+            .for_each(|((nll, zs), targets)| {
+                for ((nll, z), &target) in nll.iter_mut().zip(zs.chunks(vocab)).zip(targets) {
+                    *nll = row(z, target, None);
+                }
+            });
+    }
+    let nll = f32_tensor(nll, Shape::new([rows, 1]));
+    let probs = keep_probs.then(|| f32_tensor(probs, logits.shape()));
+    Some((nll, probs))
+}
+
+/// The logits' gradient `probs · g − g · onehot(target)`, written over `probs` when nothing else
+/// holds it. `Err(probs)` back when the operands are not f32.
+///
+/// # Shapes
+/// - probs: `[rows, vocab]`, targets and g: `[rows, 1]` → `[rows, vocab]`
+pub(super) fn token_nll_backward(
+    probs: FlexTensor,
+    targets: &FlexTensor,
+    g: &FlexTensor,
+) -> Result<FlexTensor, FlexTensor> {
+    let (Some((contiguous, vocab)), Some((g, _))) = (f32_rows(&probs), f32_rows(g)) else {
+        return Err(probs);
+    };
+    // Drop the caller's handle, so that the buffer has one owner and is written in place.
+    drop(probs);
+    let mut probs = contiguous;
+    let gs = g.storage::<f32>();
+    let targets = indices(targets);
+    let per_task = rows_per_task(vocab);
+    // The forward pass's probabilities are used once, so their buffer takes the gradient (a
+    // copy is made only if something else still holds them).
+    let ps = probs.storage_mut::<f32>();
+    ps.par_chunks_mut(per_task * vocab)
+        .zip(gs.par_chunks(per_task).zip(targets.par_chunks(per_task)))
+        .for_each(|(ps, (gs, targets))| {
+            for ((p, &g), &target) in ps.chunks_mut(vocab).zip(gs).zip(targets) {
+                p.iter_mut().for_each(|p| *p *= g);
+                p[target] -= g;
+            }
+        });
+    Ok(probs)
+}
