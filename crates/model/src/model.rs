@@ -5,13 +5,12 @@
 
 use burn::module::{Initializer, Module, ModuleVisitor, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::fused::{ModelBackend, softmax_last, token_nll};
+use crate::fused::{ModelBackend, gelu, softmax_last, token_nll};
 
 /// The decoder. Build it with [`ModelConfig::init`]; load one with [`GptNeoX::load_pretrained`].
 #[derive(Module, Debug)]

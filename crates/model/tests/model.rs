@@ -6,10 +6,10 @@ use std::path::Path;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::{gelu as burns_gelu, log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
-use mixlab_model::fused::{softmax_last, token_nll};
+use mixlab_model::fused::{gelu, softmax_last, token_nll};
 use mixlab_model::{
     CpuBackend, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig, ModelError, PRESET_NAMES,
     Precision, TrainBenchConfig, bench_training, clip_grad_norm, cpu_device, cuda_device,
@@ -1095,4 +1095,51 @@ fn f64_takes_the_composed_path_with_the_same_results() {
     );
     assert!(max_fused_difference(&values(ours), &values(burns)) < 1e-12);
     assert!(max_fused_difference(&ours_grad, &burns_grad) < 1e-12);
+}
+
+/// GELU with the vectorised erf against burn's (libm's `erff`): values and gradients within
+/// 5e-7 from −12 to 12, which covers the erf approximation's 1.5e-7 and f32 rounding; the
+/// tails are exact: 0 far below zero (e^(−x²/2) underflows to exactly 0) and x far above.
+#[test]
+fn gelu_and_its_gradient_equal_burns_within_the_erf_approximation() {
+    let device = cpu_device();
+    let xs: Vec<f32> = (-1200..=1200)
+        .map(|i| i as f32 / 100.0)
+        .chain([-40.0, 40.0, 1e-6, -1e-6])
+        .collect();
+    let n = xs.len();
+    let input =
+        || Tensor::<Ad, 1>::from_data(TensorData::new(xs.clone(), [n]), &device).require_grad();
+    // Weights of both signs, so that the gradient's sign errors would show.
+    let weights = Tensor::<Ad, 1>::from_data(
+        TensorData::new(
+            (0..n)
+                .map(|i| if i % 2 == 0 { 1.5f32 } else { -0.5 })
+                .collect::<Vec<_>>(),
+            [n],
+        ),
+        &device,
+    );
+    let ours_in = input();
+    let ours = gelu(ours_in.clone());
+    let ours_grad = values(
+        ours_in
+            .grad(&(ours.clone() * weights.clone()).sum().backward())
+            .unwrap(),
+    );
+    let burns_in = input();
+    let burns = burns_gelu(burns_in.clone());
+    let burns_grad = values(
+        burns_in
+            .grad(&(burns.clone() * weights).sum().backward())
+            .unwrap(),
+    );
+    let (ours, burns) = (values(ours), values(burns));
+    let worst = max_fused_difference(&ours, &burns);
+    assert!(worst < 5e-7, "GELU values differ by {worst}");
+    let worst = max_fused_difference(&ours_grad, &burns_grad);
+    assert!(worst < 5e-7, "GELU gradients differ by {worst}");
+    assert_eq!(ours[n - 4], 0.0, "GELU(-40)");
+    assert_eq!(ours[n - 3], 40.0, "GELU(40)");
+    assert_eq!(ours_grad[n - 4], 0.0, "GELU'(-40)");
 }

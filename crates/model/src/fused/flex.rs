@@ -3,7 +3,8 @@
 //! burn's CPU operations each make a full pass over their operand and allocate their result, so
 //! a composition of five of them over `[tokens, vocabulary]` logits reads and writes the logits
 //! five times. These kernels make one pass per row (a row of logits or of attention scores fits
-//! in the L1 or L2 cache) and rows run in parallel on burn's rayon pool. f32 only: other float
+//! in the L1 or L2 cache) and rows run in parallel on burn's rayon pool. GELU and its gradient
+//! run with a branch-free erf and exp that LLVM vectorises. f32 only: other float
 //! types take the generic composition of [`super`]. Each equals that composition up to float
 //! rounding (tested in `tests/model.rs` against burn's decomposed softmax and log-softmax).
 
@@ -195,4 +196,93 @@ pub(super) fn token_nll_backward(
             }
         });
     Ok(probs)
+}
+
+/// `e^x` for the kernels: Cephes' single-precision method (x = n ln 2 + r with ln 2 in two
+/// parts, a degree-5 polynomial for e^r on [−ln2/2, ln2/2], 2^n built from its bits), within
+/// 2 ulp of libm's `expf`, and branch-free so that LLVM vectorises the loops that call it (libm's
+/// `expf` is one call per element). Below −87.3 (under f32's smallest normal), −∞ included, it
+/// gives exactly 0; above 88.7 it saturates (the kernels only pass values ≤ 0).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const LOWEST: f32 = -87.336_54;
+    // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(LOWEST, 88.722_84);
+    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let e_r = p * r * r + r + 1.0;
+    let two_n = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    if x < LOWEST { 0.0 } else { e_r * two_n }
+}
+
+/// `erf(z)` and `exp(−z²)` (which GELU's gradient needs too), by Abramowitz and Stegun 7.1.26:
+/// `erf(|z|) = 1 − (a1 t + … + a5 t⁵) e^(−z²)` with `t = 1 / (1 + p|z|)`, absolute error under
+/// 1.5e-7 (PyTorch's vectorised CPU `erf` uses the same formula). Branch-free, so it vectorises.
+#[inline(always)]
+fn erf_and_gaussian(z: f32) -> (f32, f32) {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let gaussian = exp(-z * z);
+    let t = 1.0 / (1.0 + P * z.abs());
+    let poly = ((((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0]) * t;
+    ((1.0 - poly * gaussian).copysign(z), gaussian)
+}
+
+/// GELU with the exact (erf) form, `x Φ(x) = x (1 + erf(x/√2)) / 2`, or `None` when not f32.
+pub(super) fn gelu(x: &FlexTensor) -> Option<FlexTensor> {
+    let (x, _) = f32_rows(x)?;
+    let xs = x.storage::<f32>();
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(FLOATS_PER_TASK)
+        .zip(xs.par_chunks(FLOATS_PER_TASK))
+        .for_each(|(out, xs)| {
+            for (out, &x) in out.iter_mut().zip(xs) {
+                let (erf, _) = erf_and_gaussian(x * std::f32::consts::FRAC_1_SQRT_2);
+                *out = 0.5 * x * (1.0 + erf);
+            }
+        });
+    Some(f32_tensor(out, x.shape()))
+}
+
+/// GELU's input gradient `g (Φ(x) + x φ(x))`, φ the standard normal density, or `None` when
+/// not f32.
+pub(super) fn gelu_backward(x: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor> {
+    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+    let (x, _) = f32_rows(x)?;
+    let (g, _) = f32_rows(g)?;
+    let (xs, gs) = (x.storage::<f32>(), g.storage::<f32>());
+    assert_eq!(
+        xs.len(),
+        gs.len(),
+        "GELU gradient: input and gradient shapes differ"
+    );
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(FLOATS_PER_TASK)
+        .zip(
+            xs.par_chunks(FLOATS_PER_TASK)
+                .zip(gs.par_chunks(FLOATS_PER_TASK)),
+        )
+        .for_each(|(out, (xs, gs))| {
+            for ((out, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
+                // exp(−z²) with z = x/√2 is exp(−x²/2), the density's kernel.
+                let (erf, gaussian) = erf_and_gaussian(x * std::f32::consts::FRAC_1_SQRT_2);
+                *out = g * (0.5 * (1.0 + erf) + x * FRAC_1_SQRT_2PI * gaussian);
+            }
+        });
+    Some(f32_tensor(out, x.shape()))
 }
