@@ -1,4 +1,4 @@
-//! Softmax and the per-token loss as single operations with closed-form gradients.
+//! Softmax, the per-token loss and GELU as single operations with closed-form gradients.
 //!
 //! burn 0.21 differentiates `softmax` and `log_softmax` through their decomposition (maximum,
 //! subtraction, exponential, sum, division or logarithm, subtraction), so a training step pays for
@@ -34,7 +34,7 @@ mod flex;
 ///
 /// Every method has a default built from the backend's own tensor operations, so an inference
 /// backend implements it with an empty `impl`; burn's `flex` CPU backend runs row kernels
-/// ([`flex`]), and [`Autodiff`] overrides the two forward methods to record their closed-form
+/// ([`flex`]), and [`Autodiff`] overrides the forward methods to record their closed-form
 /// gradients.
 pub trait ModelBackend: Backend {
     /// Softmax along the last dimension.
