@@ -175,72 +175,16 @@ impl ModelBackend for crate::device::TchBackend {}
 
 impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluBackward;
-
-        impl<B: ModelBackend> Backward<B, 1> for GeluBackward {
-            /// The input.
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |g| {
-                    B::gelu_exact_backward(x, g)
-                });
-            }
-        }
-
-        match GeluBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::gelu_exact(x.primitive.clone());
-                prep.finish(x.primitive, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::gelu_exact(x.primitive)),
-        }
+        unary_node::<B, C>(x, B::gelu_exact, B::gelu_exact_backward, Saved::Input)
     }
 
     fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-
-        impl<B: ModelBackend> Backward<B, 1> for SoftmaxBackward {
-            /// The forward output.
-            type State = FloatTensor<B>;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let y = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |g| {
-                    B::softmax_last_dim_backward(y, g)
-                });
-            }
-        }
-
-        // Compute-bound: the output is kept for the backward pass rather than recomputed.
-        match SoftmaxBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::softmax_last_dim(x.primitive);
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_last_dim(x.primitive)),
-        }
+        unary_node::<B, C>(
+            x,
+            B::softmax_last_dim,
+            B::softmax_last_dim_backward,
+            Saved::Output,
+        )
     }
 
     fn token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
@@ -275,6 +219,69 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(B::token_nll(logits.primitive, targets)),
         }
+    }
+}
+
+/// What a [`unary_node`]'s gradient is computed from.
+#[derive(Debug, Clone, Copy)]
+enum Saved {
+    /// The operation's input (GELU).
+    Input,
+    /// The operation's output (softmax).
+    Output,
+}
+
+/// The backward step of a [`unary_node`]: `gradient(saved, g)`.
+struct UnaryBackward<B: Backend> {
+    gradient: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+}
+
+impl<B: Backend> std::fmt::Debug for UnaryBackward<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnaryBackward")
+    }
+}
+
+impl<B: Backend> Backward<B, 1> for UnaryBackward<B> {
+    /// The input or the output of the forward pass, as [`Saved`] chose.
+    type State = FloatTensor<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let saved = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| (self.gradient)(saved, g));
+    }
+}
+
+/// One autodiff node for an element- or row-wise operation whose input gradient is
+/// `gradient(saved, g)`. Compute-bound: the saved tensor is kept for the backward pass rather
+/// than recomputed.
+fn unary_node<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    forward: fn(FloatTensor<B>) -> FloatTensor<B>,
+    gradient: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+    saved: Saved,
+) -> FloatTensor<Autodiff<B, C>> {
+    match (UnaryBackward { gradient })
+        .prepare::<C>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => match saved {
+            Saved::Input => {
+                let y = forward(x.primitive.clone());
+                prep.finish(x.primitive, y)
+            }
+            Saved::Output => {
+                let y = forward(x.primitive);
+                prep.finish(y.clone(), y)
+            }
+        },
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive)),
     }
 }
 
