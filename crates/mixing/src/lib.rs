@@ -37,7 +37,9 @@ pub use feedback_log::{
 };
 pub use mixer::{Mixer, check_distribution, check_state_header, check_step, named_values};
 pub use named::NamedTable;
-pub use registry::{MixerConfig, MixerContext, MixerEntry, MixerRegistry, ParamDoc, parse_config};
+pub use registry::{
+    MixerConfig, MixerContext, MixerEntry, MixerRegistry, ParamDoc, config_table, parse_config,
+};
 pub use replay::{replay, replay_context, replay_line};
 pub use static_mixer::{StaticConfig, StaticMixer};
 pub use table::{WeightSpec, WeightTable};

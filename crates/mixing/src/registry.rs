@@ -184,14 +184,20 @@ impl MixerEntry {
     }
 }
 
-fn resolve_with<C: MixerConfig>(table: &toml::Table) -> Result<toml::Table> {
-    let config: C = parse_config(table)?;
+/// The `[mixer]` table a user would write for `config`: `kind = C::KIND` and the config's
+/// fields as it serialises them (fields it skips when unset stay unset, so the mixer's
+/// defaults apply as they would to a hand-written table).
+pub fn config_table<C: MixerConfig>(config: &C) -> Result<toml::Table> {
     let body =
-        toml::Table::try_from(&config).map_err(|e| MixingError::config(C::KIND, e.to_string()))?;
+        toml::Table::try_from(config).map_err(|e| MixingError::config(C::KIND, e.to_string()))?;
     let mut out = toml::Table::new();
     out.insert("kind".into(), toml::Value::String(C::KIND.into()));
     out.extend(body);
     Ok(out)
+}
+
+fn resolve_with<C: MixerConfig>(table: &toml::Table) -> Result<toml::Table> {
+    config_table(&parse_config::<C>(table)?)
 }
 
 fn build_with<C: MixerConfig>(table: &toml::Table, ctx: &MixerContext) -> Result<Box<dyn Mixer>> {
@@ -321,6 +327,21 @@ mod tests {
             .expect("resolves");
         assert_eq!(resolved["kind"].as_str(), Some("static"));
         assert_eq!(resolved["renormalize"].as_bool(), Some(false));
+    }
+
+    #[test]
+    fn a_typed_config_becomes_the_table_a_user_writes() {
+        let config = StaticConfig {
+            weights: crate::WeightSpec::Temperature(2.0),
+            renormalize: true,
+        };
+        let t = config_table(&config).expect("serialises");
+        assert_eq!(
+            t,
+            table("kind = \"static\"\nweights = { temperature = 2.0 }\nrenormalize = true")
+        );
+        // And it parses back to the same config.
+        assert_eq!(parse_config::<StaticConfig>(&t).expect("parses"), config);
     }
 
     #[test]

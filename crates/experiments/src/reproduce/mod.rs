@@ -10,6 +10,8 @@
 
 pub mod child;
 pub mod claims;
+mod legacy;
+pub mod method;
 pub mod preset;
 pub mod progress;
 pub mod reference;
@@ -44,6 +46,7 @@ use crate::stop::{Stopped, StoppedRun};
 use child::JobOutput;
 pub use child::{RunArgs, run_child};
 
+pub use method::{Method, PlanWeights, ablation_methods, reproduce_methods};
 pub use preset::{Preset, preset};
 
 /// Which comparison a plan runs.
@@ -54,82 +57,6 @@ pub enum PlanKind {
     Reproduce,
     /// ODM variants: exploration, smoothing, granularity.
     AblateExploration,
-}
-
-/// Where a method's static weights come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Weights {
-    /// The Pile weights, or their analogue on a dataset without the Pile's domains.
-    Tpw,
-    /// 1/K each.
-    Uniform,
-    /// A published table (`doremi-256k`, `doremi-50k`, ...).
-    Table(String),
-    /// The averaged domain weights a DoReMi proxy run (method id) wrote.
-    ProxyOutput(String),
-}
-
-/// How one method trains.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum MethodKind {
-    /// A fixed mixture.
-    Static {
-        /// The mixture.
-        weights: Weights,
-    },
-    /// ODM, initialised with TPW.
-    Odm {
-        /// `paper` or `reference-code`.
-        rule: String,
-        /// Warm-up steps with the stationary initial policy.
-        warmup_steps: u64,
-        /// Smoothing factor (None: the rule's default, 0.9).
-        alpha: Option<f64>,
-        /// Fixed exploration rate (None: the decaying ε_t).
-        exploration: Option<f64>,
-        /// Sampling granularity after the warm-up.
-        granularity: Granularity,
-        /// Sampling granularity during the warm-up (None: the same).
-        warmup_granularity: Option<Granularity>,
-    },
-    /// DoReMi's proxy run: Group DRO against a reference model (a method id, its final/).
-    DoremiProxy {
-        /// The method whose final model is the reference.
-        reference: String,
-    },
-}
-
-/// One method of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Method {
-    /// Identifier: the run directory name.
-    pub id: String,
-    /// Name in tables and legends.
-    pub label: String,
-    /// One line on what it is.
-    pub about: String,
-    /// Whether it appears in the comparison (a proxy run does not).
-    pub reported: bool,
-    /// The row of the paper's results this method corresponds to, if any.
-    pub paper_row: Option<String>,
-    /// How it trains.
-    pub kind: MethodKind,
-}
-
-impl Method {
-    /// The method whose run (same seed) must finish first: a DoReMi proxy's reference, or the
-    /// proxy whose averaged weights a static mixture uses.
-    pub fn dependency(&self) -> Option<&str> {
-        match &self.kind {
-            MethodKind::Static {
-                weights: Weights::ProxyOutput(proxy),
-            } => Some(proxy),
-            MethodKind::DoremiProxy { reference } => Some(reference),
-            _ => None,
-        }
-    }
 }
 
 /// The dataset of a plan.
@@ -172,6 +99,7 @@ pub struct Plan {
     /// Training seeds; every method runs once per seed.
     pub seeds: Vec<u64>,
     /// Methods, in run order (a method runs after those it depends on).
+    #[serde(deserialize_with = "method::deserialize_methods")]
     pub methods: Vec<Method>,
 }
 
@@ -192,16 +120,19 @@ impl Plan {
     }
 
     /// The plan without its descriptions (labels, one-line explanations), which a newer version
-    /// may word differently: two plans with the same semantics run the same runs.
-    ///
-    /// It is read back from the plan's JSON text, as a saved plan is: serde_json's number parser
-    /// is not always correctly rounded (1/11 comes back one bit off), so only values parsed from
-    /// the same text compare equal. Compare a saved plan through [`semantics_of`] on the file's
-    /// text, never through a `Plan` parsed from it and written again.
+    /// may word differently: two plans with the same semantics run the same runs. A saved plan
+    /// is compared after parsing it as a `Plan` (which converts the older form of its methods,
+    /// see [`legacy`]); serde_json parses numbers correctly rounded (its `float_roundtrip`
+    /// feature), so a value written and read back is the same to the bit.
     pub fn semantics(&self) -> Result<serde_json::Value> {
-        Ok(semantics_of(serde_json::from_str(&serde_json::to_string(
-            self,
-        )?)?))
+        Ok(semantics_of(serde_json::to_value(self)?))
+    }
+
+    /// The semantics of a plan saved as `text` (the contents of `path`, named in errors).
+    pub fn saved_semantics(text: &str, path: &Path) -> Result<serde_json::Value> {
+        let plan: Plan =
+            serde_json::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
+        plan.semantics()
     }
 
     /// Reads `<out>/plan.json`.
@@ -220,69 +151,29 @@ impl Plan {
     /// The training config of `method` with `seed`, its run directory under `out`.
     pub fn train_config(&self, out: &Path, method: &Method, seed: u64) -> Result<TrainConfig> {
         let p = &self.preset;
-        let mut training = TrainingConfig {
+        let training = TrainingConfig {
             batch_size: p.batch_size,
             micro_batches: p.micro_batches,
-            granularity: Granularity::MicroBatch,
-            warmup_granularity: None,
-            warmup_steps: 0,
+            granularity: method.training.granularity,
+            warmup_granularity: method.training.warmup_granularity,
+            warmup_steps: method.training.warmup_steps,
             steps: p.steps,
             seed,
             device: p.device,
             log_interval: 1,
         };
-        let mixer = match &method.kind {
-            MethodKind::Static { weights } => {
-                let mut t = toml::Table::new();
-                t.insert("kind".into(), "static".into());
-                let (spec, renormalize) = self.weight_spec(out, weights, seed)?;
-                t.insert("weights".into(), spec);
-                t.insert("renormalize".into(), renormalize.into());
-                t
+        let mut mixer = method.mixer.clone();
+        if !method.dataset_weights.is_empty() {
+            let mut renormalize = false;
+            for (key, weights) in &method.dataset_weights {
+                let (spec, renorm) = self
+                    .weight_spec(out, weights, seed)
+                    .with_context(|| format!("method {}: `{key}`", method.id))?;
+                mixer.insert(key.clone(), spec);
+                renormalize |= renorm;
             }
-            MethodKind::Odm {
-                rule,
-                warmup_steps,
-                alpha,
-                exploration,
-                granularity,
-                warmup_granularity,
-            } => {
-                let mut t = toml::Table::new();
-                t.insert("kind".into(), "odm".into());
-                t.insert("rule".into(), rule.clone().into());
-                let (spec, renormalize) = self.weight_spec(out, &Weights::Tpw, seed)?;
-                t.insert("initial_weights".into(), spec);
-                t.insert("renormalize".into(), renormalize.into());
-                t.insert("warmup_steps".into(), (*warmup_steps as i64).into());
-                if let Some(a) = alpha {
-                    t.insert("alpha".into(), (*a).into());
-                }
-                if let Some(e) = exploration {
-                    t.insert("exploration".into(), (*e).into());
-                }
-                training.granularity = *granularity;
-                training.warmup_granularity = *warmup_granularity;
-                training.warmup_steps = if warmup_granularity.is_some() {
-                    *warmup_steps
-                } else {
-                    0
-                };
-                t
-            }
-            MethodKind::DoremiProxy { .. } => {
-                // The repo's 120M proxy run: η = 1, c = 1e-3, uniform sampling weights,
-                // per-sequence sampling from them, and its running average (α_0 included).
-                training.granularity = Granularity::Sequence;
-                let mut t = toml::Table::new();
-                t.insert("kind".into(), "doremi".into());
-                t.insert("eta".into(), 1.0.into());
-                t.insert("smoothing".into(), 1e-3.into());
-                t.insert("sampling_weights".into(), "uniform".into());
-                t.insert("average".into(), "code".into());
-                t
-            }
-        };
+            mixer.insert("renormalize".into(), renormalize.into());
+        }
         let config = TrainConfig {
             name: format!("{}-{}-seed{}", p.name, method.id, seed),
             data: DataConfig {
@@ -317,7 +208,12 @@ impl Plan {
     }
 
     /// The `weights` value (and `renormalize`) of a static mixer for `weights` on this dataset.
-    fn weight_spec(&self, out: &Path, weights: &Weights, seed: u64) -> Result<(toml::Value, bool)> {
+    fn weight_spec(
+        &self,
+        out: &Path,
+        weights: &PlanWeights,
+        seed: u64,
+    ) -> Result<(toml::Value, bool)> {
         let domains = &self.dataset.domains;
         let inline = |map: BTreeMap<String, f64>| {
             let mut inner = toml::Table::new();
@@ -340,17 +236,17 @@ impl Plan {
             }
         };
         match weights {
-            Weights::Uniform => Ok(("uniform".into(), false)),
-            Weights::Tpw if self.dataset.kind == "pile" => table("tpw"),
-            Weights::Tpw => {
+            PlanWeights::Uniform => Ok(("uniform".into(), false)),
+            PlanWeights::Tpw if self.dataset.kind == "pile" => table("tpw"),
+            PlanWeights::Tpw => {
                 // TPW is the Pile's effective token share; on another dataset its analogue is
                 // the token-proportional mixture.
                 let mut t = toml::Table::new();
                 t.insert("temperature".into(), 1.0.into());
                 Ok((toml::Value::Table(t), false))
             }
-            Weights::Table(name) => table(name),
-            Weights::ProxyOutput(proxy) => {
+            PlanWeights::Table(name) => table(name),
+            PlanWeights::OutputOf(proxy) => {
                 let path = Self::run_dir(out, proxy, seed).join("mixer-output-weights.toml");
                 let mut t = toml::Table::new();
                 t.insert("file".into(), path.display().to_string().into());
@@ -378,162 +274,6 @@ pub fn analogue_weights(table: NamedTable, domains: &[String]) -> Result<BTreeMa
         *w /= sum;
     }
     Ok(map)
-}
-
-/// The methods of the paper's comparison, in run order.
-pub fn reproduce_methods(preset: &Preset) -> Vec<Method> {
-    let stat = |id: &str, label: &str, about: &str, paper: Option<&str>, weights: Weights| Method {
-        id: id.into(),
-        label: label.into(),
-        about: about.into(),
-        reported: true,
-        paper_row: paper.map(Into::into),
-        kind: MethodKind::Static { weights },
-    };
-    vec![
-        stat("tpw", "TPW", "The Pile weights (the Pile's effective token shares; their analogue elsewhere)", Some("The Pile Weights"), Weights::Tpw),
-        stat("doremi-256k", "DoReMi-256k", "DoReMi's published weights (280M proxy, 256k-vocabulary tokenizer)", Some("DoReMi-256k"), Weights::Table("doremi-256k".into())),
-        stat("doremi-50k", "DoReMi-50k", "DoReMi weights recomputed with a 50k NeoX tokenizer (120M proxy)", Some("DoReMi-50k"), Weights::Table("doremi-50k".into())),
-        Method {
-            id: "odm-paper".into(),
-            label: "ODM".into(),
-            about: format!("ODM, Algorithm 1 of the paper (importance-weighted smoothed loss, softmax), a {}-step TPW warm-up (1%), homogeneous micro-batches", preset.odm_paper_warmup),
-            reported: true,
-            paper_row: Some("ODM".into()),
-            kind: MethodKind::Odm {
-                rule: "paper".into(),
-                warmup_steps: preset.odm_paper_warmup,
-                alpha: None,
-                exploration: None,
-                granularity: Granularity::MicroBatch,
-                warmup_granularity: None,
-            },
-        },
-        Method {
-            id: "odm-code".into(),
-            label: "ODM (code rule)".into(),
-            about: format!("ODM as the released code does it (smoothed exp(mean loss), linear normalisation), a {}-step TPW warm-up (2%) with mixed micro-batches", preset.odm_code_warmup),
-            reported: true,
-            paper_row: None,
-            kind: MethodKind::Odm {
-                rule: "reference-code".into(),
-                warmup_steps: preset.odm_code_warmup,
-                alpha: None,
-                exploration: None,
-                granularity: Granularity::MicroBatch,
-                warmup_granularity: Some(Granularity::Sequence),
-            },
-        },
-        stat("uniform", "Uniform", "1/K per domain (a strong cheap baseline in later work)", None, Weights::Uniform),
-        Method {
-            id: "doremi-proxy".into(),
-            label: "DoReMi proxy".into(),
-            about: "DoReMi step 2: Group DRO proxy against the TPW run as reference (eta 1, c 1e-3, uniform sampling)".into(),
-            reported: false,
-            paper_row: None,
-            kind: MethodKind::DoremiProxy { reference: "tpw".into() },
-        },
-        stat("doremi", "DoReMi (mixlab)", "DoReMi computed here: the proxy's averaged domain weights (reference = the TPW run)", None, Weights::ProxyOutput("doremi-proxy".into())),
-    ]
-}
-
-/// The ODM variants of `ablate-exploration`; `k` is the number of domains (for ε = 1/K).
-pub fn ablation_methods(preset: &Preset, k: usize) -> Vec<Method> {
-    let variant = |id: &str,
-                   label: &str,
-                   about: &str,
-                   alpha: Option<f64>,
-                   eps: Option<f64>,
-                   granularity: Granularity| Method {
-        id: id.into(),
-        label: label.into(),
-        about: about.into(),
-        reported: true,
-        paper_row: None,
-        kind: MethodKind::Odm {
-            rule: "paper".into(),
-            warmup_steps: preset.odm_paper_warmup,
-            alpha,
-            exploration: eps,
-            granularity,
-            warmup_granularity: None,
-        },
-    };
-    let mb = Granularity::MicroBatch;
-    vec![
-        variant(
-            "default",
-            "paper: decaying eps, alpha 0.9, micro-batch",
-            "ODM as in Algorithm 1: eps_t = min(1/K, sqrt(ln K/(K t))), alpha = 0.9, one domain per micro-batch",
-            None,
-            None,
-            mb,
-        ),
-        variant(
-            "eps-0",
-            "eps = 0",
-            "no exploration floor",
-            None,
-            Some(0.0),
-            mb,
-        ),
-        variant(
-            "eps-0.01",
-            "eps = 0.01",
-            "fixed exploration floor 0.01",
-            None,
-            Some(0.01),
-            mb,
-        ),
-        variant(
-            "eps-0.05",
-            "eps = 0.05",
-            "fixed exploration floor 0.05",
-            None,
-            Some(0.05),
-            mb,
-        ),
-        variant(
-            "eps-inv-k",
-            "eps = 1/K",
-            "eps = 1/K: the policy is uniform",
-            None,
-            Some(1.0 / k as f64),
-            mb,
-        ),
-        variant(
-            "alpha-0",
-            "alpha = 0",
-            "reward = the last importance-weighted loss",
-            Some(0.0),
-            None,
-            mb,
-        ),
-        variant(
-            "alpha-0.5",
-            "alpha = 0.5",
-            "the released scripts' other smoothing",
-            Some(0.5),
-            None,
-            mb,
-        ),
-        variant(
-            "alpha-0.99",
-            "alpha = 0.99",
-            "slow smoothing",
-            Some(0.99),
-            None,
-            mb,
-        ),
-        variant(
-            "sequence",
-            "sequence granularity",
-            "one domain per sequence (mixed micro-batches) instead of per micro-batch",
-            None,
-            None,
-            Granularity::Sequence,
-        ),
-    ]
 }
 
 /// Arguments shared by `reproduce` and `ablate-exploration`.
@@ -568,6 +308,11 @@ pub struct Args {
     /// Only these methods (comma-separated ids; dependencies are added).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
+    /// A method of your own, as data (TOML: id, label, about, [mixer], optional
+    /// [dataset_weights] and [training]; see docs/adding-a-mixer.md), added after the built-in
+    /// ones. Repeat for several; give it again when resuming.
+    #[arg(long = "method-file", value_name = "FILE")]
+    pub method_files: Vec<PathBuf>,
     /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N` (default: the preset's).
     #[arg(long)]
     pub device: Option<DeviceSpec>,
@@ -756,6 +501,12 @@ fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
     if args.seeds == 0 {
         bail!("--seeds 0: at least one seed");
     }
+    // Read before the dataset, which may take minutes to generate and prepare.
+    let own_methods = args
+        .method_files
+        .iter()
+        .map(|file| method::load_method_file(file))
+        .collect::<Result<Vec<_>>>()?;
     let dataset = dataset_info(args, &preset)?;
     // The ablation compares perplexity and the policy only.
     let mc = match (&args.mmlu, &dataset.prepare) {
@@ -789,10 +540,11 @@ fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
         McDataset::open(&mc.data)
             .with_context(|| format!("opening the multiple-choice set {}", mc.data.display()))?;
     }
-    let all = match kind {
+    let mut all = match kind {
         PlanKind::Reproduce => reproduce_methods(&preset),
         PlanKind::AblateExploration => ablation_methods(&preset, dataset.domains.len()),
     };
+    all.extend(own_methods);
     let methods = select_methods(all, &args.methods, &dataset)?;
     Ok(Plan {
         kind,
@@ -805,12 +557,31 @@ fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
 }
 
 /// The requested methods plus what they depend on, in run order; tables that do not apply to
-/// the dataset are refused by name.
+/// the dataset are refused by name. `all` is the catalogue followed by the user's method files;
+/// a method must come after the methods it depends on.
 fn select_methods(
     all: Vec<Method>,
     wanted: &[String],
     dataset: &DatasetInfo,
 ) -> Result<Vec<Method>> {
+    for (i, m) in all.iter().enumerate() {
+        if all[..i].iter().any(|earlier| earlier.id == m.id) {
+            bail!(
+                "two methods are called {:?}: give a method file's method another id",
+                m.id
+            );
+        }
+        for dep in m.dependencies() {
+            match all.iter().position(|d| d.id == dep) {
+                Some(j) if j < i => {}
+                Some(_) => bail!(
+                    "method {} depends on {dep}, which comes after it: give {dep}'s method file first",
+                    m.id
+                ),
+                None => bail!("method {} depends on {dep:?}, which is not a method", m.id),
+            }
+        }
+    }
     let known: Vec<String> = all.iter().map(|m| m.id.clone()).collect();
     for w in wanted {
         if !known.contains(w) {
@@ -823,7 +594,15 @@ fn select_methods(
         wanted.to_vec()
     };
     if dataset.kind == "other" && wanted.is_empty() {
-        keep.retain(|id| !id.starts_with("doremi-2") && !id.starts_with("doremi-5"));
+        // The published tables are defined for the Pile's domains only.
+        keep.retain(|id| {
+            let method = all.iter().find(|m| &m.id == id);
+            !method.is_some_and(|m| {
+                m.dataset_weights
+                    .values()
+                    .any(|w| matches!(w, PlanWeights::Table(_)))
+            })
+        });
     }
     // Dependencies: doremi needs its proxy, the proxy needs its reference.
     loop {
@@ -832,11 +611,11 @@ fn select_methods(
             if !keep.contains(&m.id) {
                 continue;
             }
-            if let Some(dep) = m.dependency()
-                && !keep.iter().any(|k| k == dep)
-            {
-                keep.push(dep.to_string());
-                added = true;
+            for dep in m.dependencies() {
+                if !keep.iter().any(|k| k == dep) {
+                    keep.push(dep.to_string());
+                    added = true;
+                }
             }
         }
         if !added {
@@ -914,8 +693,7 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     if plan_path.exists() {
         let text = std::fs::read_to_string(&plan_path)
             .with_context(|| format!("reading {}", plan_path.display()))?;
-        let saved: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", plan_path.display()))?;
+        let saved = Plan::saved_semantics(&text, &plan_path)?;
         match reconcile_plans(&saved, &plan)? {
             PlanChange::Same => {}
             PlanChange::AddsMethods(added) => {
@@ -998,9 +776,10 @@ enum PlanChange {
     Different(Vec<&'static str>),
 }
 
-/// Compares the `saved` plan with the `requested` one by semantics (descriptions ignored).
+/// Compares the semantics of the `saved` plan ([`Plan::saved_semantics`]) with the `requested`
+/// plan's (descriptions ignored).
 fn reconcile_plans(saved: &serde_json::Value, requested: &Plan) -> Result<PlanChange> {
-    let (a, b) = (semantics_of(saved.clone()), requested.semantics()?);
+    let (a, b) = (saved.clone(), requested.semantics()?);
     if a == b {
         return Ok(PlanChange::Same);
     }
@@ -1130,12 +909,14 @@ fn run_jobs(
     progress: &progress::PlanProgress,
 ) -> Result<()> {
     let total = runs.len();
-    // The run each one waits for (same seed), by index.
-    let waits_for: Vec<Option<usize>> = runs
+    // The runs each one waits for (same seed), by index.
+    let waits_for: Vec<Vec<usize>> = runs
         .iter()
         .map(|&(seed, m)| {
-            m.dependency()
-                .and_then(|dep| runs.iter().position(|&(s, d)| s == seed && d.id == dep))
+            m.dependencies()
+                .into_iter()
+                .filter_map(|dep| runs.iter().position(|&(s, d)| s == seed && d.id == dep))
+                .collect()
         })
         .collect();
     let announce = |started: usize, i: usize| {
@@ -1192,14 +973,14 @@ enum TaskState {
     Failed,
 }
 
-/// Runs tasks `0..waits_for.len()` on `jobs` threads, task `i` only after task `waits_for[i]`
-/// succeeded. Of the ready tasks, the one heading the longest chain of tasks waiting on it goes
+/// Runs tasks `0..waits_for.len()` on `jobs` threads, task `i` only after the tasks in
+/// `waits_for[i]` succeeded. Of the ready tasks, the one heading the longest chain of tasks waiting on it goes
 /// first (then the lowest index): on few cores the DoReMi chain (reference, proxy, main run)
 /// would otherwise start its proxy only after every independent run, and finish last alone.
 /// `announce(n, i)` as task `i` starts as the `n`-th. After a failure (an error or a panic) no new task starts and those under way finish.
 /// Returns the failures in the order they happened, with their task index.
 fn run_in_parallel(
-    waits_for: &[Option<usize>],
+    waits_for: &[Vec<usize>],
     jobs: usize,
     announce: impl Fn(usize, usize) + Sync,
     work: impl Fn(usize) -> Result<()> + Sync,
@@ -1232,7 +1013,7 @@ fn run_in_parallel(
             let ready = (0..total)
                 .filter(|&i| {
                     states[i] == TaskState::Waiting
-                        && waits_for[i].is_none_or(|d| states[d] == TaskState::Done)
+                        && waits_for[i].iter().all(|&d| states[d] == TaskState::Done)
                 })
                 .max_by_key(|&i| (chain[i], std::cmp::Reverse(i)));
             if let Some(i) = ready {
@@ -1285,17 +1066,17 @@ fn run_in_parallel(
 
 /// For each task, the number of tasks in the longest chain that starts with it (itself, a task
 /// waiting for it, one waiting for that, ...).
-fn chain_lengths(waits_for: &[Option<usize>]) -> Vec<usize> {
+fn chain_lengths(waits_for: &[Vec<usize>]) -> Vec<usize> {
     let mut chain = vec![1; waits_for.len()];
     // Each pass lengthens chains by at least one link; a chain has at most `len` tasks.
     for _ in 0..waits_for.len() {
         let mut changed = false;
-        for (i, dep) in waits_for.iter().enumerate() {
-            if let Some(d) = *dep
-                && chain[d] < chain[i] + 1
-            {
-                chain[d] = chain[i] + 1;
-                changed = true;
+        for (i, deps) in waits_for.iter().enumerate() {
+            for &d in deps {
+                if chain[d] < chain[i] + 1 {
+                    chain[d] = chain[i] + 1;
+                    changed = true;
+                }
             }
         }
         if !changed {
@@ -1323,12 +1104,10 @@ fn run_method(
             // Stopped before its first checkpoint: nothing to resume, start it again.
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
-        let reference = match &method.kind {
-            MethodKind::DoremiProxy { reference } => {
-                Some(Plan::run_dir(out, reference, seed).join("final"))
-            }
-            _ => None,
-        };
+        let reference = method
+            .reference_model
+            .as_ref()
+            .map(|reference| Plan::run_dir(out, reference, seed).join("final"));
         let options = RunOptions {
             max_steps: None,
             resume: !checkpoints.is_empty(),
@@ -1569,12 +1348,11 @@ mod tests {
                 assert_eq!(c.out_dir, Plan::run_dir(Path::new("out"), &m.id, 7));
                 let mixer = crate::mixers::registry();
                 // The mixer table parses (the proxy's output file need not exist yet).
-                if !matches!(
-                    m.kind,
-                    MethodKind::Static {
-                        weights: Weights::ProxyOutput(_)
-                    }
-                ) {
+                if !m
+                    .dataset_weights
+                    .values()
+                    .any(|w| matches!(w, PlanWeights::OutputOf(_)))
+                {
                     let k = plan.dataset.domains.len();
                     let ctx = mixlab_mixing::MixerContext::new(
                         DomainSet::new(plan.dataset.domains.clone()).expect("distinct"),
@@ -1600,7 +1378,7 @@ mod tests {
     #[test]
     fn parallel_tasks_wait_for_their_dependency_and_all_run() {
         // 0 -> 1 -> 2 is a chain (reference, proxy, main run); 3 and 4 are free.
-        let waits_for = [None, Some(0), Some(1), None, None];
+        let waits_for = [vec![], vec![0], vec![1], vec![], vec![]];
         let events = Events::default();
         let announced = std::sync::Mutex::new(Vec::new());
         let errors = run_in_parallel(
@@ -1637,9 +1415,11 @@ mod tests {
     fn the_longest_chain_starts_first() {
         // The reproduce plan's shape: tpw, two free runs, then the proxy (after tpw) and DoReMi
         // (after the proxy).
-        let waits_for = [None, None, None, Some(0), Some(3)];
+        let waits_for = [vec![], vec![], vec![], vec![0], vec![3]];
         assert_eq!(chain_lengths(&waits_for), [3, 1, 1, 2, 1]);
-        assert_eq!(chain_lengths(&[None, Some(0), Some(0)]), [2, 1, 1]);
+        assert_eq!(chain_lengths(&[vec![], vec![0], vec![0]]), [2, 1, 1]);
+        // A run waiting for two: both heads lengthen.
+        assert_eq!(chain_lengths(&[vec![], vec![], vec![0, 1]]), [2, 2, 1]);
         // One thread shows the order: the proxy right after its reference, then by index.
         let order = std::sync::Mutex::new(Vec::new());
         let errors = run_in_parallel(
@@ -1655,7 +1435,7 @@ mod tests {
     #[test]
     fn a_failure_or_panic_stops_new_tasks_and_skips_its_dependents() {
         for panics in [false, true] {
-            let waits_for = [None, Some(0), None];
+            let waits_for = [vec![], vec![0], vec![]];
             let ran = std::sync::Mutex::new(Vec::new());
             let errors = run_in_parallel(
                 &waits_for,
@@ -1735,9 +1515,10 @@ mod tests {
             p.methods = select_methods(p.methods, &ids, &p.dataset).expect("known");
             p
         };
-        // As `run` reads it: the saved plan's JSON text.
+        // As `run` reads it: the saved plan's JSON text, parsed.
         let text = |plan: &Plan| -> serde_json::Value {
-            serde_json::from_str(&serde_json::to_string_pretty(plan).expect("json")).expect("json")
+            let text = serde_json::to_string_pretty(plan).expect("json");
+            Plan::saved_semantics(&text, Path::new("plan.json")).expect("a plan")
         };
         let plan = pick(&["tpw", "odm-paper"]);
         let saved = text(&plan);
@@ -1745,8 +1526,8 @@ mod tests {
             reconcile_plans(&saved, &plan).expect("json"),
             PlanChange::Same
         );
-        // The ablation's eps = 1/11 does not survive serde_json's parser bit for bit; the same
-        // plan is still the same plan.
+        // The ablation's eps = 1/11 survives serde_json's (correctly rounded) parser bit for bit:
+        // the same plan is the same plan.
         let ablation = synthetic_plan(PlanKind::AblateExploration);
         assert_eq!(
             reconcile_plans(&text(&ablation), &ablation).expect("json"),
@@ -1763,11 +1544,8 @@ mod tests {
             PlanChange::Different(vec!["methods"])
         );
         let mut changed = pick(&["tpw", "odm-paper", "uniform"]);
-        if let MethodKind::Odm { warmup_steps, .. } = &mut changed.methods[1].kind {
-            *warmup_steps += 1;
-        } else {
-            panic!("odm-paper is an ODM method");
-        }
+        let warmup = &mut changed.methods[1].mixer["warmup_steps"];
+        *warmup = (warmup.as_integer().expect("odm-paper has a warm-up") + 1).into();
         assert_eq!(
             reconcile_plans(&saved, &changed).expect("json"),
             PlanChange::Different(vec!["methods"])
@@ -1782,9 +1560,10 @@ mod tests {
         // A plan saved when the device was written `cuda` is the plan of `cuda:0`, not of `cuda:1`.
         let mut on_gpu = plan.clone();
         on_gpu.preset.device = DeviceSpec::Cuda(0);
-        let mut saved = text(&on_gpu);
-        assert_eq!(saved["preset"]["device"], "cuda:0");
-        saved["preset"]["device"] = "cuda".into();
+        let mut json = serde_json::to_value(&on_gpu).expect("json");
+        assert_eq!(json["preset"]["device"], "cuda:0");
+        json["preset"]["device"] = "cuda".into();
+        let saved = Plan::saved_semantics(&json.to_string(), Path::new("plan.json")).expect("plan");
         assert_eq!(
             reconcile_plans(&saved, &on_gpu).expect("json"),
             PlanChange::Same

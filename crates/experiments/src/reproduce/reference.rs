@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::report::ReportNumbers;
-use super::{PlanKind, semantics_of};
+use super::{Plan, PlanKind};
 
 /// Where a results directory of `kind` at `preset` is committed: `results/<preset>` or
 /// `results/ablate-exploration-<preset>` (relative to the repository root, where commands run).
@@ -152,14 +152,18 @@ pub fn compare(
     numbers: &ReportNumbers,
     reference: &Path,
 ) -> Result<ReferenceComparison> {
-    let read = |path: PathBuf| -> Result<Value> {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    let text = |path: &Path| -> Result<String> {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     };
-    // Both plans are compared as parsed from their files' text (see `Plan::semantics`).
-    let ours = semantics_of(read(out.join("plan.json"))?);
-    let theirs = semantics_of(read(reference.join("plan.json"))?);
+    let read = |path: PathBuf| -> Result<Value> {
+        serde_json::from_str(&text(&path)?).with_context(|| format!("parsing {}", path.display()))
+    };
+    let plan_semantics = |dir: &Path| -> Result<Value> {
+        let path = dir.join("plan.json");
+        Plan::saved_semantics(&text(&path)?, &path)
+    };
+    let ours = plan_semantics(out)?;
+    let theirs = plan_semantics(reference)?;
     let report = read(reference.join("report.json"))?;
     let plan_differs: Vec<String> = ["kind", "preset", "dataset", "mc"]
         .into_iter()

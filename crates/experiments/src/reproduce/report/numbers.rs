@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::read::{RunData, read_run, run_finished};
 use super::stats::{ChanceTest, Stat};
-use crate::reproduce::{MethodKind, Plan, PlanKind};
+use crate::reproduce::{Plan, PlanKind};
 
 /// Multiple-choice numbers of one method and protocol.
 #[derive(Debug, Clone, Serialize)]
@@ -472,9 +472,12 @@ pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
     Ok(numbers)
 }
 
+/// Whether the method `id` trains with ODM (a built-in variant or a method file's): the report
+/// shows its policy over time and its exploration.
 pub(super) fn is_odm(plan: &Plan, id: &str) -> bool {
-    plan.method(id)
-        .is_some_and(|m| matches!(m.kind, MethodKind::Odm { .. }))
+    plan.method(id).is_some_and(|m| {
+        m.mixer_kind() == Some(<mixlab_mixer_odm::OdmConfig as mixlab_mixing::MixerConfig>::KIND)
+    })
 }
 
 #[cfg(test)]
