@@ -1,280 +1,40 @@
 //! `reproduce` (the paper's comparison: TPW, DoReMi, ODM, uniform) and `ablate-exploration`
-//! (ODM's exploration schedule, smoothing and sampling granularity).
+//! (ODM's exploration schedule, smoothing and sampling granularity): the arguments, and running
+//! a plan.
 //!
-//! Both build a [`Plan`]: methods × seeds, each a normal training run under
-//! `<out>/runs/<method>/seed-<seed>/`, followed by test perplexity and multiple choice of its
-//! final model. The plan is written to `<out>/plan.json` first, so the same command resumes: a
-//! finished run is skipped, an interrupted one continues from its newest checkpoint, a missing
-//! evaluation is computed. The report (`report.md` and SVG figures) is rendered from the files
-//! alone (`experiments report DIR`).
+//! The plan itself, the methods, the dataset and the report are the `mixlab-study` library's
+//! ([`mixlab_study::build_plan`] from the arguments' [`PlanRequest`]). Here the plan is written
+//! to `<out>/plan.json` first, so the same command resumes: a finished run is skipped, an
+//! interrupted one continues from its newest checkpoint, a missing evaluation is computed. The
+//! report (`report.md` and SVG figures) is rendered from the files alone (`experiments report
+//! DIR`).
 
 pub mod child;
-pub mod claims;
-mod legacy;
-pub mod method;
-pub mod preset;
 pub mod progress;
-pub mod reference;
-pub mod report;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use mixlab_data::synthetic::DomainKind;
 use mixlab_data::{DomainStore, OpenOptions, Split};
 use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
 use mixlab_eval::{
     McConfig, McDataset, ModelScorer, Protocol, evaluate_multiple_choice, load_tokenizer,
 };
-use mixlab_mixing::{DomainSet, NamedTable};
 use mixlab_model::ModelBackend;
 use mixlab_model::{
     CpuBackend, CudaBackend, DeviceSpec, GptNeoX, Precision, cpu_device, cuda_device,
 };
-use mixlab_train::config::{
-    CheckpointConfig, DataConfig, EvalConfig, ModelSpec, OptimizerConfig, PrepareSpec,
-    SyntheticSpec, TrainingConfig,
-};
-use mixlab_train::{Granularity, LrSchedule, RunOptions, TrainConfig, open_dataset};
-use serde::{Deserialize, Serialize};
+use mixlab_train::RunOptions;
 
 use crate::stop::{Stopped, StoppedRun};
 use child::JobOutput;
 pub use child::{RunArgs, run_child};
 
-pub use method::{Method, PlanWeights, ablation_methods, reproduce_methods};
-pub use preset::{Preset, preset};
-
-/// Which comparison a plan runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PlanKind {
-    /// The paper's comparison of mixing methods.
-    Reproduce,
-    /// ODM variants: exploration, smoothing, granularity.
-    AblateExploration,
-}
-
-/// The dataset of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatasetInfo {
-    /// The prepared dataset.
-    pub path: PathBuf,
-    /// How to prepare it when missing.
-    pub prepare: Option<PrepareSpec>,
-    /// `synthetic` (the built-in corpus), `pile` (some or all Pile domains) or `other`.
-    pub kind: String,
-    /// Domains, in dataset order.
-    pub domains: Vec<String>,
-    /// What the report must say about the weight tables on this dataset.
-    pub note: String,
-}
-
-/// The multiple-choice benchmark of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct McInfo {
-    /// Directory in the hendrycks/test layout.
-    pub data: PathBuf,
-    /// `synthetic` (the corpus's own set) or `mmlu`.
-    pub source: String,
-    /// Test questions per subject (None: all).
-    pub limit_per_subject: Option<usize>,
-}
-
-/// Everything a comparison runs, written to `<out>/plan.json` before the first run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    /// Which comparison.
-    pub kind: PlanKind,
-    /// Sizes and budget.
-    pub preset: Preset,
-    /// The dataset.
-    pub dataset: DatasetInfo,
-    /// The multiple-choice benchmark, if any.
-    pub mc: Option<McInfo>,
-    /// Training seeds; every method runs once per seed.
-    pub seeds: Vec<u64>,
-    /// Methods, in run order (a method runs after those it depends on).
-    #[serde(deserialize_with = "method::deserialize_methods")]
-    pub methods: Vec<Method>,
-}
-
-impl Plan {
-    /// The run directory of `method` with `seed`.
-    pub fn run_dir(out: &Path, method: &str, seed: u64) -> PathBuf {
-        out.join("runs").join(method).join(format!("seed-{seed}"))
-    }
-
-    /// The method called `id`.
-    pub fn method(&self, id: &str) -> Option<&Method> {
-        self.methods.iter().find(|m| m.id == id)
-    }
-
-    /// Methods shown in the comparison, in report order.
-    pub fn reported(&self) -> Vec<&Method> {
-        self.methods.iter().filter(|m| m.reported).collect()
-    }
-
-    /// The plan without its descriptions (labels, one-line explanations), which a newer version
-    /// may word differently: two plans with the same semantics run the same runs. A saved plan
-    /// is compared after parsing it as a `Plan` (which converts the older form of its methods,
-    /// see [`legacy`]); serde_json parses numbers correctly rounded (its `float_roundtrip`
-    /// feature), so a value written and read back is the same to the bit.
-    pub fn semantics(&self) -> Result<serde_json::Value> {
-        Ok(semantics_of(serde_json::to_value(self)?))
-    }
-
-    /// The semantics of a plan saved as `text` (the contents of `path`, named in errors).
-    pub fn saved_semantics(text: &str, path: &Path) -> Result<serde_json::Value> {
-        let plan: Plan =
-            serde_json::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
-        plan.semantics()
-    }
-
-    /// Reads `<out>/plan.json`.
-    pub fn load(out: &Path) -> Result<Plan> {
-        let path = out.join("plan.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading {} (is {} a results directory?)",
-                path.display(),
-                out.display()
-            )
-        })?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-
-    /// The training config of `method` with `seed`, its run directory under `out`.
-    pub fn train_config(&self, out: &Path, method: &Method, seed: u64) -> Result<TrainConfig> {
-        let p = &self.preset;
-        let training = TrainingConfig {
-            batch_size: p.batch_size,
-            micro_batches: p.micro_batches,
-            granularity: method.training.granularity,
-            warmup_granularity: method.training.warmup_granularity,
-            warmup_steps: method.training.warmup_steps,
-            steps: p.steps,
-            seed,
-            device: p.device,
-            log_interval: 1,
-        };
-        let mut mixer = method.mixer.clone();
-        if !method.dataset_weights.is_empty() {
-            let mut renormalize = false;
-            for (key, weights) in &method.dataset_weights {
-                let (spec, renorm) = self
-                    .weight_spec(out, weights, seed)
-                    .with_context(|| format!("method {}: `{key}`", method.id))?;
-                mixer.insert(key.clone(), spec);
-                renormalize |= renorm;
-            }
-            mixer.insert("renormalize".into(), renormalize.into());
-        }
-        let config = TrainConfig {
-            name: format!("{}-{}-seed{}", p.name, method.id, seed),
-            data: DataConfig {
-                dataset: self.dataset.path.clone(),
-                prepare: self.dataset.prepare.clone(),
-            },
-            model: ModelSpec {
-                preset: Some(p.model.clone()),
-                config: None,
-            },
-            mixer,
-            training,
-            optimizer: OptimizerConfig::default(),
-            schedule: LrSchedule {
-                peak_lr: p.peak_lr,
-                warmup_fraction: p.warmup_fraction,
-                min_lr_ratio: p.min_lr_ratio,
-            },
-            eval: EvalConfig {
-                interval: p.eval_interval,
-                max_sequences_per_domain: p.eval_max_sequences,
-                batch_size: p.eval_batch_size,
-            },
-            checkpoint: CheckpointConfig {
-                interval: p.checkpoint_interval,
-                keep: 1,
-            },
-            out_dir: Self::run_dir(out, &method.id, seed),
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The `weights` value (and `renormalize`) of a static mixer for `weights` on this dataset.
-    fn weight_spec(
-        &self,
-        out: &Path,
-        weights: &PlanWeights,
-        seed: u64,
-    ) -> Result<(toml::Value, bool)> {
-        let domains = &self.dataset.domains;
-        let inline = |map: BTreeMap<String, f64>| {
-            let mut inner = toml::Table::new();
-            for (k, v) in map {
-                inner.insert(k, v.into());
-            }
-            let mut t = toml::Table::new();
-            t.insert("inline".into(), toml::Value::Table(inner));
-            toml::Value::Table(t)
-        };
-        let table = |name: &str| -> Result<(toml::Value, bool)> {
-            let named: NamedTable = name.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            match self.dataset.kind.as_str() {
-                "pile" => Ok((name.into(), domains.len() != DomainSet::pile().len())),
-                "synthetic" => Ok((inline(analogue_weights(named, domains)?), false)),
-                _ => bail!(
-                    "the table {name} is defined for the Pile's domains; the dataset's domains ({}) are neither the Pile's nor the synthetic corpus's",
-                    domains.join(", ")
-                ),
-            }
-        };
-        match weights {
-            PlanWeights::Uniform => Ok(("uniform".into(), false)),
-            PlanWeights::Tpw if self.dataset.kind == "pile" => table("tpw"),
-            PlanWeights::Tpw => {
-                // TPW is the Pile's effective token share; on another dataset its analogue is
-                // the token-proportional mixture.
-                let mut t = toml::Table::new();
-                t.insert("temperature".into(), 1.0.into());
-                Ok((toml::Value::Table(t), false))
-            }
-            PlanWeights::Table(name) => table(name),
-            PlanWeights::OutputOf(proxy) => {
-                let path = Self::run_dir(out, proxy, seed).join("mixer-output-weights.toml");
-                let mut t = toml::Table::new();
-                t.insert("file".into(), path.display().to_string().into());
-                Ok((toml::Value::Table(t), false))
-            }
-        }
-    }
-}
-
-/// A published Pile table carried over to the synthetic corpus through each domain's Pile
-/// analogue (docs/default-corpus.md), renormalised to sum to 1.
-pub fn analogue_weights(table: NamedTable, domains: &[String]) -> Result<BTreeMap<String, f64>> {
-    let t = table.table();
-    let mut map = BTreeMap::new();
-    for d in domains {
-        let kind = DomainKind::from_name(d)
-            .with_context(|| format!("domain {d:?} is not a synthetic-corpus domain"))?;
-        let w = t
-            .get(kind.pile_analogue())
-            .with_context(|| format!("table {} has no {:?}", t.origin(), kind.pile_analogue()))?;
-        map.insert(d.clone(), w);
-    }
-    let sum: f64 = map.values().sum();
-    for w in map.values_mut() {
-        *w /= sum;
-    }
-    Ok(map)
-}
+pub use mixlab_study::{Method, Plan, PlanKind, RunTiming, reference, report, write_atomic};
+use mixlab_study::{PlanChange, PlanRequest, build_plan, default_out, reconcile_plans};
 
 /// Arguments shared by `reproduce` and `ablate-exploration`.
 #[derive(Debug, Clone, clap::Args)]
@@ -333,347 +93,26 @@ pub struct Args {
 impl Args {
     /// The preset asked for, or the default of `kind`.
     pub fn preset_name(&self, kind: PlanKind) -> &str {
-        match (&self.preset, kind) {
-            (Some(name), _) => name,
-            (None, PlanKind::Reproduce) => "tiny",
-            (None, PlanKind::AblateExploration) => "quick",
+        self.preset.as_deref().unwrap_or(kind.default_preset())
+    }
+
+    /// The plan request these arguments make for `kind`.
+    pub fn request(&self, kind: PlanKind) -> PlanRequest {
+        PlanRequest {
+            kind,
+            preset: self.preset_name(kind).to_string(),
+            steps: self.steps,
+            device: self.device,
+            mc_limit: self.mc_limit,
+            seeds: self.seeds,
+            methods: self.methods.clone(),
+            method_files: self.method_files.clone(),
+            data: self.data.clone(),
+            tokenizer: self.tokenizer.clone(),
+            mmlu: self.mmlu.clone(),
+            data_root: self.data_root.clone(),
         }
     }
-}
-
-/// The paper's training seeds, then more.
-fn seed_list(n: usize) -> Vec<u64> {
-    const PAPER: [u64; 4] = [42, 1234, 100, 222];
-    (0..n)
-        .map(|i| PAPER.get(i).copied().unwrap_or(1000 + i as u64 - 4))
-        .collect()
-}
-
-/// Resolves the dataset: prepares it if needed and reads its domains.
-fn dataset_info(args: &Args, preset: &Preset) -> Result<DatasetInfo> {
-    let (path, prepare) = match &args.data {
-        None => {
-            if !preset.synthetic_ok {
-                bail!(
-                    "preset {} needs --data: the Pile prepared with the GPT-NeoX-20B tokenizer (see docs/reproducing-at-scale.md)",
-                    preset.name
-                );
-            }
-            let root = args
-                .data_root
-                .join(format!("synthetic-s0-x{}", preset.synthetic_scale));
-            let vocab = preset.tokenizer.trim_start_matches("train:");
-            (
-                root.join(format!("prepared-v{vocab}-s{}", preset.seq_len)),
-                Some(PrepareSpec {
-                    corpus: root.join("corpus"),
-                    tokenizer: preset.tokenizer.clone(),
-                    seq_len: preset.seq_len,
-                    synthetic: Some(SyntheticSpec {
-                        seed: 0,
-                        scale: preset.synthetic_scale,
-                    }),
-                }),
-            )
-        }
-        Some(dir) if dir.join("manifest.json").is_file() => (dir.clone(), None),
-        Some(corpus) => {
-            let tokenizer = match &args.tokenizer {
-                Some(t) => t.clone(),
-                None if preset.tokenizer.starts_with("train:") => preset.tokenizer.clone(),
-                None => bail!(
-                    "{} is a corpus, not a prepared dataset: preset {} needs --tokenizer (GPT-NeoX-20B's tokenizer.json) to prepare it, or prepare it first with prepare-data",
-                    corpus.display(),
-                    preset.name
-                ),
-            };
-            let name = corpus
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "corpus".into());
-            let tok_slug: String = tokenizer
-                .rsplit('/')
-                .next()
-                .unwrap_or("tok")
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .collect();
-            (
-                args.data_root
-                    .join("prepared")
-                    .join(format!("{name}-{tok_slug}-s{}", preset.seq_len)),
-                Some(PrepareSpec {
-                    corpus: corpus.clone(),
-                    tokenizer,
-                    seq_len: preset.seq_len,
-                    synthetic: None,
-                }),
-            )
-        }
-    };
-    // Preparing goes through the trainer's own path, so runs see exactly this dataset.
-    let probe = TrainConfig {
-        name: "probe".into(),
-        data: DataConfig {
-            dataset: path.clone(),
-            prepare: prepare.clone(),
-        },
-        model: ModelSpec {
-            preset: Some(preset.model.clone()),
-            config: None,
-        },
-        mixer: toml::Table::new(),
-        training: TrainingConfig {
-            batch_size: preset.batch_size,
-            micro_batches: preset.micro_batches,
-            granularity: Granularity::MicroBatch,
-            warmup_granularity: None,
-            warmup_steps: 0,
-            steps: preset.steps,
-            seed: 0,
-            device: preset.device,
-            log_interval: 1,
-        },
-        optimizer: OptimizerConfig::default(),
-        schedule: LrSchedule::default(),
-        eval: EvalConfig::default(),
-        checkpoint: CheckpointConfig::default(),
-        out_dir: PathBuf::from("unused"),
-    };
-    let store = open_dataset(&probe).context("preparing or opening the dataset")?;
-    let domains = store.domain_names();
-    let pile = DomainSet::pile();
-    let synthetic = domains.iter().all(|d| DomainKind::from_name(d).is_some());
-    let in_pile = domains
-        .iter()
-        .filter(|d| pile.index_of(d).is_some())
-        .count();
-    let (kind, note) = if synthetic {
-        (
-            "synthetic",
-            "The built-in synthetic corpus has none of the Pile's domains. TPW is replaced by its analogue, the token-proportional mixture (TPW is the Pile's effective token share). The published DoReMi tables are carried over through each synthetic domain's Pile analogue (docs/default-corpus.md) and renormalised.".to_string(),
-        )
-    } else if in_pile == domains.len() {
-        let note = if domains.len() == pile.len() {
-            "The dataset has all 22 Pile domains: the published tables apply as they are."
-                .to_string()
-        } else {
-            let missing: Vec<&str> = pile
-                .names()
-                .iter()
-                .map(String::as_str)
-                .filter(|n| !domains.iter().any(|d| d == n))
-                .collect();
-            format!(
-                "The dataset has {} of the Pile's 22 domains: every weight table (TPW, DoReMi-256k, DoReMi-50k) is renormalised over them. Missing: {}.",
-                domains.len(),
-                missing.join(", ")
-            )
-        };
-        ("pile", note)
-    } else {
-        (
-            "other",
-            "The dataset's domains are not the Pile's: TPW is replaced by the token-proportional mixture and the published DoReMi tables do not apply.".to_string(),
-        )
-    };
-    Ok(DatasetInfo {
-        path,
-        prepare,
-        kind: kind.into(),
-        domains,
-        note,
-    })
-}
-
-/// Builds the plan of `kind` from the arguments.
-fn build_plan(kind: PlanKind, args: &Args) -> Result<Plan> {
-    let mut preset = preset(args.preset_name(kind))?;
-    if let Some(steps) = args.steps {
-        preset = preset.with_steps(steps)?;
-    }
-    if let Some(device) = args.device {
-        preset.device = device;
-    }
-    if let Some(limit) = args.mc_limit {
-        preset.mc_limit_per_subject = (limit > 0).then_some(limit);
-    }
-    if args.seeds == 0 {
-        bail!("--seeds 0: at least one seed");
-    }
-    // Read before the dataset, which may take minutes to generate and prepare.
-    let own_methods = args
-        .method_files
-        .iter()
-        .map(|file| method::load_method_file(file))
-        .collect::<Result<Vec<_>>>()?;
-    let dataset = dataset_info(args, &preset)?;
-    // The ablation compares perplexity and the policy only.
-    let mc = match (&args.mmlu, &dataset.prepare) {
-        _ if kind == PlanKind::AblateExploration => None,
-        (Some(dir), _) => Some(McInfo {
-            data: dir.clone(),
-            source: "mmlu".into(),
-            limit_per_subject: preset.mc_limit_per_subject,
-        }),
-        (
-            None,
-            Some(PrepareSpec {
-                corpus,
-                synthetic: Some(_),
-                ..
-            }),
-        ) => Some(McInfo {
-            data: corpus.join("mc"),
-            source: "synthetic".into(),
-            limit_per_subject: preset.mc_limit_per_subject,
-        }),
-        _ => None,
-    };
-    if let (Some(mc), Some(PrepareSpec { corpus, .. })) = (&mc, &dataset.prepare)
-        && mc.source == "synthetic"
-        && corpus.join("corpus-info.json").is_file()
-    {
-        mixlab_data::synthetic::check_multiple_choice_version(corpus)?;
-    }
-    if let Some(mc) = &mc {
-        McDataset::open(&mc.data)
-            .with_context(|| format!("opening the multiple-choice set {}", mc.data.display()))?;
-    }
-    let mut all = match kind {
-        PlanKind::Reproduce => reproduce_methods(&preset),
-        PlanKind::AblateExploration => ablation_methods(&preset, dataset.domains.len()),
-    };
-    all.extend(own_methods);
-    let methods = select_methods(all, &args.methods, &dataset)?;
-    Ok(Plan {
-        kind,
-        preset,
-        dataset,
-        mc,
-        seeds: seed_list(args.seeds),
-        methods,
-    })
-}
-
-/// The requested methods plus what they depend on, in run order; tables that do not apply to
-/// the dataset are refused by name. `all` is the catalogue followed by the user's method files;
-/// a method must come after the methods it depends on.
-fn select_methods(
-    all: Vec<Method>,
-    wanted: &[String],
-    dataset: &DatasetInfo,
-) -> Result<Vec<Method>> {
-    for (i, m) in all.iter().enumerate() {
-        if all[..i].iter().any(|earlier| earlier.id == m.id) {
-            bail!(
-                "two methods are called {:?}: give a method file's method another id",
-                m.id
-            );
-        }
-        for dep in m.dependencies() {
-            match all.iter().position(|d| d.id == dep) {
-                Some(j) if j < i => {}
-                Some(_) => bail!(
-                    "method {} depends on {dep}, which comes after it: give {dep}'s method file first",
-                    m.id
-                ),
-                None => bail!("method {} depends on {dep:?}, which is not a method", m.id),
-            }
-        }
-    }
-    let known: Vec<String> = all.iter().map(|m| m.id.clone()).collect();
-    for w in wanted {
-        if !known.contains(w) {
-            bail!("unknown method {w:?}: expected one of {}", known.join(", "));
-        }
-    }
-    let mut keep: Vec<String> = if wanted.is_empty() {
-        known.clone()
-    } else {
-        wanted.to_vec()
-    };
-    if dataset.kind == "other" && wanted.is_empty() {
-        // The published tables are defined for the Pile's domains only.
-        keep.retain(|id| {
-            let method = all.iter().find(|m| &m.id == id);
-            !method.is_some_and(|m| {
-                m.dataset_weights
-                    .values()
-                    .any(|w| matches!(w, PlanWeights::Table(_)))
-            })
-        });
-    }
-    // Dependencies: doremi needs its proxy, the proxy needs its reference.
-    loop {
-        let mut added = false;
-        for m in &all {
-            if !keep.contains(&m.id) {
-                continue;
-            }
-            for dep in m.dependencies() {
-                if !keep.iter().any(|k| k == dep) {
-                    keep.push(dep.to_string());
-                    added = true;
-                }
-            }
-        }
-        if !added {
-            break;
-        }
-    }
-    Ok(all.into_iter().filter(|m| keep.contains(&m.id)).collect())
-}
-
-/// Per-run wall-clock seconds by phase, summed over invocations (so resumed runs add up).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunTiming {
-    /// Seconds by phase: `train` (steps and periodic validation), `test`, `mc-harness`, `mc-paper`.
-    pub seconds: BTreeMap<String, f64>,
-}
-
-impl RunTiming {
-    /// Reads `timing.json` of a run directory (empty when absent).
-    pub fn load(dir: &Path) -> Result<RunTiming> {
-        let path = dir.join("timing.json");
-        if !path.exists() {
-            return Ok(RunTiming::default());
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-
-    /// Adds to a phase that resumes (training after an interruption sums its sessions).
-    fn add(dir: &Path, phase: &str, seconds: f64) -> Result<()> {
-        let mut t = RunTiming::load(dir)?;
-        *t.seconds.entry(phase.into()).or_default() += seconds;
-        write_atomic(&dir.join("timing.json"), &serde_json::to_string_pretty(&t)?)
-    }
-
-    /// Sets the time of an evaluation: one that is computed again (its output was deleted)
-    /// replaces the time of the output it replaces.
-    fn set(dir: &Path, phase: &str, seconds: f64) -> Result<()> {
-        let mut t = RunTiming::load(dir)?;
-        t.seconds.insert(phase.into(), seconds);
-        write_atomic(&dir.join("timing.json"), &serde_json::to_string_pretty(&t)?)
-    }
-}
-
-/// Writes `text` to `path` whole or not at all (mixlab-atomic: a unique synced temporary, a
-/// rename and a sync of the directory; safe across the threads of `--jobs`).
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    Ok(mixlab_atomic::write_file(path, text)?)
-}
-
-/// Where a plan of `kind` at `preset` goes when `--out` is not given: a directory of the user's
-/// under `runs/` (ignored by git), so that a run never rewrites the committed references in
-/// `results/` (see [`reference`]).
-pub fn default_out(kind: PlanKind, preset: &str) -> PathBuf {
-    PathBuf::from("runs").join(match kind {
-        PlanKind::Reproduce => format!("reproduce-{preset}"),
-        PlanKind::AblateExploration => format!("ablate-exploration-{preset}"),
-    })
 }
 
 /// Runs `reproduce` or `ablate-exploration`: plan, runs, evaluations, report.
@@ -684,7 +123,7 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
     if args.jobs == Some(0) {
         bail!("--jobs must be at least 1");
     }
-    let plan = build_plan(kind, &args)?;
+    let plan = build_plan(&args.request(kind), &crate::mixers::registry())?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     // One `reproduce` per results directory while it runs (each run's directory is locked by
     // its own training as well).
@@ -739,88 +178,6 @@ pub fn run(kind: PlanKind, args: Args) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// A plan's JSON without its descriptions (see [`Plan::semantics`]).
-pub fn semantics_of(mut v: serde_json::Value) -> serde_json::Value {
-    if let Some(preset) = v.get_mut("preset").and_then(|p| p.as_object_mut()) {
-        preset.remove("about");
-        // One device, several spellings: a plan saved with `cuda` is the plan of `cuda:0`.
-        if let Some(device) = preset.get_mut("device")
-            && let Some(spec) = device.as_str().and_then(|d| d.parse::<DeviceSpec>().ok())
-        {
-            *device = spec.to_string().into();
-        }
-    }
-    if let Some(methods) = v.get_mut("methods").and_then(|m| m.as_array_mut()) {
-        for m in methods.iter_mut().filter_map(|m| m.as_object_mut()) {
-            m.remove("label");
-            m.remove("about");
-        }
-    }
-    if let Some(dataset) = v.get_mut("dataset").and_then(|d| d.as_object_mut()) {
-        dataset.remove("note");
-    }
-    v
-}
-
-/// How a requested plan relates to the one saved in a results directory.
-#[derive(Debug, PartialEq)]
-enum PlanChange {
-    /// The same runs: resume.
-    Same,
-    /// Everything saved, unchanged, plus these methods (ids): the runs already made stay valid,
-    /// so a comparison can grow (a new mixer beside the paper's methods) without retraining.
-    AddsMethods(Vec<String>),
-    /// Anything else; the fields that differ.
-    Different(Vec<&'static str>),
-}
-
-/// Compares the semantics of the `saved` plan ([`Plan::saved_semantics`]) with the `requested`
-/// plan's (descriptions ignored).
-fn reconcile_plans(saved: &serde_json::Value, requested: &Plan) -> Result<PlanChange> {
-    let (a, b) = (saved.clone(), requested.semantics()?);
-    if a == b {
-        return Ok(PlanChange::Same);
-    }
-    let fields: Vec<&'static str> = ["kind", "preset", "dataset", "mc", "seeds", "methods"]
-        .into_iter()
-        .filter(|f| a[f] != b[f])
-        .collect();
-    if fields != ["methods"] {
-        return Ok(PlanChange::Different(fields));
-    }
-    let method = |plan: &serde_json::Value, id: &str| -> Option<serde_json::Value> {
-        plan["methods"]
-            .as_array()?
-            .iter()
-            .find(|m| m["id"] == id)
-            .cloned()
-    };
-    let ids = |plan: &serde_json::Value| -> Vec<String> {
-        plan["methods"]
-            .as_array()
-            .map(|ms| {
-                ms.iter()
-                    .filter_map(|m| m["id"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let saved_ids = ids(&a);
-    let kept = saved_ids.iter().all(|id| {
-        let requested = method(&b, id);
-        requested.is_some() && requested == method(&a, id)
-    });
-    if !kept {
-        return Ok(PlanChange::Different(fields));
-    }
-    Ok(PlanChange::AddsMethods(
-        ids(&b)
-            .into_iter()
-            .filter(|id| !saved_ids.contains(id))
-            .collect(),
-    ))
 }
 
 /// Runs at a time when `--jobs` is not given: every core on a CPU, one run on a GPU.
@@ -1279,95 +636,6 @@ pub fn run_report(args: ReportArgs) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn synthetic_plan(kind: PlanKind) -> Plan {
-        let preset = preset("tiny").expect("known");
-        let domains: Vec<String> = DomainKind::ALL
-            .iter()
-            .map(|d| d.name().to_string())
-            .collect();
-        let methods = match kind {
-            PlanKind::Reproduce => reproduce_methods(&preset),
-            PlanKind::AblateExploration => ablation_methods(&preset, domains.len()),
-        };
-        Plan {
-            kind,
-            preset,
-            dataset: DatasetInfo {
-                path: "data/x".into(),
-                prepare: None,
-                kind: "synthetic".into(),
-                domains,
-                note: String::new(),
-            },
-            mc: None,
-            seeds: vec![42],
-            methods,
-        }
-    }
-
-    /// The child of `reproduce --jobs N` gets its plan as TOML: every number, the ablation's
-    /// ε = 1/11 included, comes back equal to the bit (`f64` equality in `PartialEq`).
-    #[test]
-    fn a_plan_survives_toml_to_the_bit() {
-        for kind in [PlanKind::Reproduce, PlanKind::AblateExploration] {
-            let plan = synthetic_plan(kind);
-            let text = toml::to_string(&plan).expect("a plan is TOML");
-            let back: Plan = toml::from_str(&text).expect("and back");
-            assert_eq!(back, plan, "{kind:?}");
-        }
-    }
-
-    #[test]
-    fn published_tables_carry_over_through_the_pile_analogues() {
-        let domains: Vec<String> = DomainKind::ALL
-            .iter()
-            .map(|d| d.name().to_string())
-            .collect();
-        let w = analogue_weights(NamedTable::Doremi256k, &domains).expect("all analogues exist");
-        assert!((w.values().sum::<f64>() - 1.0).abs() < 1e-12);
-        // DoReMi-256k's 0.6057 on Pile-CC lands on Markov Hard, its analogue, renormalised by
-        // the sum of the eleven analogues' weights.
-        let table = NamedTable::Doremi256k.table();
-        let sum: f64 = DomainKind::ALL
-            .iter()
-            .map(|d| table.get(d.pile_analogue()).expect("in table"))
-            .sum();
-        assert!((w["Markov Hard"] - 0.6057 / sum).abs() < 1e-12);
-        assert!(analogue_weights(NamedTable::Tpw, &["Pile-CC".to_string()]).is_err());
-    }
-
-    #[test]
-    fn every_method_has_a_valid_config_per_seed() {
-        for kind in [PlanKind::Reproduce, PlanKind::AblateExploration] {
-            let plan = synthetic_plan(kind);
-            for m in &plan.methods {
-                let c = plan
-                    .train_config(Path::new("out"), m, 7)
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", m.id));
-                assert_eq!(c.training.seed, 7);
-                assert_eq!(c.out_dir, Plan::run_dir(Path::new("out"), &m.id, 7));
-                let mixer = crate::mixers::registry();
-                // The mixer table parses (the proxy's output file need not exist yet).
-                if !m
-                    .dataset_weights
-                    .values()
-                    .any(|w| matches!(w, PlanWeights::OutputOf(_)))
-                {
-                    let k = plan.dataset.domains.len();
-                    let ctx = mixlab_mixing::MixerContext::new(
-                        DomainSet::new(plan.dataset.domains.clone()).expect("distinct"),
-                    )
-                    .with_token_counts((1..=k as u64).map(|i| 1000 * i).collect())
-                    .expect("one count per domain")
-                    .with_vocab_size(4096);
-                    mixer
-                        .build(&c.mixer, &ctx)
-                        .unwrap_or_else(|e| panic!("{}: {e}", m.id));
-                }
-            }
-        }
-    }
-
     /// Task events in the order they happened: (task, started?).
     type Events = std::sync::Mutex<Vec<(usize, bool)>>;
 
@@ -1470,28 +738,6 @@ mod tests {
     }
 
     #[test]
-    fn dependencies_are_added_and_unknown_methods_refused() {
-        let plan = synthetic_plan(PlanKind::Reproduce);
-        let all = reproduce_methods(&plan.preset);
-        let ids = |ms: Vec<Method>| ms.into_iter().map(|m| m.id).collect::<Vec<_>>();
-        let picked = select_methods(all.clone(), &["doremi".into()], &plan.dataset).expect("ok");
-        assert_eq!(ids(picked), ["tpw", "doremi-proxy", "doremi"]);
-        let err = select_methods(all, &["odm".into()], &plan.dataset).expect_err("unknown");
-        assert!(err.to_string().contains("odm-paper"), "{err}");
-    }
-
-    #[test]
-    fn descriptions_do_not_change_a_plans_semantics() {
-        let a = synthetic_plan(PlanKind::Reproduce);
-        let mut b = a.clone();
-        b.methods[0].about = "reworded".into();
-        b.preset.about = "reworded".into();
-        assert_eq!(a.semantics().expect("json"), b.semantics().expect("json"));
-        b.seeds.push(1234);
-        assert_ne!(a.semantics().expect("json"), b.semantics().expect("json"));
-    }
-
-    #[test]
     fn evaluating_a_run_without_weights_says_why_it_cannot() {
         let dir = tempfile::tempdir().expect("tempdir");
         let run = dir.path().join("runs/tpw/seed-42");
@@ -1504,74 +750,5 @@ mod tests {
         std::fs::write(run.join("final/config.json"), "{}").expect("write");
         std::fs::write(run.join("final/model.safetensors"), "").expect("write");
         require_weights(&run).expect("weights present");
-    }
-
-    #[test]
-    fn a_plan_may_grow_by_methods_but_not_change() {
-        let all = synthetic_plan(PlanKind::Reproduce);
-        let pick = |ids: &[&str]| {
-            let mut p = all.clone();
-            let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-            p.methods = select_methods(p.methods, &ids, &p.dataset).expect("known");
-            p
-        };
-        // As `run` reads it: the saved plan's JSON text, parsed.
-        let text = |plan: &Plan| -> serde_json::Value {
-            let text = serde_json::to_string_pretty(plan).expect("json");
-            Plan::saved_semantics(&text, Path::new("plan.json")).expect("a plan")
-        };
-        let plan = pick(&["tpw", "odm-paper"]);
-        let saved = text(&plan);
-        assert_eq!(
-            reconcile_plans(&saved, &plan).expect("json"),
-            PlanChange::Same
-        );
-        // The ablation's eps = 1/11 survives serde_json's (correctly rounded) parser bit for bit:
-        // the same plan is the same plan.
-        let ablation = synthetic_plan(PlanKind::AblateExploration);
-        assert_eq!(
-            reconcile_plans(&text(&ablation), &ablation).expect("json"),
-            PlanChange::Same
-        );
-        // More methods: the new ones are named; the DoReMi chain reuses the saved TPW run.
-        assert_eq!(
-            reconcile_plans(&saved, &pick(&["tpw", "odm-paper", "doremi"])).expect("json"),
-            PlanChange::AddsMethods(vec!["doremi-proxy".into(), "doremi".into()])
-        );
-        // Fewer methods, or a saved method changed, is another plan.
-        assert_eq!(
-            reconcile_plans(&saved, &pick(&["tpw"])).expect("json"),
-            PlanChange::Different(vec!["methods"])
-        );
-        let mut changed = pick(&["tpw", "odm-paper", "uniform"]);
-        let warmup = &mut changed.methods[1].mixer["warmup_steps"];
-        *warmup = (warmup.as_integer().expect("odm-paper has a warm-up") + 1).into();
-        assert_eq!(
-            reconcile_plans(&saved, &changed).expect("json"),
-            PlanChange::Different(vec!["methods"])
-        );
-        // Other fields changed with more methods are still another plan.
-        let mut more_seeds = pick(&["tpw", "odm-paper", "uniform"]);
-        more_seeds.seeds.push(1234);
-        assert_eq!(
-            reconcile_plans(&saved, &more_seeds).expect("json"),
-            PlanChange::Different(vec!["seeds", "methods"])
-        );
-        // A plan saved when the device was written `cuda` is the plan of `cuda:0`, not of `cuda:1`.
-        let mut on_gpu = plan.clone();
-        on_gpu.preset.device = DeviceSpec::Cuda(0);
-        let mut json = serde_json::to_value(&on_gpu).expect("json");
-        assert_eq!(json["preset"]["device"], "cuda:0");
-        json["preset"]["device"] = "cuda".into();
-        let saved = Plan::saved_semantics(&json.to_string(), Path::new("plan.json")).expect("plan");
-        assert_eq!(
-            reconcile_plans(&saved, &on_gpu).expect("json"),
-            PlanChange::Same
-        );
-        on_gpu.preset.device = DeviceSpec::Cuda(1);
-        assert_eq!(
-            reconcile_plans(&saved, &on_gpu).expect("json"),
-            PlanChange::Different(vec!["preset"])
-        );
     }
 }

@@ -2,7 +2,7 @@
 //! laptop CPU), `tiny` (the default: a laptop CPU, hours) and `paper-1b` (the paper's setup, a CUDA
 //! GPU and the real Pile).
 
-use anyhow::{Result, bail};
+use crate::error::{Result, bail};
 use mixlab_model::DeviceSpec;
 
 /// Everything that scales between presets; the methods and their settings do not.

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, StudyError, bail};
 use mixlab_eval::perplexity::PerplexityReport;
 use mixlab_eval::{McReport, Protocol};
 use mixlab_train::{MetricsLine, SummaryRecord};
 
-use crate::reproduce::{Plan, RunTiming};
+use crate::plan::Plan;
+use crate::timing::RunTiming;
 
 /// One train line of metrics.jsonl, reduced to what the report uses.
 #[derive(Debug, Clone)]
@@ -86,8 +87,9 @@ pub(super) fn read_run(dir: &Path, domains: &[String]) -> Result<RunData> {
     let mut train = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
-        let parsed = MetricsLine::parse(line)
-            .map_err(|reason| anyhow::anyhow!("{} line {n}: {reason}", metrics.display()))?;
+        let parsed = MetricsLine::parse(line).map_err(|reason| {
+            StudyError::Invalid(format!("{} line {n}: {reason}", metrics.display()))
+        })?;
         match parsed {
             MetricsLine::Eval(eval) if eval.split == "val" => {
                 val.push((eval.step, eval.mean_perplexity));

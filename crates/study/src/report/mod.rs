@@ -12,13 +12,14 @@ pub(crate) mod stats;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use mixlab_plot::write_svg;
 
 pub use numbers::ReportNumbers;
 use numbers::compute;
 
-use super::{Plan, PlanKind, write_atomic};
+use crate::plan::{Plan, PlanKind};
+use crate::timing::write_atomic;
 use markdown::{ablation_report, reproduce_report};
 
 /// Renders the report of `out` and returns the files written. With a `reference` directory
@@ -29,7 +30,7 @@ pub fn write_report(out: &Path, reference: Option<&Path>) -> Result<Vec<PathBuf>
     let mut numbers = compute(out, &plan)?;
     if let Some(dir) = reference {
         numbers.reference = Some(
-            crate::reproduce::reference::compare(out, &numbers, dir)
+            crate::reference::compare(out, &numbers, dir)
                 .with_context(|| format!("comparing with the reference {}", dir.display()))?,
         );
     }
@@ -43,7 +44,7 @@ pub fn write_report(out: &Path, reference: Option<&Path>) -> Result<Vec<PathBuf>
     }
     if let Some(comparison) = &numbers.reference {
         md.push('\n');
-        md.push_str(&crate::reproduce::reference::markdown(comparison));
+        md.push_str(&crate::reference::markdown(comparison));
     }
     let json = out.join("report.json");
     write_atomic(&json, &serde_json::to_string_pretty(&numbers)?)?;

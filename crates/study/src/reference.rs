@@ -8,12 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::report::ReportNumbers;
-use super::{Plan, PlanKind};
+use crate::plan::{Plan, PlanKind};
+use crate::report::ReportNumbers;
 
 /// Where a results directory of `kind` at `preset` is committed: `results/<preset>` or
 /// `results/ablate-exploration-<preset>` (relative to the repository root, where commands run).

@@ -32,14 +32,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use mixlab_mixer_doremi::{Average, DoremiConfig};
 use mixlab_mixer_odm::{OdmConfig, OdmRule};
-use mixlab_mixing::{StaticConfig, WeightSpec, config_table};
+use mixlab_mixing::{MixerRegistry, StaticConfig, WeightSpec, config_table};
 use mixlab_train::Granularity;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::Preset;
+use crate::error::{Context, Result, bail};
+use crate::preset::Preset;
 
 /// A weight table chosen for the plan's dataset, set into a key of a method's mixer config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,9 +132,9 @@ impl Method {
     }
 
     /// Checks what can be checked without a dataset: the id is a directory name, the mixer is
-    /// registered and its table (with `dataset_weights` keys filled in by a placeholder)
+    /// one of `mixers` and its table (with `dataset_weights` keys filled in by a placeholder)
     /// parses, and the warm-up is consistent.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self, mixers: &MixerRegistry) -> Result<()> {
         let id_ok = !self.id.is_empty()
             && !self.id.starts_with('.')
             && self
@@ -173,7 +173,7 @@ impl Method {
         for key in self.dataset_weights.keys() {
             table.insert(key.clone(), "uniform".into());
         }
-        crate::mixers::registry()
+        mixers
             .resolve(&table)
             .with_context(|| format!("method {}: its [mixer] table", self.id))?;
         Ok(())
@@ -435,15 +435,15 @@ pub fn ablation_methods(preset: &Preset, k: usize) -> Vec<Method> {
     ]
 }
 
-/// Reads a method from a TOML file (the format in the module docs) and validates it; errors
-/// name the file and, for a parse error, the line and key.
-pub fn load_method_file(path: &Path) -> Result<Method> {
+/// Reads a method from a TOML file (the format in the module docs) and validates it against
+/// `mixers`; errors name the file and, for a parse error, the line and key.
+pub fn load_method_file(path: &Path, mixers: &MixerRegistry) -> Result<Method> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the method file {}", path.display()))?;
     let method: Method = toml::from_str(&text)
         .with_context(|| format!("parsing the method file {}", path.display()))?;
     method
-        .validate()
+        .validate(mixers)
         .with_context(|| format!("in the method file {}", path.display()))?;
     Ok(method)
 }
@@ -455,7 +455,7 @@ pub fn deserialize_methods<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Method
     #[serde(untagged)]
     enum Saved {
         Current(Method),
-        Legacy(super::legacy::LegacyMethod),
+        Legacy(crate::legacy::LegacyMethod),
     }
     let saved: Vec<Saved> = Vec::deserialize(d)?;
     Ok(saved
@@ -477,7 +477,8 @@ mod tests {
         let path = dir.path().join("m.toml");
         let good = "id = \"odm-alpha-0.5\"\nlabel = \"ODM (alpha 0.5)\"\nabout = \"x\"\n\n[mixer]\nkind = \"odm\"\nrule = \"paper\"\nalpha = 0.5\nwarmup_steps = 24\n\n[dataset_weights]\ninitial_weights = \"tpw\"\n";
         std::fs::write(&path, good).expect("write");
-        let m = load_method_file(&path).expect("valid");
+        let mixers = crate::testing::mixers();
+        let m = load_method_file(&path, &mixers).expect("valid");
         assert_eq!(m.mixer_kind(), Some("odm"));
         assert!(m.reported);
         assert_eq!(m.dataset_weights["initial_weights"], PlanWeights::Tpw);
@@ -485,7 +486,7 @@ mod tests {
 
         let error = |text: &str| -> String {
             std::fs::write(&path, text).expect("write");
-            format!("{:#}", load_method_file(&path).expect_err("invalid"))
+            crate::error::chain(&load_method_file(&path, &mixers).expect_err("invalid"))
         };
         // A typo in a mixer parameter: the file, the method and the key are named.
         let e = error(&good.replace("alpha = 0.5", "alpah = 0.5"));
@@ -515,7 +516,7 @@ mod tests {
 
     #[test]
     fn dependencies_come_from_the_reference_and_output_tables() {
-        let m = reproduce_methods(&super::super::preset("tiny").expect("known"));
+        let m = reproduce_methods(&crate::preset::preset("tiny").expect("known"));
         let deps = |id: &str| -> Vec<String> {
             m.iter()
                 .find(|m| m.id == id)
@@ -530,8 +531,8 @@ mod tests {
         assert!(deps("odm-code").is_empty());
         for method in &m {
             method
-                .validate()
-                .unwrap_or_else(|e| panic!("{}: {e:#}", method.id));
+                .validate(&crate::testing::mixers())
+                .unwrap_or_else(|e| panic!("{}: {}", method.id, crate::error::chain(&e)));
         }
     }
 }

@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 use mixlab_eval::perplexity::PerplexityReport;
 use mixlab_eval::{McReport, Protocol};
 use serde::Serialize;
 
 use super::read::{RunData, read_run, run_finished};
 use super::stats::{ChanceTest, Stat};
-use crate::reproduce::{Plan, PlanKind};
+use crate::plan::{Plan, PlanKind};
 
 /// Multiple-choice numbers of one method and protocol.
 #[derive(Debug, Clone, Serialize)]
@@ -105,9 +105,9 @@ pub struct ReportNumbers {
     /// finished (a plan stopped half-way); empty for a complete plan.
     pub left_out: Vec<String>,
     /// The paper's claims checked against these numbers (a reproduction plan only).
-    pub claims: Vec<crate::reproduce::claims::Claim>,
+    pub claims: Vec<crate::claims::Claim>,
     /// The same methods in the committed reference of this preset, when one is compared.
-    pub reference: Option<crate::reproduce::reference::ReferenceComparison>,
+    pub reference: Option<crate::reference::ReferenceComparison>,
 }
 
 fn named(domains: &[String], values: &[f64]) -> BTreeMap<String, f64> {
@@ -467,7 +467,7 @@ pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
         reference: None,
     };
     if plan.kind == PlanKind::Reproduce {
-        numbers.claims = crate::reproduce::claims::claims(&numbers, plan.preset.steps);
+        numbers.claims = crate::claims::claims(&numbers, plan.preset.steps);
     }
     Ok(numbers)
 }

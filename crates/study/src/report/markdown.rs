@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use crate::error::Result;
 use mixlab_eval::Protocol;
 use mixlab_plot::{BarGroup, GroupedBarChart, LineChart, Marker, Series};
 
 use super::numbers::{FewerIterations, McNumbers, ReportNumbers, first_reach, is_odm};
 use super::stats::{CHANCE_ALPHA, t_critical_95};
 use super::svg;
-use crate::reproduce::Plan;
+use crate::plan::Plan;
 
 /// The header every report starts with: what ran, on what, and how to rerun it.
 fn header(out: &Path, plan: &Plan, n: &ReportNumbers, title: &str, md: &mut String) {
@@ -20,7 +20,7 @@ fn header(out: &Path, plan: &Plan, n: &ReportNumbers, title: &str, md: &mut Stri
     let commands = std::fs::read_to_string(out.join("commands.txt")).unwrap_or_default();
     let _ = writeln!(md, "# {title}\n");
     // `--steps` changes a preset's length, not its description.
-    let resized = crate::reproduce::preset::preset(&p.name)
+    let resized = crate::preset::preset(&p.name)
         .ok()
         .filter(|named| named.steps != p.steps)
         .map(|named| {
@@ -480,7 +480,7 @@ pub(super) fn reproduce_report(
     }
 
     paper_comparison(plan, n, md);
-    crate::reproduce::claims::markdown(n, md);
+    crate::claims::markdown(n, md);
     timing_table(n, md);
     seed_spread(n, md);
     Ok(())

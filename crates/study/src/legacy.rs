@@ -7,7 +7,7 @@ use mixlab_mixer_odm::OdmRule;
 use mixlab_train::Granularity;
 use serde::Deserialize;
 
-use super::method::{Method, OdmSettings, PlanWeights, doremi_proxy};
+use crate::method::{Method, OdmSettings, PlanWeights, doremi_proxy};
 
 /// A method as saved before methods were data.
 #[derive(Debug, Deserialize)]
@@ -92,7 +92,9 @@ impl LegacyMethod {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    use super::super::{Plan, PlanKind, ablation_methods, preset, reproduce_methods};
+    use crate::method::{ablation_methods, reproduce_methods};
+    use crate::plan::{Plan, PlanKind};
+    use crate::preset::preset;
 
     fn results() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results")
@@ -170,7 +172,7 @@ mod tests {
                         // The serialised typed config states every field: the proxy's table
                         // gained `renormalize = false` (and, since some committed runs, `average
                         // = "code"`), each the default, so the resolved configs are the same.
-                        let registry = crate::mixers::registry();
+                        let registry = crate::testing::mixers();
                         let resolve = |t: &toml::Table| registry.resolve(t).expect("resolves");
                         assert_eq!(
                             resolve(&ours.mixer),

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::report::ReportNumbers;
-use super::report::stats::Stat;
+use crate::report::ReportNumbers;
+use crate::report::stats::Stat;
 
 /// What the measurement says about one claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -244,7 +244,7 @@ pub fn markdown(n: &ReportNumbers, md: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reproduce::report::numbers::{FewerIterations, MethodNumbers};
+    use crate::report::numbers::{FewerIterations, MethodNumbers};
 
     fn stat(values: &[f64]) -> Stat {
         Stat::of(values.to_vec())

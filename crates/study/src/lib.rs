@@ -1,0 +1,40 @@
+//! mixlab's study: the comparison of mixing methods as a library.
+//!
+//! A comparison is a [`Plan`]: methods × seeds on one dataset and budget ([`Preset`]), each a
+//! normal training run under `<out>/runs/<method>/seed-<seed>/`, followed by test perplexity and
+//! multiple choice of its final model. [`build_plan`] turns a [`PlanRequest`] (plain data; the
+//! command line fills it from its arguments) into a plan, preparing the dataset on first use. A
+//! [`Method`] is data: a `[mixer]` table, weight tables chosen for the dataset, training
+//! overrides and the runs it depends on; the paper's methods are built from the mixers' typed
+//! configs ([`reproduce_methods`], [`ablation_methods`]) and a user adds one from a TOML file
+//! ([`load_method_file`]). [`report::write_report`] renders `report.md`, `report.json` and the
+//! SVG figures from a results directory's files alone, beside a committed [`reference`] when
+//! one exists.
+//!
+//! Running the plan's runs (scheduling, child processes, progress) is still in the
+//! `experiments` command line.
+
+pub mod claims;
+pub mod error;
+mod legacy;
+pub mod method;
+pub mod plan;
+pub mod preset;
+pub mod reference;
+pub mod report;
+pub mod request;
+pub mod timing;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::{Context, Result, StudyError};
+pub use method::{
+    Method, MethodTraining, PlanWeights, ablation_methods, load_method_file, reproduce_methods,
+};
+pub use plan::{
+    DatasetInfo, McInfo, Plan, PlanChange, PlanKind, analogue_weights, default_out, reconcile_plans,
+};
+pub use preset::{Preset, preset};
+pub use request::{PlanRequest, build_plan};
+pub use timing::{RunTiming, write_atomic};
