@@ -16,7 +16,6 @@ mod replay_mixer;
 mod reproduce;
 mod stop;
 mod train_cmd;
-mod validation;
 
 use std::process::ExitCode;
 

@@ -1,17 +1,18 @@
 //! Ctrl-C and SIGTERM as normal, resumable events.
 //!
 //! A signal sets a flag that the training loop reads between steps: the run writes a checkpoint
-//! and returns. The command then ends with [`Stopped`], which `main` prints as a plain message
+//! and returns. The command then ends with [`Stopped`] (mixlab-study's), which `main` prints as a plain message
 //! (which runs stopped at which step, and the exact command that resumes) and turns into the
 //! shell's exit status for the signal, 130 for SIGINT and 143 for SIGTERM, with no error text or
 //! stack trace: stopping is not a failure.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
+use mixlab_study::StudyError;
+pub use mixlab_study::stop::{Stopped, StoppedRun, command_line};
 
 /// The last stop signal received (0: none), shared by every flag of the process.
 static SIGNAL: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
@@ -38,113 +39,17 @@ pub fn exit_status() -> u8 {
     }
 }
 
-/// Where one run stopped.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoppedRun {
-    /// What the run is (`odm-code (seed 42)`, or a run directory).
-    pub label: String,
-    /// Steps done, all saved in its last checkpoint.
-    pub step: u64,
-    /// Steps of the whole run.
-    pub total: u64,
-}
-
-/// A command stopped by a signal. Every run it lists checkpointed as it stopped, unless the
-/// signal came before the run could install its handler (then it continues from its last
-/// checkpoint, or starts again).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stopped {
-    /// The runs that were under way.
-    pub runs: Vec<StoppedRun>,
-    /// The command that continues them.
-    pub resume: String,
-}
-
-impl Stopped {
-    /// A stop of this command with `runs`: resumed by running the same command again.
-    pub fn same_command(runs: Vec<StoppedRun>) -> Self {
-        Stopped {
-            runs,
-            resume: command_line(std::env::args(), None),
-        }
-    }
-}
-
-impl fmt::Display for Stopped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.runs.is_empty() {
-            writeln!(f, "stopped between runs; none was under way")?;
-        } else {
-            writeln!(
-                f,
-                "stopped; the runs under way continue from their last checkpoint:"
-            )?;
-            for run in &self.runs {
-                writeln!(f, "  {}: step {} of {}", run.label, run.step, run.total)?;
-            }
-        }
-        write!(f, "resume with:\n  {}", self.resume)
-    }
-}
-
-impl std::error::Error for Stopped {}
-
-/// `args` as one shell command line (arguments with spaces or quotes are single-quoted), with
-/// `extra` appended when it is not already there.
-pub fn command_line(args: impl IntoIterator<Item = String>, extra: Option<&str>) -> String {
-    let mut args: Vec<String> = args.into_iter().collect();
-    if let Some(extra) = extra
-        && !args.iter().any(|a| a == extra)
-    {
-        args.push(extra.to_string());
-    }
-    args.iter()
-        .map(|a| {
-            let plain = !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
-            if plain {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The [`Stopped`] inside `error`, if it is a stop (possibly with context added).
 pub fn as_stopped(error: &anyhow::Error) -> Option<&Stopped> {
-    error.chain().find_map(|e| e.downcast_ref::<Stopped>())
+    error.chain().find_map(|e| {
+        e.downcast_ref::<Stopped>()
+            .or_else(|| e.downcast_ref::<StudyError>().and_then(StudyError::stopped))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn command_lines_quote_what_a_shell_would_split() {
-        let args = [
-            "experiments",
-            "train",
-            "--out",
-            "my runs/a",
-            "--name",
-            "it's",
-        ];
-        assert_eq!(
-            command_line(args.iter().map(|s| s.to_string()), Some("--resume")),
-            r"experiments train --out 'my runs/a' --name 'it'\''s' --resume"
-        );
-        // Already there: not added twice.
-        assert_eq!(
-            command_line(
-                ["train", "--resume"].iter().map(|s| s.to_string()),
-                Some("--resume")
-            ),
-            "train --resume"
-        );
-    }
 
     #[test]
     fn a_stop_is_found_under_context() {
@@ -163,5 +68,12 @@ mod tests {
             "stopped; the runs under way continue from their last checkpoint:\n  tpw (seed 42): step 6 of 12\nresume with:\n  experiments reproduce"
         );
         assert!(as_stopped(&anyhow::anyhow!("a failure")).is_none());
+        // A stop of the study's, under the study's context and the command's.
+        let study: Result<(), StudyError> = Err(StudyError::Stopped(stop.clone()));
+        let error = anyhow::Error::new(
+            mixlab_study::Context::context(study, "run tpw (seed 42) failed").expect_err("stop"),
+        )
+        .context("reproduce");
+        assert_eq!(as_stopped(&error), Some(&stop));
     }
 }

@@ -2,13 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use mixlab_model::{
-    CpuTrainBackend, CudaTrainBackend, DeviceSpec, Precision, cpu_device, cuda_device,
-};
-use mixlab_train::{RunOptions, RunSummary, TrainConfig, mixer_context, open_dataset, train};
-
-use crate::validation::PerplexityValidation;
+use anyhow::Result;
+use mixlab_model::DeviceSpec;
+use mixlab_train::{RunOptions, RunSummary, TrainConfig};
 
 /// Arguments of `train`.
 #[derive(Debug, clap::Args)]
@@ -40,47 +36,12 @@ pub fn run_config(
     options: &RunOptions,
     reference: Option<&std::path::Path>,
 ) -> Result<RunSummary> {
-    let store = open_dataset(config).context("opening the dataset")?;
-    let ctx = mixer_context(&store)?;
-    let mixer = crate::mixers::registry()
-        .build(&config.mixer, &ctx)
-        .context("building the mixer")?;
-    let summary = match config.training.device {
-        DeviceSpec::Cpu => train::<CpuTrainBackend>(
-            config,
-            store,
-            mixer,
-            reference,
-            Some(&PerplexityValidation),
-            &cpu_device(),
-            options,
-        )?,
-        #[cfg(feature = "tch")]
-        DeviceSpec::TchCpu => train::<mixlab_model::TchTrainBackend>(
-            config,
-            store,
-            mixer,
-            reference,
-            Some(&PerplexityValidation),
-            &mixlab_model::tch_cpu_device(),
-            options,
-        )?,
-        #[cfg(not(feature = "tch"))]
-        DeviceSpec::TchCpu => return Err(mixlab_model::ModelError::TchNotBuilt.into()),
-        DeviceSpec::Cuda(index) => {
-            let device = cuda_device(index, Precision::F32)?;
-            train::<CudaTrainBackend>(
-                config,
-                store,
-                mixer,
-                reference,
-                Some(&PerplexityValidation),
-                &device,
-                options,
-            )?
-        }
-    };
-    Ok(summary)
+    Ok(mixlab_study::run::train_run(
+        config,
+        options,
+        reference,
+        &crate::mixers::registry(),
+    )?)
 }
 
 /// Runs `train`.

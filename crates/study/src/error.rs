@@ -54,6 +54,29 @@ pub enum StudyError {
     /// From an evaluation.
     #[error(transparent)]
     Eval(#[from] mixlab_eval::EvalError),
+    /// From the model (a device that cannot be opened, weights that do not load).
+    #[error(transparent)]
+    Model(#[from] mixlab_model::ModelError),
+    /// A signal stopped the plan: a normal, resumable end, not a failure.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
+    /// A run failed in a way described by its message (a panic, a child process's exit).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StudyError {
+    /// The stop this error is, possibly under context.
+    pub fn stopped(&self) -> Option<&crate::stop::Stopped> {
+        match self {
+            StudyError::Stopped(stopped) => Some(stopped),
+            StudyError::Context { source, .. } => source
+                .downcast_ref::<StudyError>()
+                .and_then(StudyError::stopped)
+                .or_else(|| source.downcast_ref::<crate::stop::Stopped>()),
+            _ => None,
+        }
+    }
 }
 
 /// The study's result.

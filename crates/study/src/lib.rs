@@ -11,8 +11,11 @@
 //! SVG figures from a results directory's files alone, beside a committed [`reference`] when
 //! one exists.
 //!
-//! Running the plan's runs (scheduling, child processes, progress) is still in the
-//! `experiments` command line.
+//! [`run::run_plan`] runs a plan's runs: `jobs` at a time, each after the runs it depends on,
+//! as child processes when more than one ([`run::ChildCommand`]), with one progress line for
+//! the whole plan; a stop flag (the command line sets it on Ctrl-C) checkpoints every run under
+//! way and ends with [`stop::Stopped`]. The command line parses arguments, registers its
+//! mixers and signal handlers, and prints.
 
 pub mod claims;
 pub mod error;
@@ -23,6 +26,8 @@ pub mod preset;
 pub mod reference;
 pub mod report;
 pub mod request;
+pub mod run;
+pub mod stop;
 pub mod timing;
 
 #[cfg(test)]
@@ -33,8 +38,11 @@ pub use method::{
     Method, MethodTraining, PlanWeights, ablation_methods, load_method_file, reproduce_methods,
 };
 pub use plan::{
-    DatasetInfo, McInfo, Plan, PlanChange, PlanKind, analogue_weights, default_out, reconcile_plans,
+    DatasetInfo, McInfo, Plan, PlanChange, PlanKind, analogue_weights, default_out,
+    reconcile_plans, save_plan,
 };
 pub use preset::{Preset, preset};
 pub use request::{PlanRequest, build_plan};
+pub use run::{ChildCommand, RunSettings, run_plan};
+pub use stop::{Stopped, StoppedRun};
 pub use timing::{RunTiming, write_atomic};

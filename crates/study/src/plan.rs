@@ -290,6 +290,31 @@ pub fn semantics_of(mut v: serde_json::Value) -> serde_json::Value {
     v
 }
 
+/// Writes `plan` to `<out>/plan.json`, or compares it with the plan saved there: the same plan
+/// resumes; the saved one plus methods is written over it (its finished runs stay valid); any
+/// other difference is an error naming the fields that differ. Returns what changed.
+pub fn save_plan(out: &Path, plan: &Plan) -> Result<PlanChange> {
+    let path = out.join("plan.json");
+    let write = || crate::timing::write_atomic(&path, &serde_json::to_string_pretty(plan)?);
+    if !path.exists() {
+        write()?;
+        return Ok(PlanChange::Same);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let change = reconcile_plans(&Plan::saved_semantics(&text, &path)?, plan)?;
+    match &change {
+        PlanChange::Same => {}
+        PlanChange::AddsMethods(_) => write()?,
+        PlanChange::Different(fields) => bail!(
+            "{} holds a different plan (differs in: {}); rerun with the original arguments to resume, add methods with --methods or --method-file, or choose another --out",
+            out.display(),
+            fields.join(", ")
+        ),
+    }
+    Ok(change)
+}
+
 /// How a requested plan relates to the one saved in a results directory.
 #[derive(Debug, PartialEq)]
 pub enum PlanChange {

@@ -1,49 +1,38 @@
-//! `reproduce --jobs N` with N > 1 runs each job as a child process of the same binary.
+//! A plan's runs with `jobs` > 1: each a child process ([`super::ChildCommand`]).
 //!
 //! Runs of one process share burn's global thread pool, its allocator and its backend RNG
 //! lock: two runs in one process trained at ~33 steps/min each where two processes trained at
-//! 45-50. A child is `experiments reproduce-run --out DIR --method ID --seed S` (hidden): it
-//! reads the parent's plan as TOML on its stdin, trains and evaluates that one run exactly as a
-//! `--jobs 1` run would (same code path, so the same losses), and reports each step as a JSON
-//! line on stdout, from which the parent draws the run's progress bar. Its stderr is kept and
-//! returned as the error when it fails. Ctrl-C reaches the children through the terminal's
-//! process group; a stop the parent sees otherwise (SIGTERM) is passed on with `kill -INT`.
+//! 45-50. A child (the command line's hidden `experiments reproduce-run --out DIR --method ID
+//! --seed S`, which calls [`run_child`]) reads the parent's plan as TOML on its stdin, trains
+//! and evaluates that one run exactly as a one-job run would (same code path, so the same
+//! losses), and reports each step as a JSON line on stdout, from which the parent draws the
+//! run's progress bar. Its stderr is kept and returned as the error when it fails. Ctrl-C
+//! reaches the children through the terminal's process group; a stop the parent sees otherwise
+//! (SIGTERM) is passed on with `kill -INT`.
 //!
-//! Why TOML on stdin and not `DIR/plan.json`: serde_json's default float parser is not
-//! correctly rounded (the ablation's ε = 1/11 came back two units in the last place high, above
-//! the 1/K bound the mixer checks), while the toml crate parses with the standard library's
-//! correctly rounded parser, so the child's plan is the parent's to the bit.
+//! Why TOML on stdin and not `DIR/plan.json`: the plan is the parent's in memory, to the bit,
+//! whatever the file says (the toml crate parses with the standard library's correctly rounded
+//! parser; serde_json does too since its `float_roundtrip` feature is on, which it was not
+//! when this was written: the ablation's ε = 1/11 came back two units in the last place high).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use mixlab_mixing::MixerRegistry;
 use mixlab_train::{StepHook, StepProgress};
-
-use crate::stop::{Stopped, StoppedRun};
 use serde::{Deserialize, Serialize};
 
 use super::progress::PlanProgress;
-use super::{Method, Plan, run_method};
-
-/// Arguments of the hidden `reproduce-run` subcommand (one job of `reproduce --jobs N`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// The results directory (the plan itself comes as TOML on stdin).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// The method id of the run.
-    #[arg(long)]
-    pub method: String,
-    /// The training seed of the run.
-    #[arg(long)]
-    pub seed: u64,
-}
+use super::{ChildCommand, run_method};
+use crate::error::{Context, Result, bail};
+use crate::method::Method;
+use crate::plan::Plan;
+use crate::stop::{Stopped, StoppedRun};
 
 /// What a child reports on stdout, one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,35 +54,41 @@ fn emit(event: &ChildEvent) {
     );
 }
 
-/// Runs `reproduce-run`: one job of the plan in `args.out`.
-pub fn run_child(args: RunArgs) -> Result<()> {
+/// Runs one job of a plan as a child process does: the plan comes as TOML on stdin, the run is
+/// `method` with `seed` under `out`, its steps go to stdout as JSON lines for the parent, and a
+/// stop (`stop`, set by the child's signal handler) is reported before the child ends.
+pub fn run_child(
+    out: &Path,
+    method: &str,
+    seed: u64,
+    stop: &Arc<AtomicBool>,
+    mixers: &MixerRegistry,
+) -> Result<()> {
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
         .context("reading the plan (TOML) from stdin")?;
     let plan: Plan = toml::from_str(&text).context("parsing the plan (TOML) from stdin")?;
-    let method = plan
-        .methods
-        .iter()
-        .find(|m| m.id == args.method)
-        .with_context(|| format!("the plan has no method `{}`", args.method))?;
-    if !plan.seeds.contains(&args.seed) {
-        bail!("the plan has no seed {}", args.seed);
+    let Some(method) = plan.methods.iter().find(|m| m.id == method) else {
+        bail!("the plan has no method `{method}`");
+    };
+    if !plan.seeds.contains(&seed) {
+        bail!("the plan has no seed {seed}");
     }
-    let stop = crate::stop::stop_flag()?;
     let hook = StepHook(Arc::new(|progress: &StepProgress| {
         emit(&ChildEvent::Step(progress.clone()));
     }));
     let result = run_method(
         &plan,
-        &args.out,
+        out,
         method,
-        args.seed,
-        &stop,
+        seed,
+        stop,
+        mixers,
         JobOutput::Child(hook),
     );
     if let Err(error) = &result
-        && let Some(stopped) = crate::stop::as_stopped(error)
+        && let Some(stopped) = error.stopped()
     {
         for run in &stopped.runs {
             emit(&ChildEvent::Stopped(run.clone()));
@@ -102,7 +97,7 @@ pub fn run_child(args: RunArgs) -> Result<()> {
     result
 }
 
-/// Where a run started by [`super::run_all`] shows its progress.
+/// Where a run started by [`super::run_plan`] shows its progress.
 pub enum JobOutput {
     /// In this process (`--jobs 1`): the training bar joins the plan's progress group, each
     /// step is reported to `on_step` (the plan's overall line).
@@ -136,21 +131,21 @@ pub fn spawn_job(
     out: &Path,
     method: &Method,
     seed: u64,
-    stop: &Arc<AtomicBool>,
+    (stop, child_command): (&Arc<AtomicBool>, &ChildCommand),
     progress: (&PlanProgress, usize),
     threads: usize,
 ) -> Result<()> {
     let (plan_progress, index) = progress;
     let group = plan_progress.group();
-    let exe = std::env::current_exe().context("locating this executable")?;
-    let mut command = Command::new(&exe);
+    let exe = &child_command.program;
+    let mut command = Command::new(exe);
     for variable in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS"] {
         if std::env::var_os(variable).is_none() {
             command.env(variable, threads.max(1).to_string());
         }
     }
     let mut child = command
-        .arg("reproduce-run")
+        .args(&child_command.args)
         .arg("--out")
         .arg(out)
         .args(["--method", &method.id, "--seed", &seed.to_string()])
@@ -158,7 +153,13 @@ pub fn spawn_job(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {} reproduce-run", exe.display()))?;
+        .with_context(|| {
+            format!(
+                "starting {} {} for a run",
+                exe.display(),
+                child_command.args.join(" ")
+            )
+        })?;
     let pid = child.id();
     let plan_text = toml::to_string(plan).context("writing the plan as TOML")?;
     {
@@ -166,7 +167,7 @@ pub fn spawn_job(
         let mut stdin = child.stdin.take().expect("piped");
         stdin
             .write_all(plan_text.as_bytes())
-            .context("sending the plan to a reproduce-run child")?;
+            .context("sending the plan to a run's child process")?;
     }
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
@@ -236,7 +237,7 @@ pub fn spawn_job(
     });
     bar.finish_and_clear();
     let (status, errors) = status;
-    let status = status.context("waiting for a reproduce-run child")?;
+    let status = status.context("waiting for a run's child process")?;
     if status.success() {
         return Ok(());
     }
@@ -255,8 +256,8 @@ pub fn spawn_job(
     }
     let tail: Vec<&str> = errors.lines().rev().take(20).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
-    bail!(
-        "the run's process (reproduce-run, pid {pid}) exited with {status}:\n{}",
+    Err(crate::error::StudyError::Failed(format!(
+        "the run's process (pid {pid}) exited with {status}:\n{}",
         tail.join("\n")
-    )
+    )))
 }

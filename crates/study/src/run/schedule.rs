@@ -1,0 +1,232 @@
+//! Running tasks on a few threads, each after the tasks it waits for, the longest chains first.
+
+use crate::error::{Result, StudyError};
+
+/// Where one task of [`run_in_parallel`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskState {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Runs tasks `0..waits_for.len()` on `jobs` threads, task `i` only after the tasks in
+/// `waits_for[i]` succeeded. Of the ready tasks, the one heading the longest chain of tasks waiting on it goes
+/// first (then the lowest index): on few cores the DoReMi chain (reference, proxy, main run)
+/// would otherwise start its proxy only after every independent run, and finish last alone.
+/// `announce(n, i)` as task `i` starts as the `n`-th. After a failure (an error or a panic) no new task starts and those under way finish.
+/// Returns the failures in the order they happened, with their task index.
+pub(super) fn run_in_parallel(
+    waits_for: &[Vec<usize>],
+    jobs: usize,
+    announce: impl Fn(usize, usize) + Sync,
+    work: impl Fn(usize) -> Result<()> + Sync,
+) -> Vec<(usize, StudyError)> {
+    struct Board {
+        states: Vec<TaskState>,
+        errors: Vec<(usize, StudyError)>,
+        started: usize,
+    }
+    let total = waits_for.len();
+    let board = std::sync::Mutex::new(Board {
+        states: vec![TaskState::Waiting; total],
+        errors: Vec::new(),
+        started: 0,
+    });
+    let chain = chain_lengths(waits_for);
+    let changed = std::sync::Condvar::new();
+    let lock = || {
+        board
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let next = || -> Option<usize> {
+        let mut guard = lock();
+        loop {
+            if !guard.errors.is_empty() {
+                return None;
+            }
+            let states = &guard.states;
+            let ready = (0..total)
+                .filter(|&i| {
+                    states[i] == TaskState::Waiting
+                        && waits_for[i].iter().all(|&d| states[d] == TaskState::Done)
+                })
+                .max_by_key(|&i| (chain[i], std::cmp::Reverse(i)));
+            if let Some(i) = ready {
+                guard.states[i] = TaskState::Running;
+                guard.started += 1;
+                announce(guard.started, i);
+                return Some(i);
+            }
+            if !guard.states.contains(&TaskState::Running) {
+                return None;
+            }
+            guard = changed
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, total.max(1)) {
+            scope.spawn(|| {
+                while let Some(i) = next() {
+                    // A panic (burn panics on some device errors) must still end the task, or
+                    // the tasks waiting for it would wait forever.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)))
+                        .unwrap_or_else(|panic| {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "a panic".into());
+                            Err(StudyError::Failed(format!("panicked: {what}")))
+                        });
+                    let mut guard = lock();
+                    match result {
+                        Ok(()) => guard.states[i] = TaskState::Done,
+                        Err(e) => {
+                            guard.states[i] = TaskState::Failed;
+                            guard.errors.push((i, e));
+                        }
+                    }
+                    changed.notify_all();
+                }
+            });
+        }
+    });
+    board
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .errors
+}
+
+/// For each task, the number of tasks in the longest chain that starts with it (itself, a task
+/// waiting for it, one waiting for that, ...).
+fn chain_lengths(waits_for: &[Vec<usize>]) -> Vec<usize> {
+    let mut chain = vec![1; waits_for.len()];
+    // Each pass lengthens chains by at least one link; a chain has at most `len` tasks.
+    for _ in 0..waits_for.len() {
+        let mut changed = false;
+        for (i, deps) in waits_for.iter().enumerate() {
+            for &d in deps {
+                if chain[d] < chain[i] + 1 {
+                    chain[d] = chain[i] + 1;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::bail;
+
+    /// Task events in the order they happened: (task, started?).
+    type Events = std::sync::Mutex<Vec<(usize, bool)>>;
+
+    fn position(events: &[(usize, bool)], task: usize, start: bool) -> Option<usize> {
+        events.iter().position(|&e| e == (task, start))
+    }
+
+    #[test]
+    fn parallel_tasks_wait_for_their_dependency_and_all_run() {
+        // 0 -> 1 -> 2 is a chain (reference, proxy, main run); 3 and 4 are free.
+        let waits_for = [vec![], vec![0], vec![1], vec![], vec![]];
+        let events = Events::default();
+        let announced = std::sync::Mutex::new(Vec::new());
+        let errors = run_in_parallel(
+            &waits_for,
+            3,
+            |n, i| announced.lock().unwrap().push((n, i)),
+            |i| {
+                events.lock().unwrap().push((i, true));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                events.lock().unwrap().push((i, false));
+                Ok(())
+            },
+        );
+        assert!(errors.is_empty());
+        let events = events.into_inner().unwrap();
+        assert_eq!(events.len(), 10, "every task ran once: {events:?}");
+        for (task, dep) in [(1, 0), (2, 1)] {
+            assert!(
+                position(&events, dep, false) < position(&events, task, true),
+                "{task} started before {dep} ended: {events:?}"
+            );
+        }
+        let announced = announced.into_inner().unwrap();
+        let numbers: Vec<usize> = announced.iter().map(|&(n, _)| n).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5]);
+        assert_eq!(
+            announced[0],
+            (1, 0),
+            "the head of the longest chain goes first"
+        );
+    }
+
+    #[test]
+    fn the_longest_chain_starts_first() {
+        // The reproduce plan's shape: tpw, two free runs, then the proxy (after tpw) and DoReMi
+        // (after the proxy).
+        let waits_for = [vec![], vec![], vec![], vec![0], vec![3]];
+        assert_eq!(chain_lengths(&waits_for), [3, 1, 1, 2, 1]);
+        assert_eq!(chain_lengths(&[vec![], vec![0], vec![0]]), [2, 1, 1]);
+        // A run waiting for two: both heads lengthen.
+        assert_eq!(chain_lengths(&[vec![], vec![], vec![0, 1]]), [2, 2, 1]);
+        // One thread shows the order: the proxy right after its reference, then by index.
+        let order = std::sync::Mutex::new(Vec::new());
+        let errors = run_in_parallel(
+            &waits_for,
+            1,
+            |_, i| order.lock().unwrap().push(i),
+            |_| Ok(()),
+        );
+        assert!(errors.is_empty());
+        assert_eq!(order.into_inner().unwrap(), [0, 3, 1, 2, 4]);
+    }
+
+    #[test]
+    fn a_failure_or_panic_stops_new_tasks_and_skips_its_dependents() {
+        for panics in [false, true] {
+            let waits_for = [vec![], vec![0], vec![]];
+            let ran = std::sync::Mutex::new(Vec::new());
+            let errors = run_in_parallel(
+                &waits_for,
+                2,
+                |_, _| {},
+                |i| {
+                    ran.lock().unwrap().push(i);
+                    if i == 0 {
+                        if panics {
+                            panic!("device lost");
+                        }
+                        bail!("bad config");
+                    }
+                    Ok(())
+                },
+            );
+            let ran = ran.into_inner().unwrap();
+            assert!(
+                !ran.contains(&1),
+                "the dependent of a failed task ran: {ran:?}"
+            );
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].0, 0);
+            let message = errors[0].1.to_string();
+            let expected = if panics {
+                "panicked: device lost"
+            } else {
+                "bad config"
+            };
+            assert_eq!(message, expected);
+        }
+    }
+}
