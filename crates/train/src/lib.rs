@@ -12,9 +12,11 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod dataset;
 pub mod error;
 pub mod metrics;
 pub mod optimizer;
+pub mod options;
 pub mod plan;
 pub mod schedule;
 mod step;
@@ -23,13 +25,14 @@ pub mod trainer;
 pub mod validation;
 
 pub use config::TrainConfig;
+pub use dataset::{mixer_context, open_dataset};
 pub use error::{Result, TrainError};
 pub use metrics::{EvalRecord, MetricsLine, TrainRecord, parse_metrics};
+pub use options::{
+    DamagedCheckpoint, ResumeReport, RunOptions, RunSummary, StepHook, StepProgress,
+};
 pub use plan::{BatchPlan, Granularity};
 pub use schedule::LrSchedule;
 pub use summary::SummaryRecord;
-pub use trainer::{
-    DamagedCheckpoint, ResumeReport, RunOptions, RunSummary, SeedStreams, StepHook, StepProgress,
-    mixer_context, open_dataset, train,
-};
+pub use trainer::{SeedStreams, train};
 pub use validation::{DomainValidation, Validate, ValidationError, ValidationReport};

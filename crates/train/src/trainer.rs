@@ -4,16 +4,15 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions as FileOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_data::hash::splitmix64 as mix;
-use mixlab_data::{DomainSampler, DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource};
-use mixlab_mixing::{DomainSet, Mixer, MixerContext, StepFeedback};
+use mixlab_data::{DomainSampler, DomainStore, Split};
+use mixlab_mixing::{Mixer, StepFeedback};
 use mixlab_model::TrainBackend;
 use mixlab_model::{GptNeoX, ModelConfig, clip_grad_norm};
 use rand::SeedableRng;
@@ -26,6 +25,7 @@ use crate::metrics::{
     DomainEval, EvalRecord, EvalTag, MetricsLine, StepTiming, TrainRecord, TrainTag,
 };
 use crate::optimizer::{DecoupledAdamW, TrainOptimizer};
+use crate::options::{DamagedCheckpoint, ResumeReport, RunOptions, RunSummary, StepProgress};
 use crate::plan::BatchPlan;
 use crate::step;
 use crate::summary::{LastEval, SummaryRecord};
@@ -58,151 +58,10 @@ impl SeedStreams {
     }
 }
 
-/// Options of one invocation (not part of the run's identity).
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Stop after this step with a checkpoint (to split a run, and in tests).
-    pub max_steps: Option<u64>,
-    /// Continue from the newest complete checkpoint in the run directory.
-    pub resume: bool,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
-    /// Set by a signal handler: checkpoint after the current step and stop.
-    pub stop: Option<Arc<AtomicBool>>,
-    /// Draw the progress bar in this group, so that several runs of one process (`reproduce
-    /// --jobs`) each keep a line of their own instead of overwriting one another.
-    pub progress_group: Option<indicatif::MultiProgress>,
-    /// Called after every completed step (a parent process draws a child's progress from it).
-    pub on_step: Option<StepHook>,
-    /// Fault injection for tests: the checkpoint of this step fails as on a full disk (half of
-    /// its model file is written, then the write fails with the OS's ENOSPC).
-    pub fail_checkpoint_at: Option<u64>,
-}
-
-/// Where a run stands after a step: what [`RunOptions::on_step`] receives.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepProgress {
-    /// Steps completed (including before a resume).
-    pub step: u64,
-    /// Steps of the whole run.
-    pub total: u64,
-    /// Mean training loss of this step.
-    pub loss: f64,
-    /// Tokens per second of this step.
-    pub tokens_per_s: f64,
-    /// Wall time of this step: batch plan, data, forward, backward, optimizer and mixer
-    /// (metrics lines, validation and checkpoints excluded).
-    pub step_seconds: f64,
-}
-
-/// A callback run after each step.
-#[derive(Clone)]
-pub struct StepHook(pub Arc<dyn Fn(&StepProgress) + Send + Sync>);
-
-impl std::fmt::Debug for StepHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StepHook")
-    }
-}
-
 /// Burn backends keep one random generator per process, and `Backend::seed` replaces it: two
 /// runs initialising at once in one process would draw from each other's stream. Holding this
 /// lock from seeding to the last initial weight keeps every run's weights a function of its seed.
 static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// What a finished (or stopped) invocation did.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// Steps completed in total (including before a resume).
-    pub steps: u64,
-    /// Whether the run reached `training.steps`.
-    pub finished: bool,
-    /// Training loss of the last step.
-    pub last_loss: f64,
-    /// The last validation, if any.
-    pub last_eval: Option<ValidationReport>,
-    /// Wall time of the training steps of this invocation (evaluation and checkpoints excluded).
-    pub train_time: Duration,
-    /// Time inside the mixer (weights, plan, observe) during this invocation.
-    pub mixer_time: Duration,
-    /// Steps run in this invocation.
-    pub steps_this_run: u64,
-    /// Tokens trained on in this invocation.
-    pub tokens_this_run: u64,
-    /// Where a `--resume` continued from, and the damaged checkpoints it passed over.
-    pub resume: ResumeReport,
-}
-
-/// What a `--resume` found in the run's checkpoints.
-#[derive(Debug, Clone, Default)]
-pub struct ResumeReport {
-    /// The step of the checkpoint the run continued from (`None` without `--resume`).
-    pub resumed_from: Option<u64>,
-    /// Newer checkpoints that were damaged, newest first: set aside and not used.
-    pub set_aside: Vec<DamagedCheckpoint>,
-}
-
-/// A checkpoint whose bytes were not as written.
-#[derive(Debug, Clone)]
-pub struct DamagedCheckpoint {
-    /// Its step.
-    pub step: u64,
-    /// Where it was moved (`checkpoints/damaged-step-N`).
-    pub moved_to: PathBuf,
-    /// What was wrong, naming the file.
-    pub reason: String,
-}
-
-/// Opens the run's dataset, preparing it first when it is missing and the config says how.
-pub fn open_dataset(config: &TrainConfig) -> Result<DomainStore> {
-    let dir = &config.data.dataset;
-    if !dir.join(mixlab_data::manifest::MANIFEST_FILE).is_file() {
-        let Some(spec) = &config.data.prepare else {
-            return Err(TrainError::config(
-                "data.dataset",
-                format!(
-                    "{} is not a prepared dataset and [data.prepare] is absent",
-                    dir.display()
-                ),
-            ));
-        };
-        if let Some(synthetic) = &spec.synthetic
-            && !spec.corpus.exists()
-        {
-            tracing::info!(corpus = %spec.corpus.display(), seed = synthetic.seed, scale = synthetic.scale, "generating the built-in synthetic corpus");
-            let generator = mixlab_data::synthetic::SyntheticConfig {
-                seed: synthetic.seed,
-                scale: synthetic.scale,
-                ..Default::default()
-            };
-            mixlab_data::synthetic::generate_corpus(&generator, &spec.corpus, false)?;
-        }
-        tracing::info!(dataset = %dir.display(), corpus = %spec.corpus.display(), "preparing dataset on first use");
-        let tokenizer: TokenizerSource = spec.tokenizer.parse()?;
-        let mut prep = PrepareConfig::new(
-            vec![spec.corpus.clone()],
-            dir.clone(),
-            tokenizer,
-            spec.seq_len,
-        );
-        prep.progress = true;
-        mixlab_data::prepare_dataset(&prep)?;
-    }
-    Ok(DomainStore::open(dir, &OpenOptions::default())?)
-}
-
-/// The mixer context of a dataset: its domains, training token counts and vocabulary.
-pub fn mixer_context(store: &DomainStore) -> Result<MixerContext> {
-    let names = store.domain_names();
-    let domains = DomainSet::new(names.iter().map(String::as_str))?;
-    let tokens = store.manifest().train_tokens();
-    let counts = names.iter().map(|n| tokens[n]).collect();
-    Ok(MixerContext::new(domains)
-        .with_token_counts(counts)?
-        .with_vocab_size(store.manifest().vocab_size))
-}
 
 /// Per-domain values keyed by domain name, as the run files store them.
 fn by_name<T: Copy>(names: &[String], values: &[T]) -> BTreeMap<String, T> {
@@ -234,7 +93,7 @@ struct Loop<B: TrainBackend> {
 
 /// Trains `config` with `mixer` on `device`.
 ///
-/// `mixer` must have been built for `store`'s domains (see [`mixer_context`]). When the mixer
+/// `mixer` must have been built for `store`'s domains (see [`crate::dataset::mixer_context`]). When the mixer
 /// needs a reference model (DoReMi), `reference` is a directory with its safetensors weights.
 /// `validate` measures the model every `[eval] interval` steps and after the last one; a config
 /// that asks for validation without one is refused before anything is written.
@@ -529,6 +388,8 @@ impl<B: TrainBackend> Loop<B> {
         })
     }
 
+    /// The loop: one [`Self::train_step`] after another, each logged, validated when due and
+    /// checkpointed when due or stopped; then the final model and summary when finished.
     fn run(
         mut self,
         options: &RunOptions,
@@ -537,31 +398,8 @@ impl<B: TrainBackend> Loop<B> {
         self.fail_checkpoint_at = options.fail_checkpoint_at;
         let total = self.config.training.steps;
         let stop_at = options.max_steps.unwrap_or(total).min(total);
-        let names: Vec<String> = self.store.domain_names();
-        let k = names.len();
-        let mbs = self.config.training.micro_batch_size();
-        let micro = self.config.training.micro_batches;
-        let seq = self.store.manifest().seq_len;
-        let width = seq + 1;
-        let bar = if options.progress {
-            let bar = ProgressBar::new(total);
-            let bar = match &options.progress_group {
-                Some(group) => group.add(bar),
-                None => bar,
-            };
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {prefix} [{elapsed_precise}] {wide_bar} step {pos}/{len} ({per_sec}, ETA {eta}) {msg}",
-                )
-                .expect("valid template"),
-            );
-            bar.set_prefix(self.config.name.clone());
-            bar.set_position(self.step);
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let mut feedback = StepFeedback::new(k);
+        let bar = self.progress_bar(options);
+        let mut feedback = StepFeedback::new(self.store.domain_names().len());
         let mut train_time = Duration::ZERO;
         let mut mixer_time = Duration::ZERO;
         let mut last_loss = f64::NAN;
@@ -571,175 +409,20 @@ impl<B: TrainBackend> Loop<B> {
         let mut interrupted = false;
 
         while self.step < stop_at {
-            let step = self.step + 1;
-            let step_start = Instant::now();
-            // The last good state, in case this step's loss is not finite.
-            let cursors_before: Vec<_> = self.samplers.iter().map(|s| s.cursor()).collect();
-            let word_pos_before = self.plan_rng.get_word_pos();
-
-            let t = Instant::now();
-            let weights = self.mixer.weights().to_vec();
-            // A mixer with loss weights (DoReMi's proxy) weights step t with what it learns
-            // from step t itself: its feedback is measured first, without gradients, and
-            // observed before the gradient pass (DoReMi's Algorithm 1 trains θ_t on
-            // L(θ_{t−1}, α_t), and the reference code updates α before the weighted loss).
-            let feedback_first = self.mixer.loss_weights().is_some();
-            let plan = BatchPlan::draw(
-                &weights,
-                micro,
-                mbs,
-                self.config.training.granularity_at(step),
-                &mut self.plan_rng,
-            );
-            let mut step_mixer_time = t.elapsed();
-
-            let batches = step::draw_batches(
-                &plan,
-                &mut self.samplers,
-                &mut self.cumulative,
-                width,
-                &self.device,
-            )?;
-            let (grads, loss_value, loss_weights) = if feedback_first {
-                let losses = step::measure(&self.model, self.reference.as_ref(), &batches, seq);
-                let loss_value = self.collect_feedback(&mut feedback, &plan, &losses, step);
-                self.check_finite(loss_value, &plan, &cursors_before, word_pos_before, &bar)?;
-                let t = Instant::now();
-                self.mixer.observe(step, &feedback)?;
-                step_mixer_time += t.elapsed();
-                let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
-                let grads = step::accumulate_gradients(
-                    &self.model,
-                    self.reference.as_ref(),
-                    &batches,
-                    &plan,
-                    loss_weights.as_deref(),
-                    seq,
-                    None,
-                );
-                (grads, loss_value, loss_weights)
-            } else {
-                let mut sums = step::DeviceSums::new();
-                let grads = step::accumulate_gradients(
-                    &self.model,
-                    self.reference.as_ref(),
-                    &batches,
-                    &plan,
-                    None,
-                    seq,
-                    Some(&mut sums),
-                );
-                let losses = sums.read();
-                let loss_value = self.collect_feedback(&mut feedback, &plan, &losses, step);
-                self.check_finite(loss_value, &plan, &cursors_before, word_pos_before, &bar)?;
-                (grads, loss_value, None)
-            };
-            drop(batches);
-            let (grads, norm) = if self.config.optimizer.grad_clip > 0.0 {
-                let (g, n) = clip_grad_norm(&self.model, grads, self.config.optimizer.grad_clip);
-                (g, n.norm)
-            } else {
-                (grads, f64::NAN)
-            };
-            let lr = self.config.schedule.lr(step, total);
-            self.model = self.optim.step(lr, self.model.clone(), grads);
-
-            if !feedback_first {
-                let t = Instant::now();
-                self.mixer.observe(step, &feedback)?;
-                step_mixer_time += t.elapsed();
-            }
-            mixer_time += step_mixer_time;
-            self.step = step;
-            self.tokens_seen += (micro * mbs * seq) as u64;
-            last_loss = loss_value;
-            let step_time = step_start.elapsed();
-            train_time += step_time;
-
+            let done = self.train_step(&mut feedback, &bar)?;
+            let step = done.step;
+            mixer_time += done.mixer_time;
+            train_time += done.step_time;
+            last_loss = done.loss;
             if step.is_multiple_of(self.config.training.log_interval) || step == total {
-                let line = TrainRecord {
-                    cumulative_sequences: by_name(&names, &self.cumulative),
-                    domain_loss: feedback
-                        .domains()
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, f)| f.loss_mean().map(|m| (names[i].clone(), m)))
-                        .collect(),
-                    domains_drawn: plan
-                        .domains
-                        .iter()
-                        .map(|mb| mb.iter().map(|&d| names[d].clone()).collect())
-                        .collect(),
-                    // Sums and counts as the mixer saw them: `replay-mixer` reads these lines.
-                    feedback: mixlab_mixing::FeedbackRecord::from_step(
-                        step,
-                        &feedback,
-                        self.mixer.domains(),
-                    )
-                    .feedback,
-                    grad_norm: norm.is_finite().then_some(norm),
-                    loss: loss_value,
-                    loss_weights: loss_weights.as_deref().map(|lw| by_name(&names, lw)),
-                    lr,
-                    mixer_internals: self.mixer.internals(),
-                    next_weights: by_name(&names, self.mixer.weights()),
-                    step,
-                    timing: StepTiming {
-                        mixer_s: step_mixer_time.as_secs_f64(),
-                        step_s: step_time.as_secs_f64(),
-                        tokens_per_s: (micro * mbs * seq) as f64
-                            / step_time.as_secs_f64().max(1e-12),
-                    },
-                    tokens: self.tokens_seen,
-                    kind: TrainTag::Train,
-                    weights: by_name(&names, &weights),
-                };
-                self.append_metrics(&MetricsLine::Train(Box::new(line)))?;
+                self.log_step(&done, &feedback)?;
             }
-            let tokens_per_s = (micro * mbs * seq) as f64 / step_time.as_secs_f64().max(1e-12);
-            bar.set_position(step);
-            bar.set_message(format!("loss {loss_value:.4}, {tokens_per_s:.0} tok/s"));
-            if let Some(hook) = &options.on_step {
-                (hook.0)(&StepProgress {
-                    step,
-                    total,
-                    loss: loss_value,
-                    tokens_per_s,
-                    step_seconds: step_time.as_secs_f64(),
-                });
-            }
+            self.report_progress(&done, &bar, options);
 
             let eval_due = self.config.eval.interval > 0
                 && (step.is_multiple_of(self.config.eval.interval) || step == total);
             if let Some(validate) = validate.filter(|_| eval_due) {
-                let report = self.evaluate(validate)?;
-                let domains = report
-                    .domains
-                    .iter()
-                    .map(|d| {
-                        let eval = DomainEval {
-                            loss: d.mean_nll,
-                            perplexity: d.perplexity,
-                            tokens: d.tokens,
-                        };
-                        (d.domain.clone(), eval)
-                    })
-                    .collect();
-                self.append_metrics(&MetricsLine::Eval(EvalRecord {
-                    domains,
-                    mean_loss: report.mean_nll,
-                    mean_perplexity: report.mean_perplexity,
-                    split: "val".to_owned(),
-                    step,
-                    token_weighted_loss: report.token_weighted_nll,
-                    token_weighted_perplexity: report.token_weighted_perplexity,
-                    kind: EvalTag::Eval,
-                }))?;
-                bar.println(format!(
-                    "step {step}: val mean perplexity {:.3} (token-weighted {:.3})",
-                    report.mean_perplexity, report.token_weighted_perplexity
-                ));
-                last_eval = Some(report);
+                last_eval = Some(self.validate_and_log(validate, &bar)?);
             }
             let stop_requested = options
                 .stop
@@ -759,40 +442,7 @@ impl<B: TrainBackend> Loop<B> {
         bar.finish_and_clear();
         let finished = self.step >= total && !interrupted;
         if finished {
-            let final_dir = self.run_dir.join("final");
-            self.model.valid().save_pretrained(&final_dir)?;
-            let tok = self.store.tokenizer_path();
-            std::fs::copy(&tok, final_dir.join("tokenizer.json"))
-                .map_err(|e| TrainError::io(&tok, e))?;
-            if let Some(table) = self.mixer.output_table() {
-                let path = self.run_dir.join("mixer-output-weights.toml");
-                write_atomic(
-                    &path,
-                    &table
-                        .to_toml_string(&format!("weights produced by run `{}`", self.config.name)),
-                )?;
-            }
-            let summary = SummaryRecord {
-                cumulative_sequences: by_name(&names, &self.cumulative),
-                final_train_loss: last_loss.is_finite().then_some(last_loss),
-                final_weights: by_name(&names, self.mixer.weights()),
-                last_eval: last_eval.as_ref().map(|r| LastEval {
-                    domains: r
-                        .domains
-                        .iter()
-                        .map(|d| (d.domain.clone(), d.perplexity))
-                        .collect(),
-                    mean_perplexity: r.mean_perplexity,
-                    token_weighted_perplexity: r.token_weighted_perplexity,
-                }),
-                name: self.config.name.clone(),
-                steps: self.step,
-                tokens: self.tokens_seen,
-            };
-            write_atomic(
-                &self.run_dir.join("summary.json"),
-                &summary.to_json_pretty(),
-            )?;
+            self.finish(last_loss, last_eval.as_ref())?;
         }
         Ok(RunSummary {
             run_dir: self.run_dir.clone(),
@@ -806,5 +456,294 @@ impl<B: TrainBackend> Loop<B> {
             tokens_this_run: self.tokens_seen - start_tokens,
             resume: ResumeReport::default(),
         })
+    }
+
+    /// The run's progress bar (hidden unless asked for), in the caller's group if it has one.
+    fn progress_bar(&self, options: &RunOptions) -> ProgressBar {
+        if !options.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(self.config.training.steps);
+        let bar = match &options.progress_group {
+            Some(group) => group.add(bar),
+            None => bar,
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {prefix} [{elapsed_precise}] {wide_bar} step {pos}/{len} ({per_sec}, ETA {eta}) {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(self.config.name.clone());
+        bar.set_position(self.step);
+        bar
+    }
+
+    /// One optimizer step: the mixer's weights → a batch plan → the micro-batches' losses and
+    /// gradients with their per-domain feedback (in `feedback`) → clipping and AdamW → the
+    /// mixer observes the feedback. A non-finite loss stops the run with a checkpoint of the
+    /// state before the step ([`Self::check_finite`]).
+    fn train_step(&mut self, feedback: &mut StepFeedback, bar: &ProgressBar) -> Result<StepDone> {
+        let total = self.config.training.steps;
+        let mbs = self.config.training.micro_batch_size();
+        let micro = self.config.training.micro_batches;
+        let seq = self.store.manifest().seq_len;
+        let width = seq + 1;
+        let step = self.step + 1;
+        let step_start = Instant::now();
+        // The last good state, in case this step's loss is not finite.
+        let cursors_before: Vec<_> = self.samplers.iter().map(|s| s.cursor()).collect();
+        let word_pos_before = self.plan_rng.get_word_pos();
+
+        let t = Instant::now();
+        let weights = self.mixer.weights().to_vec();
+        // A mixer with loss weights (DoReMi's proxy) weights step t with what it learns
+        // from step t itself: its feedback is measured first, without gradients, and
+        // observed before the gradient pass (DoReMi's Algorithm 1 trains θ_t on
+        // L(θ_{t−1}, α_t), and the reference code updates α before the weighted loss).
+        let feedback_first = self.mixer.loss_weights().is_some();
+        let plan = BatchPlan::draw(
+            &weights,
+            micro,
+            mbs,
+            self.config.training.granularity_at(step),
+            &mut self.plan_rng,
+        );
+        let mut mixer_time = t.elapsed();
+
+        let batches = step::draw_batches(
+            &plan,
+            &mut self.samplers,
+            &mut self.cumulative,
+            width,
+            &self.device,
+        )?;
+        let (grads, loss, loss_weights) = if feedback_first {
+            let losses = step::measure(&self.model, self.reference.as_ref(), &batches, seq);
+            let loss = self.collect_feedback(feedback, &plan, &losses, step);
+            self.check_finite(loss, &plan, &cursors_before, word_pos_before, bar)?;
+            let t = Instant::now();
+            self.mixer.observe(step, feedback)?;
+            mixer_time += t.elapsed();
+            let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
+            let grads = step::accumulate_gradients(
+                &self.model,
+                self.reference.as_ref(),
+                &batches,
+                &plan,
+                loss_weights.as_deref(),
+                seq,
+                None,
+            );
+            (grads, loss, loss_weights)
+        } else {
+            let mut sums = step::DeviceSums::new();
+            let grads = step::accumulate_gradients(
+                &self.model,
+                self.reference.as_ref(),
+                &batches,
+                &plan,
+                None,
+                seq,
+                Some(&mut sums),
+            );
+            let losses = sums.read();
+            let loss = self.collect_feedback(feedback, &plan, &losses, step);
+            self.check_finite(loss, &plan, &cursors_before, word_pos_before, bar)?;
+            (grads, loss, None)
+        };
+        drop(batches);
+        let (grads, grad_norm) = if self.config.optimizer.grad_clip > 0.0 {
+            let (g, n) = clip_grad_norm(&self.model, grads, self.config.optimizer.grad_clip);
+            (g, n.norm)
+        } else {
+            (grads, f64::NAN)
+        };
+        let lr = self.config.schedule.lr(step, total);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+
+        if !feedback_first {
+            let t = Instant::now();
+            self.mixer.observe(step, feedback)?;
+            mixer_time += t.elapsed();
+        }
+        self.step = step;
+        self.tokens_seen += (micro * mbs * seq) as u64;
+        Ok(StepDone {
+            step,
+            weights,
+            plan,
+            loss,
+            loss_weights,
+            grad_norm,
+            lr,
+            mixer_time,
+            step_time: step_start.elapsed(),
+            tokens: (micro * mbs * seq) as u64,
+        })
+    }
+
+    /// The step's line of `metrics.jsonl`.
+    fn log_step(&self, done: &StepDone, feedback: &StepFeedback) -> Result<()> {
+        let names = self.store.domain_names();
+        let line = TrainRecord {
+            cumulative_sequences: by_name(&names, &self.cumulative),
+            domain_loss: feedback
+                .domains()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| f.loss_mean().map(|m| (names[i].clone(), m)))
+                .collect(),
+            domains_drawn: done
+                .plan
+                .domains
+                .iter()
+                .map(|mb| mb.iter().map(|&d| names[d].clone()).collect())
+                .collect(),
+            // Sums and counts as the mixer saw them: `replay-mixer` reads these lines.
+            feedback: mixlab_mixing::FeedbackRecord::from_step(
+                done.step,
+                feedback,
+                self.mixer.domains(),
+            )
+            .feedback,
+            grad_norm: done.grad_norm.is_finite().then_some(done.grad_norm),
+            loss: done.loss,
+            loss_weights: done.loss_weights.as_deref().map(|lw| by_name(&names, lw)),
+            lr: done.lr,
+            mixer_internals: self.mixer.internals(),
+            next_weights: by_name(&names, self.mixer.weights()),
+            step: done.step,
+            timing: StepTiming {
+                mixer_s: done.mixer_time.as_secs_f64(),
+                step_s: done.step_time.as_secs_f64(),
+                tokens_per_s: done.tokens_per_s(),
+            },
+            tokens: self.tokens_seen,
+            kind: TrainTag::Train,
+            weights: by_name(&names, &done.weights),
+        };
+        self.append_metrics(&MetricsLine::Train(Box::new(line)))
+    }
+
+    /// The progress bar's position and message, and the caller's step hook.
+    fn report_progress(&self, done: &StepDone, bar: &ProgressBar, options: &RunOptions) {
+        let tokens_per_s = done.tokens_per_s();
+        bar.set_position(done.step);
+        bar.set_message(format!("loss {:.4}, {tokens_per_s:.0} tok/s", done.loss));
+        if let Some(hook) = &options.on_step {
+            (hook.0)(&StepProgress {
+                step: done.step,
+                total: self.config.training.steps,
+                loss: done.loss,
+                tokens_per_s,
+                step_seconds: done.step_time.as_secs_f64(),
+            });
+        }
+    }
+
+    /// Validates the model now, logs the result to `metrics.jsonl` and the progress bar.
+    fn validate_and_log(
+        &self,
+        validate: &dyn Validate<B::InnerBackend>,
+        bar: &ProgressBar,
+    ) -> Result<ValidationReport> {
+        let report = self.evaluate(validate)?;
+        let domains = report
+            .domains
+            .iter()
+            .map(|d| {
+                let eval = DomainEval {
+                    loss: d.mean_nll,
+                    perplexity: d.perplexity,
+                    tokens: d.tokens,
+                };
+                (d.domain.clone(), eval)
+            })
+            .collect();
+        self.append_metrics(&MetricsLine::Eval(EvalRecord {
+            domains,
+            mean_loss: report.mean_nll,
+            mean_perplexity: report.mean_perplexity,
+            split: "val".to_owned(),
+            step: self.step,
+            token_weighted_loss: report.token_weighted_nll,
+            token_weighted_perplexity: report.token_weighted_perplexity,
+            kind: EvalTag::Eval,
+        }))?;
+        bar.println(format!(
+            "step {}: val mean perplexity {:.3} (token-weighted {:.3})",
+            self.step, report.mean_perplexity, report.token_weighted_perplexity
+        ));
+        Ok(report)
+    }
+
+    /// A finished run's outputs: `final/` (weights, config, tokenizer), the mixer's output table
+    /// if it has one, and `summary.json`.
+    fn finish(&self, last_loss: f64, last_eval: Option<&ValidationReport>) -> Result<()> {
+        let names = self.store.domain_names();
+        let final_dir = self.run_dir.join("final");
+        self.model.valid().save_pretrained(&final_dir)?;
+        let tok = self.store.tokenizer_path();
+        std::fs::copy(&tok, final_dir.join("tokenizer.json"))
+            .map_err(|e| TrainError::io(&tok, e))?;
+        if let Some(table) = self.mixer.output_table() {
+            let path = self.run_dir.join("mixer-output-weights.toml");
+            write_atomic(
+                &path,
+                &table.to_toml_string(&format!("weights produced by run `{}`", self.config.name)),
+            )?;
+        }
+        let summary = SummaryRecord {
+            cumulative_sequences: by_name(&names, &self.cumulative),
+            final_train_loss: last_loss.is_finite().then_some(last_loss),
+            final_weights: by_name(&names, self.mixer.weights()),
+            last_eval: last_eval.map(|r| LastEval {
+                domains: r
+                    .domains
+                    .iter()
+                    .map(|d| (d.domain.clone(), d.perplexity))
+                    .collect(),
+                mean_perplexity: r.mean_perplexity,
+                token_weighted_perplexity: r.token_weighted_perplexity,
+            }),
+            name: self.config.name.clone(),
+            steps: self.step,
+            tokens: self.tokens_seen,
+        };
+        write_atomic(
+            &self.run_dir.join("summary.json"),
+            &summary.to_json_pretty(),
+        )
+    }
+}
+
+/// What one optimizer step did, for its metrics line and progress.
+struct StepDone {
+    /// The step's number (1-based).
+    step: u64,
+    /// The sampling weights the step was planned with.
+    weights: Vec<f64>,
+    /// Which domain each micro-batch (or sequence) came from.
+    plan: BatchPlan,
+    /// Mean training loss per token.
+    loss: f64,
+    /// The loss weights of a mixer that has them (DoReMi's proxy).
+    loss_weights: Option<Vec<f64>>,
+    /// Global gradient norm before clipping (NaN without clipping).
+    grad_norm: f64,
+    /// The learning rate used.
+    lr: f64,
+    /// Time inside the mixer (weights, plan, observe).
+    mixer_time: Duration,
+    /// Wall time of the whole step.
+    step_time: Duration,
+    /// Tokens trained on.
+    tokens: u64,
+}
+
+impl StepDone {
+    fn tokens_per_s(&self) -> f64 {
+        self.tokens as f64 / self.step_time.as_secs_f64().max(1e-12)
     }
 }
