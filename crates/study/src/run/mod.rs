@@ -25,7 +25,7 @@ use mixlab_model::{
 };
 use mixlab_train::RunOptions;
 
-use crate::error::{Context, Result, StudyError, bail};
+use crate::error::{Context, Result, bail};
 use crate::method::Method;
 use crate::plan::Plan;
 use crate::stop::{Stopped, StoppedRun};
@@ -290,7 +290,9 @@ fn run_method(
             progress,
         ),
         #[cfg(not(feature = "tch"))]
-        DeviceSpec::TchCpu => Err(StudyError::Model(mixlab_model::ModelError::TchNotBuilt)),
+        DeviceSpec::TchCpu => Err(crate::error::StudyError::Model(
+            mixlab_model::ModelError::TchNotBuilt,
+        )),
         DeviceSpec::Cuda(i) => {
             let device = cuda_device(i, Precision::F32)?;
             evaluate_run::<CudaBackend>(plan, &dir, &device, progress)

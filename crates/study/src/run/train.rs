@@ -8,8 +8,8 @@ use mixlab_data::{DomainStore, Split};
 use mixlab_eval::perplexity::{PerplexityConfig, evaluate_perplexity};
 use mixlab_mixing::MixerRegistry;
 use mixlab_model::{
-    CpuTrainBackend, CudaTrainBackend, DeviceSpec, GptNeoX, ModelBackend, ModelError, Precision,
-    cpu_device, cuda_device,
+    CpuTrainBackend, CudaTrainBackend, DeviceSpec, GptNeoX, ModelBackend, Precision, cpu_device,
+    cuda_device,
 };
 use mixlab_train::config::EvalConfig;
 use mixlab_train::{
@@ -54,7 +54,7 @@ pub fn train_run(
             options,
         )?,
         #[cfg(not(feature = "tch"))]
-        DeviceSpec::TchCpu => return Err(ModelError::TchNotBuilt.into()),
+        DeviceSpec::TchCpu => return Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(index) => {
             let device = cuda_device(index, Precision::F32)?;
             train::<CudaTrainBackend>(
