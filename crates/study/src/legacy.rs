@@ -96,8 +96,18 @@ mod tests {
     use crate::plan::{Plan, PlanKind};
     use crate::preset::preset;
 
-    fn results() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results")
+    /// Every committed results directory with a plan, and its plan.
+    fn committed_plans() -> Vec<(PathBuf, Plan)> {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results");
+        let mut plans = Vec::new();
+        for entry in std::fs::read_dir(results).expect("results/ is in the repository") {
+            let dir = entry.expect("entry").path();
+            if dir.join("plan.json").is_file() {
+                let plan = Plan::load(&dir).expect("a committed plan loads");
+                plans.push((dir, plan));
+            }
+        }
+        plans
     }
 
     /// Every committed plan (saved in the old form) reads back as the methods today's catalogue
@@ -105,12 +115,7 @@ mod tests {
     #[test]
     fn committed_plans_convert_to_todays_methods() {
         let mut checked = 0;
-        for entry in std::fs::read_dir(results()).expect("results/ is in the repository") {
-            let dir = entry.expect("entry").path();
-            if !dir.join("plan.json").is_file() {
-                continue;
-            }
-            let plan = Plan::load(&dir).expect("a committed plan loads");
+        for (dir, plan) in committed_plans() {
             let p = preset(&plan.preset.name).expect("a known preset");
             let p = if plan.preset.steps == p.steps {
                 p
@@ -142,12 +147,7 @@ mod tests {
     #[test]
     fn committed_runs_get_the_same_configs() {
         let mut checked = 0;
-        for entry in std::fs::read_dir(results()).expect("results/ is in the repository") {
-            let dir = entry.expect("entry").path();
-            if !dir.join("plan.json").is_file() {
-                continue;
-            }
-            let plan = Plan::load(&dir).expect("a committed plan loads");
+        for (dir, plan) in committed_plans() {
             for m in &plan.methods {
                 for &seed in &plan.seeds {
                     let run = Plan::run_dir(&dir, &m.id, seed).join("config.toml");
