@@ -1,6 +1,7 @@
 //! The built-in mixer registry: one line per mixer. A new mixer crate adds its line here
 //! (see docs/adding-a-mixer.md); configs then name it with `kind = "..."`.
 
+use mixlab_mixer_ado::AdoConfig;
 use mixlab_mixer_doremi::DoremiConfig;
 use mixlab_mixer_odm::OdmConfig;
 use mixlab_mixing::{MixerEntry, MixerRegistry, StaticConfig};
@@ -12,6 +13,7 @@ pub fn registry() -> MixerRegistry {
         MixerEntry::of::<StaticConfig>(),
         MixerEntry::of::<OdmConfig>(),
         MixerEntry::of::<DoremiConfig>(),
+        MixerEntry::of::<AdoConfig>(),
     ] {
         // Kinds are distinct by construction, which the test below checks; a clash is a bug
         // in this list, not an input error.
@@ -28,6 +30,6 @@ mod tests {
 
     #[test]
     fn builtin_kinds() {
-        assert_eq!(registry().kinds(), ["static", "odm", "doremi"]);
+        assert_eq!(registry().kinds(), ["static", "odm", "doremi", "ado"]);
     }
 }

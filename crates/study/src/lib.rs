@@ -17,6 +17,7 @@
 //! way and ends with [`stop::Stopped`]. The command line parses arguments, registers its
 //! mixers and signal handlers, and prints.
 
+pub mod ado;
 pub mod claims;
 pub mod error;
 mod legacy;

@@ -206,7 +206,10 @@ impl Method {
 }
 
 /// The config's table without `dataset_keys` (which the plan fills in).
-fn typed_table<C: mixlab_mixing::MixerConfig>(config: &C, dataset_keys: &[&str]) -> toml::Table {
+pub(crate) fn typed_table<C: mixlab_mixing::MixerConfig>(
+    config: &C,
+    dataset_keys: &[&str],
+) -> toml::Table {
     let mut table = config_table(config).expect("the built-in mixer configs serialise to TOML");
     for key in dataset_keys {
         table.remove(*key);
@@ -329,6 +332,7 @@ pub fn reproduce_methods(preset: &Preset) -> Vec<Method> {
             &format!("ODM as the released code does it (smoothed exp(mean loss), linear normalisation), a {}-step TPW warm-up (2%) with mixed micro-batches", preset.odm_code_warmup),
             None,
         ),
+        crate::ado::ado_method(preset),
         Method::fixed("uniform", "Uniform", "1/K per domain (a strong cheap baseline in later work)", None, PlanWeights::Uniform),
         doremi_proxy(
             "doremi-proxy",

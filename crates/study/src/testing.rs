@@ -1,5 +1,6 @@
 //! What the tests share.
 
+use mixlab_mixer_ado::AdoConfig;
 use mixlab_mixer_doremi::DoremiConfig;
 use mixlab_mixer_odm::OdmConfig;
 use mixlab_mixing::{MixerEntry, MixerRegistry, StaticConfig};
@@ -11,6 +12,7 @@ pub fn mixers() -> MixerRegistry {
         MixerEntry::of::<StaticConfig>(),
         MixerEntry::of::<OdmConfig>(),
         MixerEntry::of::<DoremiConfig>(),
+        MixerEntry::of::<AdoConfig>(),
     ] {
         registry.register(entry).expect("distinct kinds");
     }

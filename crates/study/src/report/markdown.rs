@@ -9,7 +9,7 @@ use crate::error::Result;
 use mixlab_eval::Protocol;
 use mixlab_plot::{BarGroup, GroupedBarChart, LineChart, Marker, Series};
 
-use super::numbers::{FewerIterations, McNumbers, ReportNumbers, first_reach, is_odm};
+use super::numbers::{FewerIterations, McNumbers, ReportNumbers, first_reach, is_odm, is_online};
 use super::stats::{CHANCE_ALPHA, t_critical_95};
 use super::svg;
 use crate::plan::Plan;
@@ -127,14 +127,14 @@ pub(super) fn reproduce_report(
     // The mixtures themselves: static weights, and ODM's average policy.
     let _ = writeln!(
         md,
-        "## The mixtures\n\nSampling weights per domain: the fixed weights of the static methods (DoReMi (mixlab): the proxy's averaged weights) and, for ODM, the share of sequences it drew over the whole run (its mean policy).\n"
+        "## The mixtures\n\nSampling weights per domain: the fixed weights of the static methods (DoReMi (mixlab): the proxy's averaged weights) and, for the online methods (ODM, ADO), the share of sequences each drew over the whole run (its mean policy).\n"
     );
     let labels: Vec<&str> = n.methods.iter().map(|m| m.label.as_str()).collect();
     table_header(md, "domain", &labels);
     for d in &n.domains {
         let _ = write!(md, "| {d} |");
         for m in &n.methods {
-            let w = if is_odm(plan, &m.id) {
+            let w = if is_online(plan, &m.id) {
                 m.cumulative_share.get(d)
             } else {
                 m.final_weights.get(d)
@@ -156,7 +156,7 @@ pub(super) fn reproduce_report(
         fig1.series.push(Series {
             label: m.label.clone(),
             points: m.val_curve.iter().map(|&(s, v)| (s as f64, v)).collect(),
-            dashed: !is_odm(plan, &m.id),
+            dashed: !is_online(plan, &m.id),
         });
     }
     for f in n
@@ -289,7 +289,7 @@ pub(super) fn reproduce_report(
         );
     }
 
-    // Figure 4, for each ODM method.
+    // Figure 4, for each online method (ODM's exploration first).
     let k = n.domains.len();
     if k > 1 && n.methods.iter().any(|m| is_odm(plan, &m.id)) {
         // ε_t = min(1/K, sqrt(ln K / (K t))) stays at 1/K (a uniform policy) while t ≤ K ln K.
@@ -303,7 +303,7 @@ pub(super) fn reproduce_report(
         );
     }
     let tpw = n.methods.iter().find(|m| m.id == "tpw");
-    for m in n.methods.iter().filter(|m| is_odm(plan, &m.id)) {
+    for m in n.methods.iter().filter(|m| is_online(plan, &m.id)) {
         let mut fig4 = LineChart::new(
             format!("{}: cumulative sampling distribution", m.label),
             "step",
@@ -325,7 +325,16 @@ pub(super) fn reproduce_report(
         let mut series = Vec::new();
         let mut cols: Vec<&BTreeMap<String, f64>> = Vec::new();
         if let Some(t) = tpw {
-            series.push("TPW (initial policy)".to_string());
+            // ODM starts from TPW; ADO from the token-proportional prior, which is TPW's
+            // analogue off the Pile (and close to TPW on it).
+            series.push(
+                if is_odm(plan, &m.id) {
+                    "TPW (initial policy)"
+                } else {
+                    "TPW"
+                }
+                .to_string(),
+            );
             cols.push(&t.final_weights);
         }
         series.push(format!("{} final π", m.label));

@@ -472,8 +472,18 @@ pub fn compute(out: &Path, plan: &Plan) -> Result<ReportNumbers> {
     Ok(numbers)
 }
 
+/// Whether the method `id` trains with a mixer whose policy changes during training (ODM, ADO,
+/// a method file's learning mixer), not a static table: the report shows its policy over time
+/// (Figure 4) and the share it drew rather than a fixed weight.
+pub(super) fn is_online(plan: &Plan, id: &str) -> bool {
+    plan.method(id).is_some_and(|m| {
+        m.mixer_kind()
+            .is_some_and(|k| k != <mixlab_mixing::StaticConfig as mixlab_mixing::MixerConfig>::KIND)
+    })
+}
+
 /// Whether the method `id` trains with ODM (a built-in variant or a method file's): the report
-/// shows its policy over time and its exploration.
+/// shows its exploration and compares it with the other methods' final perplexities.
 pub(super) fn is_odm(plan: &Plan, id: &str) -> bool {
     plan.method(id).is_some_and(|m| {
         m.mixer_kind() == Some(<mixlab_mixer_odm::OdmConfig as mixlab_mixing::MixerConfig>::KIND)
