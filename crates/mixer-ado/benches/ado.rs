@@ -1,5 +1,5 @@
-//! One ADO step between refits (read the sampling weights, observe a step of 8 micro-batches),
-//! and one refit of every domain's law, for K = 22 (The Pile) and K = 1000 domains.
+//! ADO's steps between refits (read the sampling weights, observe a step of 8 micro-batches),
+//! for K = 22 (The Pile) and K = 1000 domains, and one domain's refit on 100 and 1000 points.
 //!
 //! Run with `cargo bench -p mixlab-mixer-ado`.
 
@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mixlab_mixer_ado::{AdoConfig, AdoMixer, fit_law, law::FitData, law::LawParams};
 use mixlab_mixing::{DomainSet, Mixer, MixerContext, StepFeedback, WeightSpec};
 
@@ -45,22 +45,30 @@ fn step(c: &mut Criterion) {
     let mut group = c.benchmark_group("ado_weights_plus_observe");
     for k in [22usize, 1000] {
         let domains = DomainSet::new((0..k).map(|i| format!("domain-{i}"))).expect("distinct");
-        let config = AdoConfig {
-            // No refit inside the measured steps: they are measured separately below.
-            update_interval: 1_000_000,
-            start_step: 30,
-            ..config(k)
-        };
-        let mut mixer = AdoMixer::new(config, &MixerContext::new(domains)).expect("valid");
-        let mut t = 0u64;
-        group.bench_function(BenchmarkId::new("between-fits", k), |b| {
-            b.iter(|| {
-                black_box(mixer.weights()[0]);
-                t += 1;
-                mixer
-                    .observe(t, black_box(&feedback(k, t)))
-                    .expect("valid feedback");
-            })
+        // 31 steps, fitted at the last (code iteration 30 = step 31): the measured steps are
+        // between refits, with the laws in place, as nearly every step of a run is.
+        let mut mixer = AdoMixer::new(config(k), &MixerContext::new(domains)).expect("valid");
+        for t in 1..=31 {
+            mixer.observe(t, &feedback(k, t)).expect("valid feedback");
+        }
+        assert!(mixer.laws().is_some(), "fitted before the measured step");
+        // The 29 steps up to the next refit (step 61), each observed once per iteration on a
+        // clone made outside the measurement: the history grows as in a run (amortised), and
+        // the time per step is the iteration's time / 29.
+        let steps: Vec<StepFeedback> = (32..=60).map(|t| feedback(k, t)).collect();
+        group.throughput(Throughput::Elements(steps.len() as u64));
+        group.bench_function(BenchmarkId::new("between-fits-29-steps", k), |b| {
+            b.iter_batched(
+                || mixer.clone(),
+                |mut m| {
+                    for (t, fb) in (32..).zip(&steps) {
+                        black_box(m.weights()[0]);
+                        m.observe(t, black_box(fb)).expect("valid feedback");
+                    }
+                    m
+                },
+                BatchSize::SmallInput,
+            )
         });
     }
     group.finish();
