@@ -159,6 +159,17 @@ pub enum MixingError {
         kind: String,
     },
 
+    /// Validation losses handed to a mixer that did not ask for them, or that do not fit it.
+    #[error("mixer `{kind}`: validation losses after step {step}: {message}")]
+    Validation {
+        /// The mixer kind.
+        kind: String,
+        /// The step after which the model was validated.
+        step: u64,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A checkpointed mixer state does not fit this mixer.
     #[error("mixer `{kind}`: cannot restore state: {message}")]
     State {

@@ -173,6 +173,38 @@ impl FeedbackHeader {
     }
 }
 
+/// The per-domain validation losses of a run's model after one step: an `"eval"` or
+/// `"mixer-eval"` line of `metrics.jsonl` with `"split": "val"`, for mixers that learn from
+/// validation (`Mixer::wants_validation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationRecord {
+    /// The step after which the model was validated (0: before the first step).
+    pub step: u64,
+    /// Mean loss per token (nats) by domain name; domains without validation data are absent.
+    pub losses: BTreeMap<String, f64>,
+}
+
+impl ValidationRecord {
+    /// The losses in `domains` order, `None` for a domain the record lacks; a name that is not
+    /// a domain is an error.
+    pub fn in_order(&self, domains: &DomainSet) -> Result<Vec<Option<f64>>> {
+        for name in self.losses.keys() {
+            if domains.index_of(name).is_none() {
+                return Err(MixingError::UnknownDomain {
+                    origin: "validation line".into(),
+                    domain: name.clone(),
+                    known: domains.names().join(", "),
+                });
+            }
+        }
+        Ok(domains
+            .names()
+            .iter()
+            .map(|n| self.losses.get(n).copied())
+            .collect())
+    }
+}
+
 /// What one line of a feedback file is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedbackLine {
@@ -180,6 +212,8 @@ pub enum FeedbackLine {
     Header(FeedbackHeader),
     /// A step line.
     Step(FeedbackRecord),
+    /// A validation line (`metrics.jsonl`'s eval lines).
+    Validation(ValidationRecord),
     /// Some other record (skipped).
     Other,
 }
@@ -201,6 +235,29 @@ pub fn parse_feedback_line(text: &str) -> std::result::Result<FeedbackLine, Stri
             serde_json::from_value(feedback.clone()).map_err(|e| format!("`feedback`: {e}"))?;
         return Ok(FeedbackLine::Step(FeedbackRecord { step, feedback }));
     }
+    let typed = map.get("type").and_then(Value::as_str);
+    if matches!(typed, Some("eval" | "mixer-eval"))
+        && map.get("split").and_then(Value::as_str) == Some("val")
+    {
+        let step = map
+            .get("step")
+            .and_then(Value::as_u64)
+            .ok_or("a validation line needs a `step` (a non-negative integer)")?;
+        let domains = map
+            .get("domains")
+            .and_then(Value::as_object)
+            .ok_or("a validation line needs `domains`: {name: {loss, ...}}")?;
+        let losses = domains
+            .iter()
+            .map(|(name, d)| {
+                d.get("loss")
+                    .and_then(Value::as_f64)
+                    .map(|l| (name.clone(), l))
+                    .ok_or_else(|| format!("validation of domain {name:?} has no numeric `loss`"))
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        return Ok(FeedbackLine::Validation(ValidationRecord { step, losses }));
+    }
     if map.contains_key("domains") && !map.contains_key("step") {
         let header: FeedbackHeader =
             serde_json::from_value(value.clone()).map_err(|e| format!("header line: {e}"))?;
@@ -218,7 +275,9 @@ pub struct FeedbackLog {
     pub header: Option<FeedbackHeader>,
     /// The step lines with their 1-based line numbers, in file order.
     pub steps: Vec<(usize, FeedbackRecord)>,
-    /// Number of lines that were neither header nor step (e.g. evaluation records).
+    /// The validation lines with their 1-based line numbers, in file order.
+    pub validations: Vec<(usize, ValidationRecord)>,
+    /// Number of lines that were neither header, step nor validation.
     pub skipped: usize,
 }
 
@@ -238,6 +297,7 @@ impl FeedbackLog {
             path: path.to_owned(),
             header: None,
             steps: Vec::new(),
+            validations: Vec::new(),
             skipped: 0,
         };
         let at = |line: usize, message: String| {
@@ -259,6 +319,7 @@ impl FeedbackLog {
                     log.header = Some(h);
                 }
                 FeedbackLine::Step(record) => log.steps.push((line, record)),
+                FeedbackLine::Validation(record) => log.validations.push((line, record)),
                 FeedbackLine::Other => log.skipped += 1,
             }
         }
@@ -269,6 +330,11 @@ impl FeedbackLog {
             ));
         }
         Ok(log)
+    }
+
+    /// The validation after `step` (the last one, if the file has several).
+    pub fn validation_after(&self, step: u64) -> Option<&(usize, ValidationRecord)> {
+        self.validations.iter().rev().find(|(_, v)| v.step == step)
     }
 
     /// The domain set of the header, if any.
@@ -289,6 +355,32 @@ impl FeedbackLog {
 mod tests {
     use super::*;
 
+    #[test]
+    fn validation_lines_are_read_in_domain_order() {
+        let text = "{\"domains\": [\"a\", \"b\"]}\n\
+                    {\"type\": \"mixer-eval\", \"split\": \"val\", \"step\": 0, \"domains\": {\"b\": {\"loss\": 2.5}}}\n\
+                    {\"step\": 1, \"feedback\": {\"a\": {\"loss_sum\": 3.0, \"loss_count\": 1}}}\n\
+                    {\"type\": \"eval\", \"split\": \"test\", \"step\": 1, \"domains\": {}}\n";
+        let log = FeedbackLog::parse(text, Path::new("f.jsonl")).expect("valid");
+        assert_eq!(
+            log.validations.len(),
+            1,
+            "a test-split line is not a validation"
+        );
+        assert_eq!(log.skipped, 1);
+        let (line, record) = log.validation_after(0).expect("step 0");
+        assert_eq!(*line, 2);
+        let domains = DomainSet::new(["a", "b"]).expect("valid");
+        assert_eq!(record.in_order(&domains).expect("known"), [None, Some(2.5)]);
+        let other = DomainSet::new(["a", "c"]).expect("valid");
+        assert!(record.in_order(&other).is_err());
+        let bad = "{\"type\": \"eval\", \"split\": \"val\", \"step\": 2, \"domains\": {\"a\": {}}}";
+        assert!(
+            parse_feedback_line(bad)
+                .expect_err("no loss")
+                .contains("\"a\"")
+        );
+    }
     fn ab() -> DomainSet {
         DomainSet::new(["a", "b"]).expect("valid")
     }

@@ -33,9 +33,12 @@ pub use error::{MixingError, Result};
 pub use feedback::{DomainFeedback, StepFeedback};
 pub use feedback_log::{
     DomainFeedbackRecord, FeedbackHeader, FeedbackLine, FeedbackLog, FeedbackRecord,
-    parse_feedback_line,
+    ValidationRecord, parse_feedback_line,
 };
-pub use mixer::{Mixer, check_distribution, check_state_header, check_step, named_values};
+pub use mixer::{
+    Mixer, check_distribution, check_state_header, check_step, check_validation_losses,
+    named_values,
+};
 pub use named::NamedTable;
 pub use registry::{
     MixerConfig, MixerContext, MixerEntry, MixerRegistry, ParamDoc, config_table, parse_config,

@@ -46,6 +46,34 @@ pub trait Mixer: Send + fmt::Debug {
         false
     }
 
+    /// Whether this mixer learns from the model's per-domain validation losses (Aioli measures
+    /// the effect of its probe mixtures on held-out loss). A run without validation is then
+    /// refused before it starts.
+    fn needs_validation(&self) -> bool {
+        false
+    }
+
+    /// Whether the mixer wants the per-domain validation losses of the model as it is after
+    /// step `step` (0: before the first step). The trainer asks after `observe(step)` (and
+    /// before step 1 for `step = 0`); if so, it measures the model on the validation split and
+    /// calls [`observe_validation`](Self::observe_validation) before reading the weights of
+    /// step `step + 1`. Only mixers with [`needs_validation`](Self::needs_validation) are asked.
+    fn wants_validation(&self, _step: u64) -> bool {
+        false
+    }
+
+    /// Learns from the model's mean validation loss per domain (nats per token, domain order;
+    /// `None` for a domain without validation data) after step `step`, as requested by
+    /// [`wants_validation`](Self::wants_validation). Check the losses with
+    /// [`check_validation_losses`] before changing any state.
+    fn observe_validation(&mut self, step: u64, _losses: &[Option<f64>]) -> Result<()> {
+        Err(MixingError::Validation {
+            kind: self.kind().to_owned(),
+            step,
+            message: "this mixer does not learn from validation losses".into(),
+        })
+    }
+
     /// Learns from the feedback of step `step` (1-based, strictly increasing across calls).
     ///
     /// Invalid feedback (a negative, NaN or infinite loss) is rejected with an error before any
@@ -152,6 +180,39 @@ pub fn check_distribution(domains: &DomainSet, weights: &[f64], origin: &str) ->
     Ok(())
 }
 
+/// Checks validation losses handed to mixer `kind`: one per domain, each absent or a finite,
+/// non-negative number; the error names the first offending domain.
+pub fn check_validation_losses(
+    kind: &str,
+    domains: &DomainSet,
+    step: u64,
+    losses: &[Option<f64>],
+) -> Result<()> {
+    let error = |message: String| MixingError::Validation {
+        kind: kind.to_owned(),
+        step,
+        message,
+    };
+    if losses.len() != domains.len() {
+        return Err(error(format!(
+            "{} losses for {} domains",
+            losses.len(),
+            domains.len()
+        )));
+    }
+    for (i, loss) in losses.iter().enumerate() {
+        if let Some(l) = loss
+            && !(l.is_finite() && *l >= 0.0)
+        {
+            return Err(error(format!(
+                "domain {:?} has the loss {l}",
+                domains.name(i).unwrap_or("?")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Maps each weight to its domain name, for logs and replay output.
 pub fn named_values(
     domains: &DomainSet,
@@ -179,6 +240,17 @@ mod tests {
             check_step(Some(3), 3),
             Err(MixingError::StepOrder { step: 3, last: 3 })
         ));
+    }
+
+    #[test]
+    fn validation_losses_are_checked() {
+        let d = DomainSet::new(["a", "b"]).expect("valid");
+        check_validation_losses("k", &d, 3, &[Some(2.0), None]).expect("valid");
+        let e = check_validation_losses("k", &d, 3, &[Some(2.0), Some(f64::NAN)])
+            .expect_err("NaN")
+            .to_string();
+        assert!(e.contains("after step 3") && e.contains("\"b\""), "{e}");
+        assert!(check_validation_losses("k", &d, 3, &[Some(1.0)]).is_err());
     }
 
     #[test]

@@ -78,6 +78,36 @@ pub fn replay(mixer: &mut dyn Mixer, log: &FeedbackLog, out: &mut dyn Write) -> 
         path: PathBuf::from("<replay output>"),
         cause,
     };
+    // The validation a mixer asks for after `step`, from the log's eval lines.
+    let validate = |mixer: &mut dyn Mixer, step: u64, line: usize| -> Result<()> {
+        if !(mixer.needs_validation() && mixer.wants_validation(step)) {
+            return Ok(());
+        }
+        let at = |line: usize, e: MixingError| MixingError::AtLine {
+            path: log.path.clone(),
+            line,
+            cause: Box::new(e),
+        };
+        let Some((vline, record)) = log.validation_after(step) else {
+            return Err(at(
+                line,
+                MixingError::Validation {
+                    kind: mixer.kind().to_owned(),
+                    step,
+                    message: "the mixer asks for them and the file has no validation line \
+                              (`\"type\": \"eval\"` or `\"mixer-eval\"`) for this step"
+                        .into(),
+                },
+            ));
+        };
+        let losses = record
+            .in_order(mixer.domains())
+            .map_err(|e| at(*vline, e))?;
+        mixer
+            .observe_validation(step, &losses)
+            .map_err(|e| at(*vline, e))
+    };
+    validate(mixer, 0, log.steps.first().map_or(1, |(l, _)| *l))?;
     writeln!(out, "{}", replay_line(mixer, 0)).map_err(output_error)?;
     let mut feedback = StepFeedback::new(mixer.domains().len());
     for (line, record) in &log.steps {
@@ -90,6 +120,7 @@ pub fn replay(mixer: &mut dyn Mixer, log: &FeedbackLog, out: &mut dyn Write) -> 
             .to_step_feedback(mixer.domains(), &mut feedback)
             .map_err(at)?;
         mixer.observe(record.step, &feedback).map_err(at)?;
+        validate(mixer, record.step, *line)?;
         writeln!(out, "{}", replay_line(mixer, record.step)).map_err(output_error)?;
     }
     Ok(log.steps.len())

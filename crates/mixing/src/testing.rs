@@ -28,6 +28,10 @@
 //!    state as they were, and the same step then succeeds with valid feedback;
 //! 6. **steps in order**: step 0 and a repeated step are errors;
 //! 7. **state of one dataset**: a state does not restore into the mixer of other domains.
+//!
+//! A mixer that learns from validation losses (`needs_validation`) is handed scripted
+//! per-domain losses whenever it asks (`wants_validation`), before step 1 and after steps, as
+//! the trainer does; the checks above then cover that path too.
 
 use crate::{
     DomainSet, Mixer, MixerConfig, MixerContext, PILE_DOMAINS, StepFeedback, parse_config,
@@ -53,10 +57,15 @@ pub fn assert_conforms<C: MixerConfig>(config_toml: &str) {
     check_wrong_types_are_named::<C>(&table);
 
     let ctx = context(DOMAINS);
+    // A freshly built mixer, with the validation before step 1 if it asks for one (as the
+    // trainer gives it).
     let build = || {
-        config
+        let mut mixer = config
             .build(&ctx)
-            .unwrap_or_else(|e| panic!("{}: building the mixer failed: {e}", C::KIND))
+            .unwrap_or_else(|e| panic!("{}: building the mixer failed: {e}", C::KIND));
+        validate_if_wanted(mixer.as_mut(), 0)
+            .unwrap_or_else(|e| panic!("{}: the validation before step 1 failed: {e}", C::KIND));
+        mixer
     };
     let script = feedback_script(build().needs_reference_model());
 
@@ -66,8 +75,7 @@ pub fn assert_conforms<C: MixerConfig>(config_toml: &str) {
     let mut trajectory = vec![Snapshot::of(whole.as_ref(), 0)];
     for (i, feedback) in script.iter().enumerate() {
         let step = i as u64 + 1;
-        whole
-            .observe(step, feedback)
+        advance(whole.as_mut(), step, feedback)
             .unwrap_or_else(|e| panic!("{}: observe({step}) failed: {e}", C::KIND));
         trajectory.push(Snapshot::of(whole.as_ref(), step));
     }
@@ -76,7 +84,7 @@ pub fn assert_conforms<C: MixerConfig>(config_toml: &str) {
     for split in SPLITS {
         let mut first = build();
         for step in 1..=split {
-            first.observe(step, &script[step as usize - 1]).unwrap();
+            advance(first.as_mut(), step, &script[step as usize - 1]).unwrap();
         }
         let text = serde_json::to_string(
             &first
@@ -99,7 +107,7 @@ pub fn assert_conforms<C: MixerConfig>(config_toml: &str) {
             C::KIND
         );
         for step in split + 1..=STEPS {
-            resumed.observe(step, &script[step as usize - 1]).unwrap();
+            advance(resumed.as_mut(), step, &script[step as usize - 1]).unwrap();
             assert_eq!(
                 Snapshot::of(resumed.as_ref(), step),
                 trajectory[step as usize],
@@ -112,7 +120,7 @@ pub fn assert_conforms<C: MixerConfig>(config_toml: &str) {
     // 5: bad feedback changes nothing.
     let mut mixer = build();
     for step in 1..=3 {
-        mixer.observe(step, &script[step as usize - 1]).unwrap();
+        advance(mixer.as_mut(), step, &script[step as usize - 1]).unwrap();
     }
     let before = mixer.state().unwrap();
     let mut bad = script[3].clone();
@@ -137,7 +145,7 @@ pub fn assert_conforms<C: MixerConfig>(config_toml: &str) {
         "{}: a refused observe changed the weights",
         C::KIND
     );
-    mixer.observe(4, &script[3]).unwrap_or_else(|e| {
+    advance(mixer.as_mut(), 4, &script[3]).unwrap_or_else(|e| {
         panic!(
             "{}: after a refused observe, the same step with valid feedback failed: {e}",
             C::KIND
@@ -295,6 +303,29 @@ fn check_unknown_key_is_named<C: MixerConfig>(table: &toml::Table) {
             C::KIND
         ),
     }
+}
+
+/// Observes `step` and, for a mixer that learns from validation, hands it the validation
+/// losses it asks for after the step ([`scripted_validation`]).
+fn advance(mixer: &mut dyn Mixer, step: u64, feedback: &StepFeedback) -> crate::Result<()> {
+    mixer.observe(step, feedback)?;
+    validate_if_wanted(mixer, step)
+}
+
+/// Hands the mixer the scripted validation losses after `step` if it asks for them.
+fn validate_if_wanted(mixer: &mut dyn Mixer, step: u64) -> crate::Result<()> {
+    if mixer.needs_validation() && mixer.wants_validation(step) {
+        mixer.observe_validation(step, &scripted_validation(step))?;
+    }
+    Ok(())
+}
+
+/// Validation losses that fall over the run and differ by domain; the last domain has no
+/// validation data.
+fn scripted_validation(step: u64) -> Vec<Option<f64>> {
+    (0..DOMAINS)
+        .map(|d| (d + 1 < DOMAINS).then(|| 2.0 + 0.5 * d as f64 + 4.0 / (1.0 + step as f64 / 8.0)))
+        .collect()
 }
 
 /// The kit's dataset: the first `k` Pile domains, with uneven token counts and GPT-NeoX's

@@ -27,7 +27,7 @@ pub mod validation;
 pub use config::TrainConfig;
 pub use dataset::{mixer_context, open_dataset};
 pub use error::{Result, TrainError};
-pub use metrics::{EvalRecord, MetricsLine, TrainRecord, parse_metrics};
+pub use metrics::{EvalRecord, EvalTag, MetricsLine, TrainRecord, parse_metrics};
 pub use options::{
     DamagedCheckpoint, ResumeReport, RunOptions, RunSummary, StepHook, StepProgress,
 };

@@ -33,7 +33,7 @@ pub enum MetricsLine {
     Header(FeedbackHeader),
     /// One optimizer step.
     Train(Box<TrainRecord>),
-    /// One periodic validation.
+    /// One validation, periodic or asked for by the mixer (see [`EvalRecord::kind`]).
     Eval(EvalRecord),
 }
 
@@ -104,7 +104,7 @@ pub struct EvalRecord {
     pub token_weighted_loss: f64,
     /// exp of `token_weighted_loss`.
     pub token_weighted_perplexity: f64,
-    /// Always `"eval"`.
+    /// `"eval"` (periodic) or `"mixer-eval"` (asked for by the mixer).
     #[serde(rename = "type")]
     pub kind: EvalTag,
 }
@@ -132,10 +132,15 @@ pub enum TrainTag {
 /// The `type` value of an eval line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EvalTag {
-    /// `"eval"`.
+    /// `"eval"`: a periodic validation (`[eval] interval`, and after the last step).
     #[default]
     #[serde(rename = "eval")]
     Eval,
+    /// `"mixer-eval"`: a validation the mixer asked for at a step without a periodic one
+    /// (`Mixer::wants_validation`); reports read only `"eval"` lines, so every method's curve
+    /// has the same steps.
+    #[serde(rename = "mixer-eval")]
+    Mixer,
 }
 
 /// A metrics line that does not follow the schema.
@@ -172,7 +177,7 @@ impl MetricsLine {
             Some("train") => serde_json::from_value(value)
                 .map(|r| MetricsLine::Train(Box::new(r)))
                 .map_err(|e| format!("train line: {e}")),
-            Some("eval") => serde_json::from_value(value)
+            Some("eval" | "mixer-eval") => serde_json::from_value(value)
                 .map(MetricsLine::Eval)
                 .map_err(|e| format!("eval line: {e}")),
             None if value.get("domains").is_some_and(Value::is_array) => {
@@ -182,7 +187,7 @@ impl MetricsLine {
             }
             None => Err("neither a header (no \"domains\" list) nor a typed line".to_owned()),
             Some(other) => Err(format!(
-                "unknown line type {other:?} (expected train or eval)"
+                "unknown line type {other:?} (expected train, eval or mixer-eval)"
             )),
         }
     }
@@ -222,10 +227,18 @@ mod tests {
 
     #[test]
     fn lines_round_trip_to_the_same_bytes() {
-        for line in [HEADER, TRAIN, EVAL] {
+        let mixer_eval = EVAL.replace("\"type\":\"eval\"", "\"type\":\"mixer-eval\"");
+        for line in [HEADER, TRAIN, EVAL, &mixer_eval] {
             let parsed = MetricsLine::parse(line).unwrap();
             assert_eq!(parsed.to_json_line(), line);
         }
+        assert!(matches!(
+            MetricsLine::parse(&mixer_eval).unwrap(),
+            MetricsLine::Eval(EvalRecord {
+                kind: EvalTag::Mixer,
+                ..
+            })
+        ));
     }
 
     #[test]

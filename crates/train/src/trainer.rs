@@ -95,8 +95,11 @@ struct Loop<B: TrainBackend> {
 ///
 /// `mixer` must have been built for `store`'s domains (see [`crate::dataset::mixer_context`]). When the mixer
 /// needs a reference model (DoReMi), `reference` is a directory with its safetensors weights.
-/// `validate` measures the model every `[eval] interval` steps and after the last one; a config
-/// that asks for validation without one is refused before anything is written.
+/// `validate` measures the model every `[eval] interval` steps and after the last one, and
+/// whenever a mixer that learns from validation asks (`Mixer::wants_validation`: before step 1
+/// and after the steps it names; logged as `"mixer-eval"` lines unless a periodic validation is
+/// due at the same step); a config or mixer that needs validation without one is refused
+/// before anything is written.
 pub fn train<B: TrainBackend>(
     config: &TrainConfig,
     store: DomainStore,
@@ -124,6 +127,15 @@ pub fn train<B: TrainBackend>(
                 "mixer domains [{}] differ from the dataset's [{}]",
                 mixer.domains().names().join(", "),
                 names.join(", ")
+            ),
+        ));
+    }
+    if mixer.needs_validation() && validate.is_none() {
+        return Err(TrainError::config(
+            "mixer",
+            format!(
+                "mixer `{}` learns from validation losses, but this run has no validation",
+                mixer.kind()
             ),
         ));
     }
@@ -408,22 +420,49 @@ impl<B: TrainBackend> Loop<B> {
         let start_tokens = self.tokens_seen;
         let mut interrupted = false;
 
+        // A mixer that learns from validation (Aioli) may want the untrained model's losses.
+        if let Some(validate) = validate.filter(|_| self.step == 0 && self.wants_validation(0)) {
+            let t = Instant::now();
+            let report = self.validate_and_log(validate, &bar, EvalTag::Mixer)?;
+            self.observe_validation(0, &report)?;
+            mixer_time += t.elapsed();
+        }
+
         while self.step < stop_at {
             let done = self.train_step(&mut feedback, &bar)?;
             let step = done.step;
             mixer_time += done.mixer_time;
             train_time += done.step_time;
             last_loss = done.loss;
+            let eval_due = self.config.eval.interval > 0
+                && (step.is_multiple_of(self.config.eval.interval) || step == total);
+            // A mixer that learns from validation sees it before the step's line is logged, so
+            // that the line's `next_weights` are the weights of the next step. One measurement
+            // serves both when a periodic validation is due too (the line keeps type "eval").
+            let mixer_due = self.wants_validation(step);
+            if let Some(validate) = validate.filter(|_| mixer_due) {
+                let kind = if eval_due {
+                    EvalTag::Eval
+                } else {
+                    EvalTag::Mixer
+                };
+                let report = self.validate_and_log(validate, &bar, kind)?;
+                let t = Instant::now();
+                self.observe_validation(step, &report)?;
+                mixer_time += t.elapsed();
+                if eval_due {
+                    last_eval = Some(report);
+                }
+            }
             if step.is_multiple_of(self.config.training.log_interval) || step == total {
                 self.log_step(&done, &feedback)?;
             }
             self.report_progress(&done, &bar, options);
-
-            let eval_due = self.config.eval.interval > 0
-                && (step.is_multiple_of(self.config.eval.interval) || step == total);
-            if let Some(validate) = validate.filter(|_| eval_due) {
-                last_eval = Some(self.validate_and_log(validate, &bar)?);
+            // A periodic validation otherwise follows the step's line, as it always has.
+            if let Some(validate) = validate.filter(|_| eval_due && !mixer_due) {
+                last_eval = Some(self.validate_and_log(validate, &bar, EvalTag::Eval)?);
             }
+
             let stop_requested = options
                 .stop
                 .as_ref()
@@ -642,11 +681,38 @@ impl<B: TrainBackend> Loop<B> {
         }
     }
 
-    /// Validates the model now, logs the result to `metrics.jsonl` and the progress bar.
+    /// Whether the mixer asks for validation losses after `step` (only a mixer that learns
+    /// from them is asked).
+    fn wants_validation(&self, step: u64) -> bool {
+        self.mixer.needs_validation() && self.mixer.wants_validation(step)
+    }
+
+    /// Hands the mixer the per-domain mean validation losses of `report`, in domain order
+    /// (`None` for a domain without validation data).
+    fn observe_validation(&mut self, step: u64, report: &ValidationReport) -> Result<()> {
+        let losses: Vec<Option<f64>> = self
+            .store
+            .domain_names()
+            .iter()
+            .map(|name| {
+                report
+                    .domains
+                    .iter()
+                    .find(|d| &d.domain == name)
+                    .map(|d| d.mean_nll)
+            })
+            .collect();
+        self.mixer.observe_validation(step, &losses)?;
+        Ok(())
+    }
+
+    /// Validates the model now, logs the result to `metrics.jsonl` (as a line of type `kind`)
+    /// and, for a periodic validation, to the progress bar.
     fn validate_and_log(
         &self,
         validate: &dyn Validate<B::InnerBackend>,
         bar: &ProgressBar,
+        kind: EvalTag,
     ) -> Result<ValidationReport> {
         let report = self.evaluate(validate)?;
         let domains = report
@@ -669,12 +735,14 @@ impl<B: TrainBackend> Loop<B> {
             step: self.step,
             token_weighted_loss: report.token_weighted_nll,
             token_weighted_perplexity: report.token_weighted_perplexity,
-            kind: EvalTag::Eval,
+            kind,
         }))?;
-        bar.println(format!(
-            "step {}: val mean perplexity {:.3} (token-weighted {:.3})",
-            self.step, report.mean_perplexity, report.token_weighted_perplexity
-        ));
+        if kind == EvalTag::Eval {
+            bar.println(format!(
+                "step {}: val mean perplexity {:.3} (token-weighted {:.3})",
+                self.step, report.mean_perplexity, report.token_weighted_perplexity
+            ));
+        }
         Ok(report)
     }
 

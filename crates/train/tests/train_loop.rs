@@ -876,3 +876,267 @@ fn a_full_disk_is_named_and_resume_finishes_identically() {
         "the run resumed after a full disk differs from the uninterrupted one"
     );
 }
+
+/// A mixer that learns from validation losses, as Aioli's probes do: it asks for the model's
+/// per-domain validation losses before step 1 and after every `every`-th step, records them,
+/// and samples the next steps in proportion to them.
+mod probe {
+    use mixlab_mixing::{
+        DomainSet, Mixer, MixerConfig, MixerContext, MixingError, ParamDoc, Result, StepFeedback,
+        check_step, check_validation_losses,
+    };
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProbeConfig {
+        /// Validate after every this-many steps (and before step 1).
+        pub every: u64,
+    }
+
+    impl MixerConfig for ProbeConfig {
+        const KIND: &'static str = "probe";
+        const SUMMARY: &'static str = "test mixer: weights proportional to validation losses";
+        const PARAMS: &'static [ParamDoc] = &[ParamDoc {
+            name: "every",
+            type_name: "integer",
+            default: "required",
+            doc: "Validate after every this-many steps.",
+        }];
+        fn build(&self, ctx: &MixerContext) -> Result<Box<dyn Mixer>> {
+            let k = ctx.domains.len();
+            Ok(Box::new(Probe {
+                every: self.every,
+                domains: ctx.domains.clone(),
+                state: ProbeState {
+                    domains: ctx.domains.names().to_vec(),
+                    weights: vec![1.0 / k as f64; k],
+                    received: Vec::new(),
+                    last_step: None,
+                },
+            }))
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct ProbeState {
+        pub domains: Vec<String>,
+        pub weights: Vec<f64>,
+        /// (step, losses) of every validation received.
+        pub received: Vec<(u64, Vec<Option<f64>>)>,
+        pub last_step: Option<u64>,
+    }
+
+    #[derive(Debug)]
+    struct Probe {
+        every: u64,
+        domains: DomainSet,
+        state: ProbeState,
+    }
+
+    impl Mixer for Probe {
+        fn kind(&self) -> &'static str {
+            "probe"
+        }
+        fn domains(&self) -> &DomainSet {
+            &self.domains
+        }
+        fn weights(&self) -> &[f64] {
+            &self.state.weights
+        }
+        fn needs_validation(&self) -> bool {
+            true
+        }
+        fn wants_validation(&self, step: u64) -> bool {
+            step.is_multiple_of(self.every)
+        }
+        fn observe_validation(&mut self, step: u64, losses: &[Option<f64>]) -> Result<()> {
+            check_validation_losses("probe", &self.domains, step, losses)?;
+            let known: Vec<f64> = losses.iter().flatten().copied().collect();
+            let mean = known.iter().sum::<f64>() / known.len() as f64;
+            let raw: Vec<f64> = losses.iter().map(|l| l.unwrap_or(mean)).collect();
+            let sum: f64 = raw.iter().sum();
+            self.state.weights = raw.iter().map(|l| l / sum).collect();
+            self.state.received.push((step, losses.to_vec()));
+            Ok(())
+        }
+        fn observe(&mut self, step: u64, feedback: &StepFeedback) -> Result<()> {
+            check_step(self.state.last_step, step)?;
+            feedback.validate(&self.domains)?;
+            self.state.last_step = Some(step);
+            Ok(())
+        }
+        fn state(&self) -> Result<Value> {
+            serde_json::to_value(&self.state)
+                .map_err(|e| MixingError::state("probe", e.to_string()))
+        }
+        fn restore_state(&mut self, state: &Value) -> Result<()> {
+            let saved: ProbeState = serde_json::from_value(state.clone())
+                .map_err(|e| MixingError::state("probe", e.to_string()))?;
+            if saved.domains != self.domains.names() {
+                return Err(MixingError::state("probe", "other domains"));
+            }
+            self.state = saved;
+            Ok(())
+        }
+        fn internals(&self) -> serde_json::Map<String, Value> {
+            let mut m = serde_json::Map::new();
+            m.insert(
+                "received".into(),
+                serde_json::to_value(&self.state.received).expect("JSON"),
+            );
+            m
+        }
+    }
+}
+
+/// The probe mixer passes mixlab-mixing's conformance kit, which hands validation losses to a
+/// mixer that asks for them.
+#[test]
+fn the_probe_mixer_conforms() {
+    mixlab_mixing::testing::assert_conforms::<probe::ProbeConfig>("kind = \"probe\"\nevery = 3");
+}
+
+/// A mixer that asks for validation losses gets them before step 1 and after the steps it
+/// names, measured on the model as it is then: the losses it receives are those the loop
+/// logs (a `mixer-eval` line, or the periodic `eval` line when one is due at the same step),
+/// they steer its sampling, a resumed run continues exactly, and a run without validation is
+/// refused before it starts.
+#[test]
+fn a_mixer_that_asks_for_validation_losses_gets_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let mut r = registry();
+    r.register(MixerEntry::of::<probe::ProbeConfig>()).unwrap();
+    let run_probe = |c: &TrainConfig, options: &RunOptions, validate: bool| {
+        let store = open_dataset(c)?;
+        let ctx = mixer_context(&store)?;
+        let mixer = r.build(&c.mixer, &ctx)?;
+        let v: Option<&dyn Validate<_>> = if validate { Some(&MeanNll) } else { None };
+        train::<B>(c, store, mixer, None, v, &CpuDevice::default(), options)
+    };
+    let full = tmp.path().join("probe-full");
+    let c = config(&ds, &full, "kind = \"probe\"\nevery = 4", 12);
+    run_probe(&c, &RunOptions::default(), true).unwrap();
+    let lines = metrics(&full);
+    let evals: Vec<(u64, &str)> = lines
+        .iter()
+        .filter(|l| l["type"] == "eval" || l["type"] == "mixer-eval")
+        .map(|l| (l["step"].as_u64().unwrap(), l["type"].as_str().unwrap()))
+        .collect();
+    // Periodic every 6 steps; the mixer's at 0, 4, 8 and 12 (12 shares the periodic line).
+    assert_eq!(
+        evals,
+        [
+            (0, "mixer-eval"),
+            (4, "mixer-eval"),
+            (6, "eval"),
+            (8, "mixer-eval"),
+            (12, "eval")
+        ]
+    );
+    // What the mixer received (in its internals on the train line after) is what was logged.
+    let received =
+        lines.iter().rev().find(|l| l["type"] == "train").unwrap()["mixer_internals"]["received"]
+            .clone();
+    let received = received.as_array().unwrap();
+    assert_eq!(
+        received.len(),
+        4,
+        "0, 4, 8 and 12: the step's line follows its validation"
+    );
+    // The header line lists the domains in the order of the mixer's vectors.
+    let names: Vec<String> = lines[0]["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 4);
+    for got in received {
+        let step = got[0].as_u64().unwrap();
+        let logged = lines
+            .iter()
+            .find(|l| l["step"] == step && l["type"] != "train")
+            .unwrap();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                got[1][i],
+                logged["domains"][name.as_str()]["loss"],
+                "step {step} {name}"
+            );
+        }
+    }
+    // The validations steer the sampling: from step 1 on the weights are not uniform.
+    let first = lines.iter().find(|l| l["type"] == "train").unwrap();
+    assert_ne!(first["weights"][names[0].as_str()], serde_json::json!(0.25));
+
+    // Replayed offline from its metrics.jsonl (replay-mixer's engine): the validation lines
+    // reach the mixer at the same steps, so every policy equals the one the run logged.
+    let log = mixlab_mixing::FeedbackLog::read(&full.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.validations.len(), 5);
+    let store = open_dataset(&c).unwrap();
+    let mut mixer = r.build(&c.mixer, &mixer_context(&store).unwrap()).unwrap();
+    let mut out = Vec::new();
+    mixlab_mixing::replay(mixer.as_mut(), &log, &mut out).unwrap();
+    let replayed: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for line in lines.iter().filter(|l| l["type"] == "train") {
+        let step = line["step"].as_u64().unwrap() as usize;
+        assert_eq!(
+            replayed[step - 1]["weights"],
+            line["weights"],
+            "step {step}"
+        );
+        assert_eq!(
+            replayed[step]["weights"], line["next_weights"],
+            "step {step}"
+        );
+    }
+
+    // Without its validation lines, the replay stops at the first step that needs one and
+    // says so.
+    let text = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.contains("\"mixer-eval\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let log = mixlab_mixing::FeedbackLog::parse(&kept, Path::new("m.jsonl")).unwrap();
+    let mut mixer = r.build(&c.mixer, &mixer_context(&store).unwrap()).unwrap();
+    let e = mixlab_mixing::replay(mixer.as_mut(), &log, &mut Vec::new())
+        .expect_err("no validation at step 0")
+        .to_string();
+    assert!(e.contains("m.jsonl") && e.contains("after step 0"), "{e}");
+
+    // Stopped after 5 steps and resumed: the same lines.
+    let split = tmp.path().join("probe-split");
+    let c = config(&ds, &split, "kind = \"probe\"\nevery = 4", 12);
+    let stop = RunOptions {
+        max_steps: Some(5),
+        ..Default::default()
+    };
+    run_probe(&c, &stop, true).unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..Default::default()
+    };
+    run_probe(&c, &resume, true).unwrap();
+    assert_eq!(
+        without_timing(metrics(&split)),
+        without_timing(metrics(&full))
+    );
+
+    // Without validation: refused, naming the mixer.
+    let none = tmp.path().join("probe-none");
+    let mut c = config(&ds, &none, "kind = \"probe\"\nevery = 4", 12);
+    c.eval.interval = 0;
+    let e = run_probe(&c, &RunOptions::default(), false)
+        .expect_err("no validation")
+        .to_string();
+    assert!(e.contains("probe") && e.contains("validation"), "{e}");
+}

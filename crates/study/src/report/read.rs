@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Context, Result, StudyError, bail};
 use mixlab_eval::perplexity::PerplexityReport;
 use mixlab_eval::{McReport, Protocol};
-use mixlab_train::{MetricsLine, SummaryRecord};
+use mixlab_train::{EvalTag, MetricsLine, SummaryRecord};
 
 use crate::plan::Plan;
 use crate::timing::RunTiming;
@@ -91,7 +91,9 @@ pub(super) fn read_run(dir: &Path, domains: &[String]) -> Result<RunData> {
             StudyError::Invalid(format!("{} line {n}: {reason}", metrics.display()))
         })?;
         match parsed {
-            MetricsLine::Eval(eval) if eval.split == "val" => {
+            // Only periodic validations: a mixer's own (Aioli's probes) would give its curve
+            // other steps than the other methods'.
+            MetricsLine::Eval(eval) if eval.split == "val" && eval.kind == EvalTag::Eval => {
                 val.push((eval.step, eval.mean_perplexity));
             }
             MetricsLine::Train(record) => {
