@@ -2,6 +2,7 @@
 //! (see docs/adding-a-mixer.md); configs then name it with `kind = "..."`.
 
 use mixlab_mixer_ado::AdoConfig;
+use mixlab_mixer_aioli::AioliConfig;
 use mixlab_mixer_doremi::DoremiConfig;
 use mixlab_mixer_odm::OdmConfig;
 use mixlab_mixing::{MixerEntry, MixerRegistry, StaticConfig};
@@ -14,6 +15,7 @@ pub fn registry() -> MixerRegistry {
         MixerEntry::of::<OdmConfig>(),
         MixerEntry::of::<DoremiConfig>(),
         MixerEntry::of::<AdoConfig>(),
+        MixerEntry::of::<AioliConfig>(),
     ] {
         // Kinds are distinct by construction, which the test below checks; a clash is a bug
         // in this list, not an input error.
@@ -30,6 +32,9 @@ mod tests {
 
     #[test]
     fn builtin_kinds() {
-        assert_eq!(registry().kinds(), ["static", "odm", "doremi", "ado"]);
+        assert_eq!(
+            registry().kinds(),
+            ["static", "odm", "doremi", "ado", "aioli"]
+        );
     }
 }

@@ -73,13 +73,14 @@ fn val_curve(run: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-const REPORTED: [(&str, &str); 8] = [
+const REPORTED: [(&str, &str); 9] = [
     ("tpw", "TPW"),
     ("doremi-256k", "DoReMi-256k"),
     ("doremi-50k", "DoReMi-50k"),
     ("odm-paper", "ODM"),
     ("odm-code", "ODM (code rule)"),
     ("ado", "ADO"),
+    ("aioli", "Aioli"),
     ("uniform", "Uniform"),
     ("doremi", "DoReMi (mixlab)"),
 ];
@@ -109,6 +110,7 @@ fn smoke_reproduction_report_matches_its_runs_and_resumes() {
         "## Figure 4: ODM sampling distribution",
         "## Figure 4: ODM (code rule) sampling distribution",
         "## Figure 4: ADO sampling distribution",
+        "## Figure 4: Aioli sampling distribution",
         "## Table 1: 5-shot multiple choice",
         "## The paper's numbers beside this run's",
         "## The paper's claims at this scale",
@@ -126,6 +128,8 @@ fn smoke_reproduction_report_matches_its_runs_and_resumes() {
         "fig4-odm-code-weights.svg",
         "fig4-ado-cumulative.svg",
         "fig4-ado-weights.svg",
+        "fig4-aioli-cumulative.svg",
+        "fig4-aioli-weights.svg",
     ] {
         let svg = std::fs::read_to_string(out.join(figure)).expect(figure);
         assert!(

@@ -123,7 +123,7 @@ mod tests {
                 p.with_steps(plan.preset.steps).expect("valid steps")
             };
             let all = match plan.kind {
-                PlanKind::Reproduce => reproduce_methods(&p),
+                PlanKind::Reproduce => reproduce_methods(&p, plan.dataset.domains.len()),
                 PlanKind::AblateExploration => ablation_methods(&p, plan.dataset.domains.len()),
             };
             for m in &plan.methods {

@@ -18,6 +18,7 @@
 //! mixers and signal handlers, and prints.
 
 pub mod ado;
+pub mod aioli;
 pub mod claims;
 pub mod error;
 mod legacy;

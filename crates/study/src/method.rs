@@ -301,7 +301,8 @@ pub fn doremi_proxy(id: &str, label: &str, about: &str, reference: &str) -> Meth
 }
 
 /// The methods of the paper's comparison, in run order.
-pub fn reproduce_methods(preset: &Preset) -> Vec<Method> {
+/// `k` is the number of domains (Aioli sizes its probes by it).
+pub fn reproduce_methods(preset: &Preset, k: usize) -> Vec<Method> {
     let odm_paper = OdmSettings {
         rule: OdmRule::Paper,
         warmup_steps: preset.odm_paper_warmup,
@@ -333,6 +334,7 @@ pub fn reproduce_methods(preset: &Preset) -> Vec<Method> {
             None,
         ),
         crate::ado::ado_method(preset),
+        crate::aioli::aioli_method(preset, k),
         Method::fixed("uniform", "Uniform", "1/K per domain (a strong cheap baseline in later work)", None, PlanWeights::Uniform),
         doremi_proxy(
             "doremi-proxy",
@@ -520,7 +522,7 @@ mod tests {
 
     #[test]
     fn dependencies_come_from_the_reference_and_output_tables() {
-        let m = reproduce_methods(&crate::preset::preset("tiny").expect("known"));
+        let m = reproduce_methods(&crate::preset::preset("tiny").expect("known"), 11);
         let deps = |id: &str| -> Vec<String> {
             m.iter()
                 .find(|m| m.id == id)

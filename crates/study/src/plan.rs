@@ -388,7 +388,7 @@ mod tests {
             .map(|d| d.name().to_string())
             .collect();
         let methods = match kind {
-            PlanKind::Reproduce => reproduce_methods(&preset),
+            PlanKind::Reproduce => reproduce_methods(&preset, domains.len()),
             PlanKind::AblateExploration => ablation_methods(&preset, domains.len()),
         };
         Plan {
@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn dependencies_are_added_and_unknown_methods_refused() {
         let plan = synthetic_plan(PlanKind::Reproduce);
-        let all = reproduce_methods(&plan.preset);
+        let all = reproduce_methods(&plan.preset, plan.dataset.domains.len());
         let ids = |ms: Vec<Method>| ms.into_iter().map(|m| m.id).collect::<Vec<_>>();
         let picked = select_methods(all.clone(), &["doremi".into()], &plan.dataset).expect("ok");
         assert_eq!(ids(picked), ["tpw", "doremi-proxy", "doremi"]);

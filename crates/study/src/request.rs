@@ -272,7 +272,7 @@ pub fn build_plan(args: &PlanRequest, mixers: &MixerRegistry) -> Result<Plan> {
             .with_context(|| format!("opening the multiple-choice set {}", mc.data.display()))?;
     }
     let mut all = match kind {
-        PlanKind::Reproduce => reproduce_methods(&preset),
+        PlanKind::Reproduce => reproduce_methods(&preset, dataset.domains.len()),
         PlanKind::AblateExploration => ablation_methods(&preset, dataset.domains.len()),
     };
     all.extend(own_methods);

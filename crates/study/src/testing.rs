@@ -1,6 +1,7 @@
 //! What the tests share.
 
 use mixlab_mixer_ado::AdoConfig;
+use mixlab_mixer_aioli::AioliConfig;
 use mixlab_mixer_doremi::DoremiConfig;
 use mixlab_mixer_odm::OdmConfig;
 use mixlab_mixing::{MixerEntry, MixerRegistry, StaticConfig};
@@ -13,6 +14,7 @@ pub fn mixers() -> MixerRegistry {
         MixerEntry::of::<OdmConfig>(),
         MixerEntry::of::<DoremiConfig>(),
         MixerEntry::of::<AdoConfig>(),
+        MixerEntry::of::<AioliConfig>(),
     ] {
         registry.register(entry).expect("distinct kinds");
     }
