@@ -92,6 +92,13 @@ pub fn run(args: Args) -> Result<()> {
         summary.tokens_this_run as f64 / secs,
         100.0 * summary.mixer_time.as_secs_f64() / secs
     );
+    if !summary.mixer_validation_time.is_zero() {
+        println!(
+            "validations the mixer asked for: {:.1} s ({:.0}% of the training steps' time)",
+            summary.mixer_validation_time.as_secs_f64(),
+            100.0 * summary.mixer_validation_time.as_secs_f64() / secs
+        );
+    }
     if let Some(eval) = &summary.last_eval {
         println!(
             "validation: mean perplexity over domains {:.3}",

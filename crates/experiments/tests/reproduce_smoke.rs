@@ -119,6 +119,17 @@ fn smoke_reproduction_report_matches_its_runs_and_resumes() {
     ] {
         assert!(report.contains(heading), "report.md lacks {heading:?}");
     }
+    // Aioli's validations are timed as its own cost, and only Aioli has the column's number.
+    let aioli_timing = read_json(&out.join("runs/aioli/seed-42/timing.json"));
+    assert!(
+        aioli_timing["seconds"]["mixer-validation"]
+            .as_f64()
+            .expect("timed")
+            > 0.0
+    );
+    let tpw_timing = read_json(&out.join("runs/tpw/seed-42/timing.json"));
+    assert!(tpw_timing["seconds"].get("mixer-validation").is_none());
+    assert!(report.contains("| of which mixer validations |"));
     for figure in [
         "fig1-val-perplexity.svg",
         "fig3-test-perplexity.svg",

@@ -47,4 +47,4 @@ pub use preset::{Preset, preset};
 pub use request::{PlanRequest, build_plan};
 pub use run::{ChildCommand, RunSettings, run_plan};
 pub use stop::{Stopped, StoppedRun};
-pub use timing::{RunTiming, write_atomic};
+pub use timing::{MIXER_VALIDATION, RunTiming, write_atomic};

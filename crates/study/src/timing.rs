@@ -7,10 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
 
+/// The phase of `timing.json` holding the validations a mixer asked for beyond the periodic
+/// ones (part of `train`).
+pub const MIXER_VALIDATION: &str = "mixer-validation";
+
 /// Per-run wall-clock seconds by phase, summed over invocations (so resumed runs add up).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTiming {
-    /// Seconds by phase: `train` (steps and periodic validation), `test`, `mc-harness`, `mc-paper`.
+    /// Seconds by phase: `train` (steps and periodic validation), `test`, `mc-harness`, `mc-paper`,
+    /// and for a mixer that learns from validation `mixer-validation` (the part of `train` spent
+    /// on the validations it asked for).
     pub seconds: BTreeMap<String, f64>,
 }
 

@@ -72,6 +72,9 @@ pub struct RunSummary {
     pub train_time: Duration,
     /// Time inside the mixer (weights, plan, observe) during this invocation.
     pub mixer_time: Duration,
+    /// Wall time of the validations a mixer asked for that no periodic validation made anyway
+    /// (Aioli's probe ends), during this invocation: the cost of learning from validation.
+    pub mixer_validation_time: Duration,
     /// Steps run in this invocation.
     pub steps_this_run: u64,
     /// Tokens trained on in this invocation.

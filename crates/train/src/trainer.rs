@@ -414,6 +414,7 @@ impl<B: TrainBackend> Loop<B> {
         let mut feedback = StepFeedback::new(self.store.domain_names().len());
         let mut train_time = Duration::ZERO;
         let mut mixer_time = Duration::ZERO;
+        let mut mixer_validation_time = Duration::ZERO;
         let mut last_loss = f64::NAN;
         let mut last_eval = None;
         let start_step = self.step;
@@ -424,6 +425,8 @@ impl<B: TrainBackend> Loop<B> {
         if let Some(validate) = validate.filter(|_| self.step == 0 && self.wants_validation(0)) {
             let t = Instant::now();
             let report = self.validate_and_log(validate, &bar, EvalTag::Mixer)?;
+            mixer_validation_time += t.elapsed();
+            let t = Instant::now();
             self.observe_validation(0, &report)?;
             mixer_time += t.elapsed();
         }
@@ -446,7 +449,11 @@ impl<B: TrainBackend> Loop<B> {
                 } else {
                     EvalTag::Mixer
                 };
+                let t = Instant::now();
                 let report = self.validate_and_log(validate, &bar, kind)?;
+                if !eval_due {
+                    mixer_validation_time += t.elapsed();
+                }
                 let t = Instant::now();
                 self.observe_validation(step, &report)?;
                 mixer_time += t.elapsed();
@@ -491,6 +498,7 @@ impl<B: TrainBackend> Loop<B> {
             last_eval,
             train_time,
             mixer_time,
+            mixer_validation_time,
             steps_this_run: self.step - start_step,
             tokens_this_run: self.tokens_seen - start_tokens,
             resume: ResumeReport::default(),

@@ -236,6 +236,8 @@ fn odm_and_tpw_learn_odm_moves_and_draws_follow_weights() {
         let out = tmp.path().join(name);
         let summary = run(&config(&ds, &out, mixer, steps), &RunOptions::default()).unwrap();
         assert!(summary.finished);
+        // Neither mixer asks for validations of its own.
+        assert!(summary.mixer_validation_time.is_zero());
         let lines = train_lines(&out);
         assert_eq!(lines.len() as u64, steps);
         let loss = |r: std::ops::Range<usize>| {
@@ -1018,7 +1020,9 @@ fn a_mixer_that_asks_for_validation_losses_gets_them() {
     };
     let full = tmp.path().join("probe-full");
     let c = config(&ds, &full, "kind = \"probe\"\nevery = 4", 12);
-    run_probe(&c, &RunOptions::default(), true).unwrap();
+    let summary = run_probe(&c, &RunOptions::default(), true).unwrap();
+    // The validations only the mixer asked for (0, 4 and 8) are timed as its cost.
+    assert!(!summary.mixer_validation_time.is_zero());
     let lines = metrics(&full);
     let evals: Vec<(u64, &str)> = lines
         .iter()

@@ -13,6 +13,7 @@ use super::numbers::{FewerIterations, McNumbers, ReportNumbers, first_reach, is_
 use super::stats::{CHANCE_ALPHA, t_critical_95};
 use super::svg;
 use crate::plan::Plan;
+use crate::timing::MIXER_VALIDATION;
 
 /// The header every report starts with: what ran, on what, and how to rerun it.
 fn header(out: &Path, plan: &Plan, n: &ReportNumbers, title: &str, md: &mut String) {
@@ -558,9 +559,24 @@ fn paper_comparison(plan: &Plan, n: &ReportNumbers, md: &mut String) {
 }
 
 fn timing_table(n: &ReportNumbers, md: &mut String) {
+    // A column for the validations a mixer asked for, only when a method has any, so reports
+    // without such a mixer read as before.
+    let validating = n
+        .methods
+        .iter()
+        .any(|m| m.seconds.get(MIXER_VALIDATION).is_some_and(|&s| s > 0.0));
+    let (extra_text, extra_head, extra_rule) = if validating {
+        (
+            " A mixer that learns from validation losses (Aioli) asks for validations beyond the periodic ones; `of which mixer validations` is their part of `train`.",
+            " of which mixer validations |",
+            "---:|",
+        )
+    } else {
+        ("", "", "")
+    };
     let _ = writeln!(
         md,
-        "## Wall time and mixer overhead\n\nSeconds summed over {} seed(s). `train` includes the periodic validation; the overhead is the time in the mixer (`observe` and the policy) over the time of the training steps, from each step's timing in metrics.jsonl (the paper: 0.000007%).\n\n| method | train s | test ppl s | MC s | total s | mixer overhead |\n|---|---:|---:|---:|---:|---:|",
+        "## Wall time and mixer overhead\n\nSeconds summed over {} seed(s). `train` includes the periodic validation; the overhead is the time in the mixer (`observe` and the policy) over the time of the training steps, from each step's timing in metrics.jsonl (the paper: 0.000007%).{extra_text}\n\n| method | train s | test ppl s | MC s | total s | mixer overhead |{extra_head}\n|---|---:|---:|---:|---:|---:|{extra_rule}",
         n.seeds.len()
     );
     let mut total = 0.0;
@@ -569,9 +585,20 @@ fn timing_table(n: &ReportNumbers, md: &mut String) {
         let mc: f64 = Protocol::ALL.iter().map(|p| get(&format!("mc-{p}"))).sum();
         let sum = get("train") + get("test") + mc;
         total += sum;
+        let extra = if !validating {
+            String::new()
+        } else if get(MIXER_VALIDATION) > 0.0 {
+            format!(
+                " {:.0} ({:.0}% of train) |",
+                get(MIXER_VALIDATION),
+                100.0 * get(MIXER_VALIDATION) / get("train").max(f64::MIN_POSITIVE)
+            )
+        } else {
+            " — |".to_owned()
+        };
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.5}% |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.5}% |{extra}",
             m.label,
             get("train"),
             get("test"),

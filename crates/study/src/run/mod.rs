@@ -29,7 +29,7 @@ use crate::error::{Context, Result, bail};
 use crate::method::Method;
 use crate::plan::Plan;
 use crate::stop::{Stopped, StoppedRun};
-use crate::timing::{RunTiming, write_atomic};
+use crate::timing::{MIXER_VALIDATION, RunTiming, write_atomic};
 use child::JobOutput;
 use schedule::run_in_parallel;
 pub use train::{PerplexityValidation, train_run};
@@ -264,6 +264,15 @@ fn run_method(
                 format!("training {} (seed {seed}) in {}", method.id, dir.display())
             })?;
         RunTiming::add(&dir, "train", started.elapsed().as_secs_f64())?;
+        // Only a mixer that learns from validation (Aioli) has any; other runs' timing.json
+        // keeps its form.
+        if !summary.mixer_validation_time.is_zero() {
+            RunTiming::add(
+                &dir,
+                MIXER_VALIDATION,
+                summary.mixer_validation_time.as_secs_f64(),
+            )?;
+        }
         if !summary.finished {
             return Err(Stopped::same_command(vec![StoppedRun {
                 label: format!("{} (seed {seed})", method.id),
