@@ -350,6 +350,15 @@ impl Mixer for AioliMixer {
         &self.weights
     }
 
+    /// The latest round's learned mixture (the prior before the first round completes): what
+    /// the exploit steps train on, whatever the next step's probe is.
+    fn policy(&self) -> &[f64] {
+        match &self.learned {
+            Some(l) => &l.weights,
+            None => &self.prior,
+        }
+    }
+
     fn needs_validation(&self) -> bool {
         true
     }

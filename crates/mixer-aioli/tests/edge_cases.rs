@@ -249,3 +249,18 @@ fn configurations_that_cannot_run_name_their_fields() {
         "{err}"
     );
 }
+
+#[test]
+fn the_policy_is_the_learned_mixture_while_probing() {
+    // 3 domains, rounds of 5 steps: after step 5 the next round's first probe is sampled, and
+    // the policy stays the mixture round 0 learned.
+    let mut m = mixer(3, short(3));
+    assert_eq!(m.policy(), &[1.0 / 3.0; 3], "the prior before any round");
+    drive(&mut m, 5, |t| {
+        vec![Some(3.0 - 0.1 * t as f64), Some(3.0), Some(2.5)]
+    });
+    assert_eq!(m.rounds_done(), 1);
+    assert_eq!(m.internals()["phase"], "probe");
+    assert_eq!(m.policy(), m.learned().expect("learned"));
+    assert_ne!(m.weights(), m.policy());
+}

@@ -31,6 +31,13 @@ pub trait Mixer: Send + fmt::Debug {
     /// The sampling distribution for the next step: one probability per domain, summing to 1.
     fn weights(&self) -> &[f64];
 
+    /// The mixture the mixer has learned so far: what `weights()` returns, except for a mixer
+    /// that sometimes samples another mixture to learn from it (Aioli's probes), which returns
+    /// the mixture it would train on. The trainer reports it as the run's final weights.
+    fn policy(&self) -> &[f64] {
+        self.weights()
+    }
+
     /// Per-domain multipliers for the training loss (a DoReMi proxy's objective), or `None`
     /// for the plain mean loss. The trainer weights each token's loss by its domain's entry and
     /// divides by the sum of the weights over the batch's tokens. They are read after

@@ -19,7 +19,7 @@
 //!    default and a sentence; no name twice;
 //! 2. **bad configs name the field**: an unknown key, and a value of the wrong type for every key
 //!    the config sets, are refused with the key in the message;
-//! 3. **a distribution**: `weights()` are finite, non-negative and sum to 1 before the first step
+//! 3. **a distribution**: `weights()` and `policy()` are finite, non-negative and sum to 1 before the first step
 //!    and after every step (`loss_weights()`, when given, finite, non-negative, not all 0);
 //! 4. **resumable**: saving the state after step k (through its JSON text, as a checkpoint
 //!    does), restoring it into a freshly built mixer and continuing gives bit-identical
@@ -192,6 +192,7 @@ impl Snapshot {
         let kind = mixer.kind();
         let weights = mixer.weights();
         check_simplex(kind, "weights()", weights, step);
+        check_simplex(kind, "policy()", mixer.policy(), step);
         let loss_weights = mixer.loss_weights();
         if let Some(lw) = loss_weights {
             // Multipliers, not a distribution: the trainer divides by their sum over a batch.

@@ -17,7 +17,8 @@ pub struct SummaryRecord {
     /// Training loss of the last step (`null` when no step ran in the finishing process and the
     /// loss was not known).
     pub final_train_loss: Option<f64>,
-    /// The mixer's sampling distribution at the end.
+    /// The mixer's policy at the end (`Mixer::policy`: its sampling distribution, or for a mixer
+    /// that probes other mixtures to learn, the mixture it has learned).
     pub final_weights: BTreeMap<String, f64>,
     /// The last periodic validation, if any ran.
     pub last_eval: Option<LastEval>,

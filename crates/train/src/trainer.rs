@@ -773,7 +773,7 @@ impl<B: TrainBackend> Loop<B> {
         let summary = SummaryRecord {
             cumulative_sequences: by_name(&names, &self.cumulative),
             final_train_loss: last_loss.is_finite().then_some(last_loss),
-            final_weights: by_name(&names, self.mixer.weights()),
+            final_weights: by_name(&names, self.mixer.policy()),
             last_eval: last_eval.map(|r| LastEval {
                 domains: r
                     .domains
