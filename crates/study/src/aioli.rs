@@ -3,9 +3,9 @@
 //!
 //! The reference (`scripts/full/aioli/run.sh`) runs 200 rounds of 200 steps; each round's probes
 //! (2 sweeps × 7 domains × 10 steps = 140 steps, 70% of the round) end in 15 validations. A
-//! validation of every domain costs mixlab's presets about 2.7 training steps (measured on the
-//! `quick` preset: 2.5 s against 0.9 s per step on 2 cores), so the rounds cannot keep the
-//! reference's number on a small budget. The method keeps what defines the method:
+//! validation of every domain costs mixlab's small presets about four training steps (measured
+//! in `results/quick`'s Aioli run: 2.6 s against 0.67 s per step on 2 cores), so the rounds
+//! cannot keep the reference's number on a small budget. The method keeps what defines the method:
 //! - rounds of at least 200 steps where the budget allows 4 of them (steps/200 rounds, as the
 //!   reference); otherwise 4 rounds, or as many as fit rounds of K + 1 steps (one one-step probe
 //!   per domain and one step on the learned mixture), at least one;
