@@ -14,12 +14,9 @@
 //! - the first fit once a whole window of history exists (start ≥ window − 1) and at least
 //!   one point lies after the ignored steps.
 
-use std::collections::BTreeMap;
-
 use mixlab_mixer_ado::AdoConfig;
-use mixlab_train::Granularity;
 
-use crate::method::{Method, MethodTraining, typed_table};
+use crate::method::Method;
 use crate::preset::Preset;
 
 /// The run length of the reference's schedule.
@@ -51,26 +48,17 @@ pub fn ado_config(steps: u64) -> AdoConfig {
 /// prior, one domain per sequence as its loader draws them.
 pub fn ado_method(preset: &Preset) -> Method {
     let config = ado_config(preset.steps);
-    Method {
-        id: "ado".into(),
-        label: "ADO".into(),
-        about: format!(
+    Method::per_sequence(
+        "ado",
+        "ADO",
+        format!(
             "ADO (Jiang et al. 2025) as the reference code does it: per-domain scaling laws of the smoothed \
              training loss, refitted every {} steps from step {} (a {}-step smoothing window, one point every {} steps), sampling by \
              predicted learning speed x token-proportional prior x history; one domain per sequence",
             config.update_interval, config.start_step, config.smoothing_window, config.fit_stride
         ),
-        reported: true,
-        paper_row: None,
-        mixer: typed_table(&config, &[]),
-        dataset_weights: BTreeMap::new(),
-        training: MethodTraining {
-            granularity: Granularity::Sequence,
-            warmup_granularity: None,
-            warmup_steps: 0,
-        },
-        reference_model: None,
-    }
+        &config,
+    )
 }
 
 #[cfg(test)]

@@ -14,12 +14,9 @@
 //! - the script's factor 0.75 (above 1/K for every K ≥ 2), η = 1, EMA 0.1, normalised A, the
 //!   uniform start.
 
-use std::collections::BTreeMap;
-
 use mixlab_mixer_aioli::AioliConfig;
-use mixlab_train::Granularity;
 
-use crate::method::{Method, MethodTraining, typed_table};
+use crate::method::Method;
 use crate::preset::Preset;
 
 /// Steps per round of the reference's schedule.
@@ -55,10 +52,10 @@ pub fn aioli_config(steps: u64, k: usize) -> AioliConfig {
 /// budget, one domain per sequence as its loader draws them.
 pub fn aioli_method(preset: &Preset, k: usize) -> Method {
     let config = aioli_config(preset.steps, k);
-    Method {
-        id: "aioli".into(),
-        label: "Aioli".into(),
-        about: format!(
+    Method::per_sequence(
+        "aioli",
+        "Aioli",
+        format!(
             "Aioli (Chen et al. 2025) as the reference code does it: rounds of {} steps, each starting with {} x K probes of {} steps \
              (factor {}) that measure every domain's validation loss to estimate the interaction matrix A, then the mixture \
              exp({} x column sums of an EMA ({}) of the normalised A); one domain per sequence",
@@ -69,17 +66,8 @@ pub fn aioli_method(preset: &Preset, k: usize) -> Method {
             config.eta,
             config.ema
         ),
-        reported: true,
-        paper_row: None,
-        mixer: typed_table(&config, &[]),
-        dataset_weights: BTreeMap::new(),
-        training: MethodTraining {
-            granularity: Granularity::Sequence,
-            warmup_granularity: None,
-            warmup_steps: 0,
-        },
-        reference_model: None,
-    }
+        &config,
+    )
 }
 
 #[cfg(test)]

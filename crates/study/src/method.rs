@@ -203,6 +203,32 @@ impl Method {
             reference_model: None,
         }
     }
+
+    /// A reported online mixer trained as its reference code loads data: `config` as the
+    /// `[mixer]` table, one domain per sequence, no warm-up, no dataset-chosen weights and no
+    /// reference model (ADO, Aioli).
+    pub fn per_sequence<C: mixlab_mixing::MixerConfig>(
+        id: &str,
+        label: &str,
+        about: String,
+        config: &C,
+    ) -> Method {
+        Method {
+            id: id.into(),
+            label: label.into(),
+            about,
+            reported: true,
+            paper_row: None,
+            mixer: typed_table(config, &[]),
+            dataset_weights: BTreeMap::new(),
+            training: MethodTraining {
+                granularity: Granularity::Sequence,
+                warmup_granularity: None,
+                warmup_steps: 0,
+            },
+            reference_model: None,
+        }
+    }
 }
 
 /// The config's table without `dataset_keys` (which the plan fills in).
