@@ -46,6 +46,13 @@ bench:
 bench-pytorch:
     if ${PYTHON:-python3} -c "import torch, transformers" 2>/dev/null; then ${PYTHON:-python3} benches/pytorch_baseline.py --threads 2; else echo "skipped the PyTorch baseline: ${PYTHON:-python3} cannot import torch and transformers (pip install torch transformers)"; fi
 
+# mixlab's training step against PyTorch's: 50 steps of the smoke configuration replayed by
+# benches/pytorch_reference.py (transformers, torch AdamW, clip_grad_norm_, LambdaLR) from the
+# same weights on the same batches, every step compared; skipped with a message when
+# `$PYTHON` (default python3) cannot import torch and transformers.
+reference:
+    cargo test --release -p experiments --test pytorch_reference -- --nocapture
+
 # Training with glibc's default malloc thresholds against mixlab's, alternating (crates/malloc).
 bench-malloc rounds="4":
     cargo build --release -p experiments && benches/malloc_ab.sh {{rounds}}

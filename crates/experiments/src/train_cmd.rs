@@ -28,6 +28,15 @@ pub struct Args {
     /// Reference model directory (safetensors + config.json) for mixers that need one (DoReMi).
     #[arg(long)]
     pub reference_model: Option<PathBuf>,
+    /// Start from the weights of this HF GPT-NeoX directory (a run's `final/`, a Pythia
+    /// download) instead of a random initialisation (overrides `model.init_from`).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// Write the token ids of every micro-batch of every step to this `.npy` file
+    /// ([steps, micro-batches, sequences, seq_len + 1], uint32), so another implementation can
+    /// replay the run (`benches/pytorch_reference.py`).
+    #[arg(long)]
+    pub dump_batches: Option<PathBuf>,
 }
 
 /// Runs one config with the built-in mixers, on the device it names.
@@ -53,6 +62,9 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(device) = args.device {
         config.training.device = device;
     }
+    if let Some(dir) = args.init_from {
+        config.model.init_from = Some(dir);
+    }
     config.validate()?;
     let options = RunOptions {
         max_steps: args.max_steps,
@@ -62,6 +74,7 @@ pub fn run(args: Args) -> Result<()> {
         progress_group: None,
         on_step: None,
         fail_checkpoint_at: None,
+        dump_batches: args.dump_batches,
     };
     let summary = run_config(&config, &options, args.reference_model.as_deref())?;
     if let Some(step) = summary.resume.resumed_from

@@ -215,12 +215,18 @@ impl<B: Backend> GptNeoX<B> {
     /// Every parameter must be present with the shape this model's config implies; extra tensors
     /// are an error, except the attention-mask and rotary buffers some HF checkpoints also store.
     /// F32, F16, BF16 and F64 files load into any model float type.
-    pub fn load_safetensors(mut self, path: &Path) -> Result<Self> {
+    pub fn load_safetensors(self, path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
             path: path.to_owned(),
             source,
         })?;
-        let file = SafeTensors::deserialize(&bytes).map_err(|error| ModelError::Safetensors {
+        self.load_safetensors_bytes(&bytes, path)
+    }
+
+    /// [`Self::load_safetensors`] from the file's bytes already in memory (read once by a caller
+    /// that also hashes them); `path` only labels errors.
+    pub fn load_safetensors_bytes(mut self, bytes: &[u8], path: &Path) -> Result<Self> {
+        let file = SafeTensors::deserialize(bytes).map_err(|error| ModelError::Safetensors {
             path: path.to_owned(),
             reason: error.to_string(),
         })?;

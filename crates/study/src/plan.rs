@@ -164,6 +164,8 @@ impl Plan {
             model: ModelSpec {
                 preset: Some(p.model.clone()),
                 config: None,
+                init_from: None,
+                init_sha256: None,
             },
             mixer,
             training,

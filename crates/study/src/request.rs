@@ -149,6 +149,8 @@ fn dataset_info(args: &PlanRequest, preset: &Preset) -> Result<DatasetInfo> {
         model: ModelSpec {
             preset: Some(preset.model.clone()),
             config: None,
+            init_from: None,
+            init_sha256: None,
         },
         mixer: toml::Table::new(),
         training: TrainingConfig {

@@ -88,16 +88,33 @@ pub struct ModelSpec {
     /// A full model configuration (takes precedence over `preset`).
     #[serde(default)]
     pub config: Option<ModelConfig>,
+    /// Initial weights from an HF GPT-NeoX directory (`config.json` + `model.safetensors`: a
+    /// mixlab run's `final/`, or a Pythia download) instead of a random initialisation. Its
+    /// shape must be the one `preset` or `config` gives (without either, its `config.json`
+    /// gives the shape); a `tokenizer.json` beside the weights must be the dataset's. A resumed
+    /// run continues from its checkpoint and does not read this directory again.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// SHA-256 (hex) of `init_from`'s `model.safetensors`. Recorded in the run's `config.toml`
+    /// when the run starts; when given, the file must have this hash.
+    #[serde(default)]
+    pub init_sha256: Option<String>,
 }
 
 impl ModelSpec {
     /// The model configuration for a dataset with `vocab_size` tokens and sequences of `seq_len`.
     pub fn resolve(&self, vocab_size: usize, seq_len: usize) -> Result<ModelConfig> {
-        let base = match (&self.config, &self.preset) {
-            (Some(c), _) => c.clone(),
-            (None, Some(p)) => ModelConfig::preset(p)?,
-            (None, None) => {
-                return Err(TrainError::config("model", "give `preset` or `config`"));
+        let base = match (&self.config, &self.preset, &self.init_from) {
+            (Some(c), _, _) => c.clone(),
+            (None, Some(p), _) => ModelConfig::preset(p)?,
+            (None, None, Some(dir)) => {
+                ModelConfig::read_hf_config(&dir.join(mixlab_model::checkpoint::CONFIG_FILE))?
+            }
+            (None, None, None) => {
+                return Err(TrainError::config(
+                    "model",
+                    "give `preset`, `config` or `init_from`",
+                ));
             }
         };
         let config = base.with_vocab_size(vocab_size).with_max_seq_len(seq_len);

@@ -8,12 +8,15 @@
 //! checkpoints. What burn lacks is mixlab's own: global-norm clipping (mixlab-model), no weight
 //! decay on biases and LayerNorm (one AdamW pass that decays by tensor rank, [`optimizer`]), the
 //! warm-up + cosine schedule ([`schedule`]), seeded batch plans ([`plan`]) and exact resume
-//! ([`checkpoint`]).
+//! ([`checkpoint`]), initial weights from a pretrained directory ([`init`]) and the batch dump
+//! another implementation replays a run from ([`batch_dump`]).
 
+pub mod batch_dump;
 pub mod checkpoint;
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod init;
 pub mod metrics;
 pub mod optimizer;
 pub mod options;

@@ -27,6 +27,10 @@ pub struct RunOptions {
     /// Fault injection for tests: the checkpoint of this step fails as on a full disk (half of
     /// its model file is written, then the write fails with the OS's ENOSPC).
     pub fail_checkpoint_at: Option<u64>,
+    /// Write the token ids of every micro-batch of every step to this `.npy` file (see
+    /// [`crate::batch_dump`]), so another implementation can replay the run exactly. A fresh
+    /// run refuses an existing file; a resumed run continues the file it started.
+    pub dump_batches: Option<PathBuf>,
 }
 
 /// Where a run stands after a step: what [`RunOptions::on_step`] receives.

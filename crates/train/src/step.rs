@@ -15,7 +15,8 @@ use crate::error::Result;
 use crate::plan::BatchPlan;
 
 /// Draws the token rows of every micro-batch of `plan`, in plan order (so the data order is
-/// the same whichever passes run over them), and counts them in `cumulative`.
+/// the same whichever passes run over them), and counts them in `cumulative`; with `dump`,
+/// also appends every token id to it in the same order (for the batch dump).
 ///
 /// Each tensor is `[micro-batch size, width]`, width = sequence length + 1 (inputs and the
 /// shifted targets).
@@ -25,6 +26,7 @@ pub(crate) fn draw_batches<B: Backend>(
     cumulative: &mut [u64],
     width: usize,
     device: &B::Device,
+    mut dump: Option<&mut Vec<u32>>,
 ) -> Result<Vec<Tensor<B, 2, Int>>> {
     let mut batches = Vec::with_capacity(plan.domains.len());
     for domains in &plan.domains {
@@ -32,6 +34,9 @@ pub(crate) fn draw_batches<B: Backend>(
         for &d in domains {
             let s = samplers[d].next_sequence()?;
             tokens.extend(s.iter().map(|&t| t as i64));
+            if let Some(dump) = dump.as_deref_mut() {
+                dump.extend_from_slice(&s);
+            }
             cumulative[d] += 1;
         }
         batches.push(Tensor::from_data(

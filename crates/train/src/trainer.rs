@@ -18,6 +18,7 @@ use mixlab_model::{GptNeoX, ModelConfig, clip_grad_norm};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::batch_dump::BatchDump;
 use crate::checkpoint::{Integrity, check_integrity, list_checkpoints, set_aside};
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
@@ -83,6 +84,8 @@ struct Loop<B: TrainBackend> {
     _lock: mixlab_data::lock::DirLock,
     /// [`RunOptions::fail_checkpoint_at`].
     fail_checkpoint_at: Option<u64>,
+    /// [`RunOptions::dump_batches`], open.
+    dump: Option<BatchDump>,
     plan_rng: ChaCha8Rng,
     plan_seed: u64,
     step: u64,
@@ -174,16 +177,32 @@ pub fn train<B: TrainBackend>(
     let lock = mixlab_data::lock::DirLock::acquire(&run_dir)?;
     let ckpt_root = run_dir.join("checkpoints");
     let metrics_path = run_dir.join("metrics.jsonl");
-    let config_toml = config.to_toml();
 
     let seeds = SeedStreams::new(config.training.seed);
-    let model = {
-        let _rng = BACKEND_RNG
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        B::seed(device, seeds.init);
-        model_config.init::<B>(device)?
+    let mut config = config.clone();
+    let model = match &config.model.init_from {
+        // A resumed run's weights come from its checkpoint: the directory is not read again.
+        Some(dir) if !options.resume => {
+            let init = crate::init::load_initial::<B>(
+                dir,
+                &model_config,
+                &manifest.tokenizer_sha256,
+                config.model.init_sha256.as_deref(),
+                device,
+            )?;
+            // The resolved config records which weights the run started from.
+            config.model.init_sha256 = Some(init.sha256);
+            init.model
+        }
+        _ => {
+            let _rng = BACKEND_RNG
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            B::seed(device, seeds.init);
+            model_config.init::<B>(device)?
+        }
     };
+    let config_toml = config.to_toml();
     let optim = DecoupledAdamW::new(
         config.optimizer.beta1 as f32,
         config.optimizer.beta2 as f32,
@@ -196,6 +215,11 @@ pub fn train<B: TrainBackend>(
         .map(|n| store.sampler(n, Split::Train, seeds.data))
         .collect::<mixlab_data::Result<Vec<_>>>()?;
     let k = names.len();
+    let dump_tail = [
+        config.training.micro_batches,
+        config.training.micro_batch_size(),
+        manifest.seq_len + 1,
+    ];
     let mut state = Loop {
         config: config.clone(),
         run_dir: run_dir.clone(),
@@ -215,6 +239,7 @@ pub fn train<B: TrainBackend>(
         store,
         _lock: lock,
         fail_checkpoint_at: None,
+        dump: None,
     };
 
     let existing = list_checkpoints(&ckpt_root)?;
@@ -230,7 +255,7 @@ pub fn train<B: TrainBackend>(
         for (step, dir) in existing.iter().rev() {
             match check_integrity(dir) {
                 Integrity::Intact => {
-                    state.restore(dir, &config_toml)?;
+                    state.restore(dir)?;
                     resume.resumed_from = Some(*step);
                     break;
                 }
@@ -272,6 +297,12 @@ pub fn train<B: TrainBackend>(
                 ),
             ));
         }
+        // Before anything is written: an existing dump file refuses the run, not half of it.
+        state.dump = options
+            .dump_batches
+            .as_deref()
+            .map(|path| BatchDump::create(path, dump_tail))
+            .transpose()?;
         write_atomic(&run_dir.join("config.toml"), &with_commit(&config_toml))?;
         // The first line is a feedback header, so `replay-mixer` can replay this file.
         let header = mixlab_mixing::FeedbackHeader {
@@ -280,6 +311,9 @@ pub fn train<B: TrainBackend>(
             vocab_size: Some(state.store.manifest().vocab_size),
         };
         write_atomic(&metrics_path, &(header.to_json_line() + "\n"))?;
+    }
+    if let (true, Some(path)) = (options.resume, options.dump_batches.as_deref()) {
+        state.dump = Some(BatchDump::resume(path, dump_tail, state.step)?);
     }
     let mut summary = state.run(options, validate)?;
     summary.resume = resume;
@@ -558,12 +592,14 @@ impl<B: TrainBackend> Loop<B> {
         );
         let mut mixer_time = t.elapsed();
 
+        let mut dumped = self.dump.as_ref().map(|_| Vec::new());
         let batches = step::draw_batches(
             &plan,
             &mut self.samplers,
             &mut self.cumulative,
             width,
             &self.device,
+            dumped.as_mut(),
         )?;
         let (grads, loss, loss_weights) = if feedback_first {
             let losses = step::measure(&self.model, self.reference.as_ref(), &batches, seq);
@@ -616,6 +652,9 @@ impl<B: TrainBackend> Loop<B> {
         }
         self.step = step;
         self.tokens_seen += (micro * mbs * seq) as u64;
+        if let (Some(dump), Some(tokens)) = (self.dump.as_mut(), dumped) {
+            dump.append(&tokens)?;
+        }
         Ok(StepDone {
             step,
             weights,

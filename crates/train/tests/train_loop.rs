@@ -1144,3 +1144,270 @@ fn a_mixer_that_asks_for_validation_losses_gets_them() {
         .to_string();
     assert!(e.contains("probe") && e.contains("validation"), "{e}");
 }
+
+/// The `[steps, micro-batches, sequences, seq_len + 1]` shape and the token ids of a batch
+/// dump, read as NumPy would: the header's length is in bytes 8-9 after the magic.
+fn read_dump(path: &Path) -> ([usize; 4], Vec<u32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!(start % 64, 0, "NumPy aligns the data to 64 bytes");
+    let header = std::str::from_utf8(&bytes[10..start]).unwrap();
+    assert!(header.contains("'descr': '<u4'"), "{header}");
+    let dims: Vec<usize> = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|d| d.trim().parse().unwrap())
+        .collect();
+    let data: Vec<u32> = bytes[start..]
+        .chunks(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let shape = [dims[0], dims[1], dims[2], dims[3]];
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    (shape, data)
+}
+
+/// Initial weights for the test model on `store`'s tokenizer, drawn with `seed`, saved as an
+/// HF directory with the dataset's tokenizer beside them (what a run's `final/` holds).
+fn init_dir(dir: &Path, store: &DomainStore, model: ModelConfig, seed: u64) -> PathBuf {
+    use burn::tensor::backend::Backend;
+    let device = mixlab_model::cpu_device();
+    mixlab_model::CpuBackend::seed(&device, seed);
+    model
+        .with_vocab_size(store.manifest().vocab_size)
+        .with_max_seq_len(store.manifest().seq_len)
+        .init::<mixlab_model::CpuBackend>(&device)
+        .unwrap()
+        .save_pretrained(dir)
+        .unwrap();
+    std::fs::copy(store.tokenizer_path(), dir.join("tokenizer.json")).unwrap();
+    dir.to_path_buf()
+}
+
+/// A run with `init_from` starts from the directory's weights, records their SHA-256 in its
+/// config, and its batch dump holds exactly the batches it trained on: the directory's model,
+/// evaluated on the dump's first step, gives the run's first loss.
+#[test]
+fn init_from_starts_from_the_directory_and_the_dump_holds_the_trained_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let out = tmp.path().join("run");
+    let mut c = config(&ds, &out, TPW, 4);
+    let store = open_dataset(&c).unwrap();
+    let init = init_dir(&tmp.path().join("init"), &store, tiny_model(), 99);
+    c.model.init_from = Some(init.clone());
+    let dump = tmp.path().join("batches.npy");
+    run(
+        &c,
+        &RunOptions {
+            dump_batches: Some(dump.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    let resolved = TrainConfig::load(&out.join("config.toml")).unwrap();
+    let sha = mixlab_data::sha256_file(&init.join("model.safetensors")).unwrap();
+    assert_eq!(resolved.model.init_sha256.as_deref(), Some(sha.as_str()));
+    assert_eq!(resolved.model.init_from.as_deref(), Some(init.as_path()));
+
+    let (shape, tokens) = read_dump(&dump);
+    let seq = store.manifest().seq_len;
+    assert_eq!(shape, [4, 4, 2, seq + 1]);
+    let device = CpuDevice::default();
+    let model = GptNeoX::<mixlab_model::CpuBackend>::load_pretrained(&init, &device).unwrap();
+    let step_tokens = shape[1] * shape[2] * shape[3];
+    let batch = Tensor::<mixlab_model::CpuBackend, 2, Int>::from_data(
+        TensorData::new(
+            tokens[..step_tokens]
+                .iter()
+                .map(|&t| i64::from(t))
+                .collect::<Vec<_>>(),
+            [shape[1] * shape[2], seq + 1],
+        ),
+        &device,
+    );
+    let nll = model.per_token_nll(
+        batch.clone().narrow(1, 0, seq),
+        batch.narrow(1, 1, seq),
+        None,
+    );
+    let loss = nll.into_data().iter::<f64>().sum::<f64>() / (shape[1] * shape[2] * seq) as f64;
+    let first = train_lines(&out)[0]["loss"].as_f64().unwrap();
+    assert!(
+        ((loss - first) / first).abs() < 1e-6,
+        "the initial weights on the dumped step 1 give {loss}, the run logged {first}"
+    );
+    // As many sequences as the run's lines say it drew.
+    let drawn: usize = train_lines(&out)
+        .iter()
+        .map(|l| {
+            l["domains_drawn"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|mb| mb.as_array().unwrap().len())
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(drawn, shape[0] * shape[1] * shape[2]);
+
+    // A second run may not overwrite the dump, and is refused before it writes anything.
+    let again = tmp.path().join("again");
+    let e = run(
+        &config(&ds, &again, TPW, 4),
+        &RunOptions {
+            dump_batches: Some(dump.clone()),
+            ..Default::default()
+        },
+    )
+    .expect_err("the dump exists")
+    .to_string();
+    assert!(
+        e.contains("already exists") && e.contains("batches.npy"),
+        "{e}"
+    );
+    assert!(!again.join("metrics.jsonl").exists() && !again.join("config.toml").exists());
+}
+
+/// Weights of another shape, another tokenizer, or another hash than the config pins are
+/// refused before anything is written, with the field named.
+#[test]
+fn init_from_refuses_another_shape_tokenizer_or_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let out = tmp.path().join("run");
+    let base = config(&ds, &out, TPW, 4);
+    let store = open_dataset(&base).unwrap();
+    let refused = |c: &TrainConfig| {
+        let e = run(c, &RunOptions::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(!out.join("metrics.jsonl").exists(), "{e}");
+        e
+    };
+
+    let mut wider = tiny_model();
+    wider.d_ff *= 2;
+    let mut c = base.clone();
+    c.model.init_from = Some(init_dir(&tmp.path().join("wide"), &store, wider, 1));
+    let e = refused(&c);
+    assert!(
+        e.contains("model.init_from")
+            && e.contains(
+                "d_ff (HF intermediate_size): the run's model has 128, the directory 256"
+            ),
+        "{e}"
+    );
+
+    let other = init_dir(&tmp.path().join("other-tok"), &store, tiny_model(), 1);
+    std::fs::write(other.join("tokenizer.json"), "{}").unwrap();
+    c.model.init_from = Some(other);
+    let e = refused(&c);
+    assert!(
+        e.contains("is not the tokenizer the dataset was prepared with"),
+        "{e}"
+    );
+
+    c.model.init_from = Some(init_dir(&tmp.path().join("good"), &store, tiny_model(), 1));
+    c.model.init_sha256 = Some("0".repeat(64));
+    let e = refused(&c);
+    assert!(
+        e.contains("model.init_sha256") && e.contains(&"0".repeat(64)),
+        "{e}"
+    );
+
+    c.model.init_from = Some(tmp.path().join("nowhere"));
+    let e = refused(&c);
+    assert!(e.contains("nowhere") && e.contains("config.json"), "{e}");
+}
+
+/// A run started from `init_from` and stopped resumes without the directory (the checkpoint
+/// holds the weights, the checkpoint's config the hash), and its dump then equals the dump and
+/// the metrics of an uninterrupted run.
+#[test]
+fn a_resumed_run_continues_its_dump_without_the_init_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let probe = config(&ds, &tmp.path().join("probe"), TPW, 6);
+    let store = open_dataset(&probe).unwrap();
+    let init = init_dir(&tmp.path().join("init"), &store, tiny_model(), 5);
+    let with_init = |out: &Path| {
+        let mut c = config(&ds, out, TPW, 6);
+        c.model.init_from = Some(init.clone());
+        c
+    };
+    let (full, split) = (tmp.path().join("full"), tmp.path().join("split"));
+    let (full_dump, split_dump) = (tmp.path().join("full.npy"), tmp.path().join("split.npy"));
+    run(
+        &with_init(&full),
+        &RunOptions {
+            dump_batches: Some(full_dump.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    run(
+        &with_init(&split),
+        &RunOptions {
+            max_steps: Some(3),
+            dump_batches: Some(split_dump.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The stopped run's dump is a readable array of its 3 steps.
+    let (shape, _) = read_dump(&split_dump);
+    assert_eq!(shape[0], 3);
+    let copy = tmp.path().join("init-moved");
+    std::fs::rename(&init, &copy).unwrap();
+    let resumed = run(
+        &with_init(&split),
+        &RunOptions {
+            resume: true,
+            dump_batches: Some(split_dump.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(resumed.finished);
+    assert_eq!(
+        std::fs::read(&split_dump).unwrap(),
+        std::fs::read(&full_dump).unwrap()
+    );
+    assert_eq!(
+        without_timing(metrics(&split)),
+        without_timing(metrics(&full))
+    );
+    // A dump that starts only at the resume would miss steps 1-3.
+    std::fs::rename(&copy, &init).unwrap();
+    let late = tmp.path().join("late");
+    run(
+        &with_init(&late),
+        &RunOptions {
+            max_steps: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = run(
+        &with_init(&late),
+        &RunOptions {
+            resume: true,
+            dump_batches: Some(tmp.path().join("late.npy")),
+            ..Default::default()
+        },
+    )
+    .expect_err("no dump to continue")
+    .to_string();
+    assert!(
+        e.contains("late.npy") && e.contains("does not exist"),
+        "{e}"
+    );
+}

@@ -257,6 +257,7 @@ fn run_method(
                 }
             },
             fail_checkpoint_at: None,
+            dump_batches: None,
         };
         let started = Instant::now();
         let summary =

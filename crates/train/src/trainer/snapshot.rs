@@ -51,9 +51,17 @@ impl<B: TrainBackend> Loop<B> {
         }
     }
 
-    pub(super) fn restore(&mut self, dir: &Path, config_toml: &str) -> Result<()> {
+    pub(super) fn restore(&mut self, dir: &Path) -> Result<()> {
         let state = read_state(dir)?;
-        let diffs = config_differences(&state.config_toml, config_toml);
+        // A run started from `init_from` recorded the weights' hash in its config; resuming it
+        // need not name the hash (the checkpoint wins over the directory), so it adopts it.
+        if self.config.model.init_from.is_some()
+            && self.config.model.init_sha256.is_none()
+            && let Ok(saved) = toml::from_str::<crate::config::TrainConfig>(&state.config_toml)
+        {
+            self.config.model.init_sha256 = saved.model.init_sha256;
+        }
+        let diffs = config_differences(&state.config_toml, &self.config.to_toml());
         if !diffs.is_empty() {
             return Err(TrainError::checkpoint(
                 dir,
@@ -145,6 +153,10 @@ impl<B: TrainBackend> Loop<B> {
         cursors: &[mixlab_data::SamplerCursor],
         plan_word_pos: u128,
     ) -> Result<PathBuf> {
+        // The dump's steps reach the disk before the checkpoint that a resume continues from.
+        if let Some(dump) = &self.dump {
+            dump.sync()?;
+        }
         let root = self.run_dir.join("checkpoints");
         let tmp = root.join(format!(".step-{}.tmp", self.step));
         let result = self.write_checkpoint(&root, &tmp, cursors, plan_word_pos);
