@@ -262,9 +262,9 @@ fn kinds() -> Vec<&'static str> {
     mixlab_mixers::registry().kinds()
 }
 
-/// The package module.
+/// The Rust core of the package (`mixlab._mixlab`; `mixlab` re-exports it).
 #[pymodule]
-fn mixlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _mixlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMixer>()?;
     m.add_function(wrap_pyfunction!(kinds, m)?)?;
     m.add("MixerError", m.py().get_type::<MixerError>())?;

@@ -9,12 +9,16 @@ trainer logged in that run's metrics.jsonl, step by step. `crates/mixers/tests/p
 builds the package and runs this file from `cargo test` when maturin is installed.
 """
 
+import importlib.util
 import json
 import math
 import pathlib
+import tempfile
 import unittest
 
 import mixlab
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 RESULTS = pathlib.Path("results/quick/runs")
 DOMAINS = ["Pile-CC", "Github", "ArXiv", "DM Mathematics"]
@@ -170,6 +174,82 @@ class Behaviour(unittest.TestCase):
             static.load_state_dict(mixer.state_dict())
         with self.assertRaisesRegex(mixlab.MixerError, "config"):
             mixlab.Mixer(42, DOMAINS)
+
+
+def two_rank_worker(rank, init_file, out_dir):
+    """One of two gloo ranks: half the sequences each, feedback all-reduced, one mixer step."""
+    import torch
+    import torch.distributed as dist
+
+    import mixlab.torch
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    loss, ids, mask = torch_batch()
+    half = slice(0, 3) if rank == 0 else slice(3, 6)
+    feedback = mixlab.torch.domain_feedback(loss[half], ids[half], 4, mask=mask[half])
+    mixer = mixlab.Mixer(ODM, DOMAINS)
+    mixer.observe(1, **feedback)
+    with open(pathlib.Path(out_dir) / f"rank{rank}.json", "w") as f:
+        json.dump({"feedback": feedback, "weights": mixer.weights()}, f)
+    dist.destroy_process_group()
+
+
+def torch_batch():
+    """Six sequences of four tokens from domains 0, 2, 2, 3, 0, 2; the last token of the second
+    sequence and every token of the fifth bear no loss."""
+    import torch
+
+    loss = torch.arange(24, dtype=torch.float32).reshape(6, 4) / 8.0
+    ids = torch.tensor([0, 2, 2, 3, 0, 2])
+    mask = torch.ones(6, 4)
+    mask[1, 3] = 0
+    mask[4] = 0
+    return loss, ids, mask
+
+
+@unittest.skipUnless(HAS_TORCH, "torch is not installed (pip install torch)")
+class TorchFeedback(unittest.TestCase):
+    def expected(self):
+        # By hand: each sequence's mean token loss (row r holds (4r .. 4r+3) / 8):
+        # r0 (0+1+2+3)/4/8 = 0.1875; r1 (4+5+6)/3/8 = 0.625 (its last token masked);
+        # r2 (8+9+10+11)/4/8 = 1.1875; r3 (12..15) 1.6875; r4 bears no token (a sequence, no
+        # loss term); r5 (20..23) 2.6875. Domain 2 holds r1, r2, r5: 3 terms, 3 + 4 + 4 tokens.
+        return {
+            "loss_sum": [0.1875, 0.0, 0.625 + 1.1875 + 2.6875, 1.6875],
+            "loss_count": [1, 0, 3, 1],
+            "sequences": [2, 0, 3, 1],
+            "tokens": [4, 0, 11, 4],
+        }
+
+    def test_sums_and_counts_by_hand(self):
+        import mixlab.torch
+
+        loss, ids, mask = torch_batch()
+        feedback = mixlab.torch.domain_feedback(loss, ids, 4, mask=mask)
+        expected = self.expected()
+        for key in ("loss_count", "sequences", "tokens"):
+            self.assertEqual(feedback[key], expected[key], key)
+        for got, want in zip(feedback["loss_sum"], expected["loss_sum"]):
+            self.assertAlmostEqual(got, want, places=12)
+        mixer = mixlab.Mixer(ODM, DOMAINS)
+        mixer.observe(1, **feedback)
+        with self.assertRaisesRegex(ValueError, "domain_ids"):
+            mixlab.torch.domain_feedback(loss, ids + 2, 4)
+        with self.assertRaisesRegex(ValueError, "mask"):
+            mixlab.torch.domain_feedback(loss, ids, 4, mask=mask[:, :2])
+
+    def test_two_ranks_all_reduce_to_the_same_feedback_and_decision(self):
+        import torch.multiprocessing as mp
+
+        with tempfile.TemporaryDirectory() as tmp:
+            mp.spawn(two_rank_worker, args=(f"{tmp}/init", tmp), nprocs=2, join=True)
+            ranks = [json.loads((pathlib.Path(tmp) / f"rank{r}.json").read_text()) for r in (0, 1)]
+        self.assertEqual(ranks[0], ranks[1], "both ranks observed the same feedback and decided alike")
+        expected = self.expected()
+        for key in ("loss_count", "sequences", "tokens"):
+            self.assertEqual(ranks[0]["feedback"][key], expected[key], key)
+        for got, want in zip(ranks[0]["feedback"]["loss_sum"], expected["loss_sum"]):
+            self.assertAlmostEqual(got, want, places=12)
 
 
 if __name__ == "__main__":

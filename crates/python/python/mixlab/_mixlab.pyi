@@ -1,4 +1,4 @@
-"""mixlab's data mixers (ODM, DoReMi's weights, ADO, Aioli, static tables) for Python trainers."""
+"""The Rust core of mixlab: every registered mixer behind one class."""
 
 from typing import Any, Mapping, Optional, Sequence, Union
 
