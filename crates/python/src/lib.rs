@@ -9,6 +9,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+mod data;
+
 use mixlab_mixing::{DomainSet, Mixer as RustMixer, MixerContext, MixingError, StepFeedback};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -266,6 +268,7 @@ fn kinds() -> Vec<&'static str> {
 #[pymodule]
 fn _mixlab(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMixer>()?;
+    m.add_class::<data::PyDataStream>()?;
     m.add_function(wrap_pyfunction!(kinds, m)?)?;
     m.add("MixerError", m.py().get_type::<MixerError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -20,7 +20,6 @@ pub mod init;
 pub mod metrics;
 pub mod optimizer;
 pub mod options;
-pub mod plan;
 pub mod schedule;
 mod step;
 pub mod summary;
@@ -31,11 +30,13 @@ pub use config::TrainConfig;
 pub use dataset::{mixer_context, open_dataset};
 pub use error::{Result, TrainError};
 pub use metrics::{EvalRecord, EvalTag, MetricsLine, TrainRecord, parse_metrics};
+/// Batch plans live in mixlab-data (the Python package draws them too); re-exported here.
+pub use mixlab_data::plan;
+pub use mixlab_data::{BatchPlan, Granularity, SeedStreams};
 pub use options::{
     DamagedCheckpoint, ResumeReport, RunOptions, RunSummary, StepHook, StepProgress,
 };
-pub use plan::{BatchPlan, Granularity};
 pub use schedule::LrSchedule;
 pub use summary::SummaryRecord;
-pub use trainer::{SeedStreams, train};
+pub use trainer::train;
 pub use validation::{DomainValidation, Validate, ValidationError, ValidationReport};

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use indicatif::{ProgressBar, ProgressStyle};
-use mixlab_data::hash::splitmix64 as mix;
-use mixlab_data::{DomainSampler, DomainStore, Split};
+use mixlab_data::{DomainSampler, DomainStore, SeedStreams, Split};
 use mixlab_mixing::{Mixer, StepFeedback};
 use mixlab_model::TrainBackend;
 use mixlab_model::{GptNeoX, ModelConfig, clip_grad_norm};
@@ -35,29 +34,6 @@ use crate::validation::{Validate, ValidationReport};
 mod snapshot;
 
 type Optim<B> = TrainOptimizer<GptNeoX<B>, B>;
-
-/// Named random streams split from the run's seed, so that changing one consumer (say, the
-/// model size, which draws more init numbers) never shifts the data order or the batch plans.
-#[derive(Debug, Clone, Copy)]
-pub struct SeedStreams {
-    /// Model initialisation.
-    pub init: u64,
-    /// Per-domain data order.
-    pub data: u64,
-    /// Batch plans (which domain each micro-batch or sequence comes from).
-    pub plan: u64,
-}
-
-impl SeedStreams {
-    /// The streams of `seed`.
-    pub fn new(seed: u64) -> Self {
-        SeedStreams {
-            init: mix(seed ^ 0x1111),
-            data: mix(seed ^ 0x2222),
-            plan: mix(seed ^ 0x3333),
-        }
-    }
-}
 
 /// Burn backends keep one random generator per process, and `Backend::seed` replaces it: two
 /// runs initialising at once in one process would draw from each other's stream. Holding this
