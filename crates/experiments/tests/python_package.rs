@@ -12,6 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::SmokeRun;
+
+mod common;
+
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
@@ -25,54 +29,6 @@ fn run(cmd: &mut Command) -> String {
     );
     assert!(output.status.success(), "{cmd:?} failed:\n{text}");
     text
-}
-
-/// A small ODM run on the synthetic corpus (prepared once under the test scratch space), so the
-/// weights move from step to step; validation off.
-fn odm_config(data: &Path, out: &Path) -> String {
-    format!(
-        r#"name = "python-data"
-out_dir = "{out}"
-
-[data]
-dataset = "{data}/prepared-v4096-s128"
-
-[data.prepare]
-corpus = "{data}/corpus"
-tokenizer = "train:4096"
-seq_len = 128
-
-[data.prepare.synthetic]
-seed = 0
-scale = 0.25
-
-[model]
-preset = "tiny"
-
-[mixer]
-kind = "odm"
-rule = "paper"
-warmup_steps = 2
-initial_weights = {{ temperature = 1.0 }}
-
-[training]
-batch_size = 8
-micro_batches = 4
-steps = 12
-seed = 5
-
-[eval]
-interval = 0
-max_sequences_per_domain = 16
-batch_size = 16
-
-[checkpoint]
-interval = 0
-keep = 1
-"#,
-        data = data.display(),
-        out = out.display(),
-    )
 }
 
 #[test]
@@ -133,7 +89,21 @@ fn the_python_package_builds_and_decides_and_draws_as_mixlab_does() {
     let run_dir = scratch.join("run");
     let config = scratch.join("run.toml");
     let dump = scratch.join("batches.npy");
-    std::fs::write(&config, odm_config(&data, &run_dir)).unwrap();
+    // ODM, so the weights move from step to step.
+    let odm = "kind = \"odm\"\nrule = \"paper\"\nwarmup_steps = 2\ninitial_weights = { temperature = 1.0 }";
+    let run_config = common::smoke_config(
+        &data,
+        &run_dir,
+        &SmokeRun {
+            name: "python-data",
+            mixer: odm,
+            batch_size: 8,
+            micro_batches: 4,
+            steps: 12,
+            seed: 5,
+        },
+    );
+    std::fs::write(&config, run_config).unwrap();
     run(Command::new(env!("CARGO_BIN_EXE_experiments"))
         .args(["train", "--config"])
         .arg(&config)

@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::SmokeRun;
 use serde_json::Value;
+
+mod common;
 
 /// Agreement required of every step's loss and gradient norm and of every final tensor.
 const TOLERANCE: f64 = 1e-4;
@@ -58,53 +61,19 @@ fn run(cmd: &mut Command) -> String {
     stdout
 }
 
-/// The smoke configuration with a static mixer and no validation, `steps` long, into `out`.
+/// The smoke configuration (16 sequences in 4 micro-batches) with a static mixer, `steps` long.
 fn smoke_config(data: &Path, out: &Path, name: &str, steps: u64) -> String {
-    format!(
-        r#"name = "{name}"
-out_dir = "{out}"
-
-[data]
-dataset = "{data}/prepared-v4096-s128"
-
-[data.prepare]
-corpus = "{data}/corpus"
-tokenizer = "train:4096"
-seq_len = 128
-
-[data.prepare.synthetic]
-seed = 0
-scale = 0.25
-
-[model]
-preset = "tiny"
-
-[mixer]
-kind = "static"
-weights = {{ temperature = 1.0 }}
-
-[training]
-batch_size = 16
-micro_batches = 4
-steps = {steps}
-seed = 42
-
-[schedule]
-peak_lr = 2e-3
-warmup_fraction = 0.05
-min_lr_ratio = 0.1
-
-[eval]
-interval = 0
-max_sequences_per_domain = 16
-batch_size = 16
-
-[checkpoint]
-interval = 0
-keep = 1
-"#,
-        data = data.display(),
-        out = out.display(),
+    common::smoke_config(
+        data,
+        out,
+        &SmokeRun {
+            name,
+            mixer: "kind = \"static\"\nweights = { temperature = 1.0 }",
+            batch_size: 16,
+            micro_batches: 4,
+            steps,
+            seed: 42,
+        },
     )
 }
 
