@@ -5,7 +5,7 @@
 with the package importable (`pip install ./crates/python`). The replay tests read the committed
 runs of results/quick: every mixer, built in Python from the `[mixer]` table of a run's
 config.toml, must take exactly the decisions (weights, DoReMi's loss weights) that mixlab's
-trainer logged in that run's metrics.jsonl, step by step. `crates/mixers/tests/python_package.rs`
+trainer logged in that run's metrics.jsonl, step by step. `crates/experiments/tests/python_package.rs`
 builds the package and runs this file from `cargo test` when maturin is installed.
 """
 

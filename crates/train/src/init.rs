@@ -24,55 +24,31 @@ const TOKENIZER_FILE: &str = "tokenizer.json";
 /// tokenizers are the same is checked on the tokenizer itself. `max_seq_len` is not compared:
 /// rotary positions have no weights, so a model trained at 2,048 tokens loads for 256.
 pub fn shape_differences(run: &ModelConfig, pretrained: &ModelConfig) -> Vec<String> {
-    let mut diffs = Vec::new();
-    let mut compare = |field: &str, a: String, b: String| {
-        if a != b {
-            diffs.push(format!(
-                "{field}: the run's model has {a}, the directory {b}"
-            ));
-        }
+    // Each field as text, so integers and floats compare and print alike.
+    let fields = |c: &ModelConfig| {
+        [
+            (
+                "vocab_size (padded; HF vocab_size)",
+                c.padded_vocab_size().to_string(),
+            ),
+            ("n_layers (HF num_hidden_layers)", c.n_layers.to_string()),
+            ("d_model (HF hidden_size)", c.d_model.to_string()),
+            ("n_heads (HF num_attention_heads)", c.n_heads.to_string()),
+            ("d_ff (HF intermediate_size)", c.d_ff.to_string()),
+            ("rotary_pct", c.rotary_pct.to_string()),
+            (
+                "rotary_base (HF rotary_emb_base)",
+                c.rotary_base.to_string(),
+            ),
+            ("layer_norm_eps", c.layer_norm_eps.to_string()),
+        ]
     };
-    compare(
-        "vocab_size (padded; HF vocab_size)",
-        run.padded_vocab_size().to_string(),
-        pretrained.padded_vocab_size().to_string(),
-    );
-    compare(
-        "n_layers (HF num_hidden_layers)",
-        run.n_layers.to_string(),
-        pretrained.n_layers.to_string(),
-    );
-    compare(
-        "d_model (HF hidden_size)",
-        run.d_model.to_string(),
-        pretrained.d_model.to_string(),
-    );
-    compare(
-        "n_heads (HF num_attention_heads)",
-        run.n_heads.to_string(),
-        pretrained.n_heads.to_string(),
-    );
-    compare(
-        "d_ff (HF intermediate_size)",
-        run.d_ff.to_string(),
-        pretrained.d_ff.to_string(),
-    );
-    compare(
-        "rotary_pct",
-        run.rotary_pct.to_string(),
-        pretrained.rotary_pct.to_string(),
-    );
-    compare(
-        "rotary_base (HF rotary_emb_base)",
-        run.rotary_base.to_string(),
-        pretrained.rotary_base.to_string(),
-    );
-    compare(
-        "layer_norm_eps",
-        run.layer_norm_eps.to_string(),
-        pretrained.layer_norm_eps.to_string(),
-    );
-    diffs
+    fields(run)
+        .into_iter()
+        .zip(fields(pretrained))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((field, a), (_, b))| format!("{field}: the run's model has {a}, the directory {b}"))
+        .collect()
 }
 
 /// Pretrained weights loaded for a run, and the hash that identifies them.
