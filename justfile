@@ -5,9 +5,9 @@
 default:
     @just --list
 
-# Run the whole test suite (what CI runs).
+# Run the whole test suite (what CI runs): the Rust tests and the Python package's.
 test:
-    cargo test --workspace --release
+    ./scripts/test
 
 # The paper's comparison (TPW, DoReMi, ODM, uniform) and its report, written to
 # runs/reproduce-<preset>/: `just reproduce` (the `tiny` preset, hours on a laptop CPU), or

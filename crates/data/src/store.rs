@@ -347,12 +347,24 @@ impl DomainSampler {
         self.epoch_plan.as_ref().expect("set above")
     }
 
-    /// The next sequence (`seq_len + 1` tokens), starting a new, reshuffled epoch when needed.
-    pub fn next_sequence(&mut self) -> Result<Vec<u32>> {
+    /// Moves past the next sequence without reading it: the sampler then stands exactly where
+    /// `next_sequence` would have left it (a sequence depends only on the epoch and position).
+    /// Data-loader workers that draw every step but materialise only their own use it.
+    pub fn skip_sequence(&mut self) {
+        self.start_epoch_if_done();
+        self.cursor.position += 1;
+    }
+
+    fn start_epoch_if_done(&mut self) {
         if self.cursor.position >= self.total {
             self.cursor.epoch += 1;
             self.cursor.position = 0;
         }
+    }
+
+    /// The next sequence (`seq_len + 1` tokens), starting a new, reshuffled epoch when needed.
+    pub fn next_sequence(&mut self) -> Result<Vec<u32>> {
+        self.start_epoch_if_done();
         let epoch = self.cursor.epoch;
         let position = self.cursor.position;
         let window_chunks = self.window_chunks;

@@ -341,6 +341,23 @@ fn samplers_are_deterministic_wrap_epochs_and_resume_exactly() {
             .collect();
         assert_eq!(rest, a[cut..cut + n + 3].to_vec(), "resume at {cut}");
     }
+    // Skipping is reading without the rows: interleaved skips and reads, across windows and
+    // an epoch boundary, give the reads' sequences of the uninterrupted order.
+    let mut s = store
+        .sampler_with_window(domain, Split::Train, 7, 2)
+        .unwrap();
+    for (i, expected) in a[..2 * n + 5].iter().enumerate() {
+        if i % 3 == 2 {
+            assert_eq!(
+                &s.next_sequence().unwrap(),
+                expected,
+                "read {i} after skips"
+            );
+        } else {
+            s.skip_sequence();
+        }
+    }
+    assert_eq!(s.epoch(), 2);
     let mut s = store.sampler(domain, Split::Train, 7).unwrap();
     assert!(
         s.set_cursor(SamplerCursor {

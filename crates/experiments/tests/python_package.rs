@@ -7,7 +7,12 @@
 //!   trainer logged; with torch installed, it also checks `mixlab.torch`'s per-domain feedback
 //!   by hand and across two gloo ranks.
 //! - `crates/python/tests/test_data.py` gets a fresh ODM run here (`train --dump-batches`) and
-//!   checks that `mixlab.DataStream`, given the run's logged weights, yields exactly its batches.
+//!   checks that `mixlab.DataStream`, given the run's logged weights, yields exactly its batches,
+//!   and, with torch, that `mixlab.torch.MixedDataset` under a DataLoader yields them too, with
+//!   any number of workers, on a rank of two, and after a resume.
+//! - `crates/python/tests/test_example.py` trains `examples/pytorch/train_odm.py` on that run's
+//!   dataset in one process and under `torchrun` with two ranks, kills one and resumes it
+//!   (skips, saying so, without torch and transformers).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,6 +121,21 @@ fn the_python_package_builds_and_decides_and_draws_as_mixlab_does() {
         .env("MIXLAB_DATASET", data.join("prepared-v4096-s128"))
         .env("MIXLAB_RUN", &run_dir)
         .env("MIXLAB_DUMP", &dump));
-    assert!(out.contains("\nOK") && !out.contains("skipped"), "{out}");
+    assert!(out.contains("\nOK"), "{out}");
+    // Only the torch dataset's tests may skip, on an interpreter without torch.
+    assert_eq!(
+        out.matches("skipped '").count(),
+        out.matches("skipped 'torch is not installed").count(),
+        "{out}"
+    );
+    eprintln!("{out}");
+
+    // The PyTorch example under torchrun: two ranks, one process, a kill and a resume.
+    let out = run(Command::new(&python)
+        .arg("crates/python/tests/test_example.py")
+        .current_dir(&root)
+        .env("PYTHONPATH", &site)
+        .env("MIXLAB_DATASET", data.join("prepared-v4096-s128")));
+    assert!(out.contains("\nOK"), "{out}");
     eprintln!("{out}");
 }

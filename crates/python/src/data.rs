@@ -62,7 +62,10 @@ struct State {
 
 /// One step of one rank: the token rows as little-endian u32 bytes, each sequence's domain
 /// index, and the rows' shape.
-type StepRows<'py> = (Bound<'py, PyBytes>, Vec<usize>, (usize, usize, usize));
+type StepRows<'py> = (Bound<'py, PyBytes>, Vec<usize>, Shape);
+
+/// `[micro-batches of this rank, sequences per micro-batch, seq_len + 1]`.
+type Shape = (usize, usize, usize);
 
 struct Stream {
     store: DomainStore,
@@ -72,6 +75,68 @@ struct Stream {
     step: u64,
     rank: usize,
     world_size: usize,
+}
+
+impl Stream {
+    /// Draws the next step's plan with `weights` and takes every sequence of it from the
+    /// samplers, in plan order as the trainer does (so the samplers stand where they would after
+    /// the trainer's step, on every rank); with `materialize`, returns this rank's rows as
+    /// little-endian u32 bytes, their domains and shape, otherwise reads no rows.
+    fn draw(
+        &mut self,
+        weights: &[f64],
+        materialize: bool,
+    ) -> PyResult<(Vec<u8>, Vec<usize>, Shape)> {
+        let k = self.identity.domains.len();
+        if weights.len() != k {
+            return Err(MixerError::new_err(format!(
+                "weights: {} values for {k} domains",
+                weights.len()
+            )));
+        }
+        if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || weights.iter().sum::<f64>() <= 0.0
+        {
+            return Err(MixerError::new_err(format!(
+                "weights: {weights:?} are not a distribution (finite, non-negative, positive sum)"
+            )));
+        }
+        let step = self.step + 1;
+        let id = &self.identity;
+        let granularity = match id.warmup_granularity {
+            Some(g) if step <= id.warmup_steps => g,
+            _ => id.granularity,
+        };
+        let plan = BatchPlan::draw(
+            weights,
+            id.micro_batches,
+            id.micro_batch_size,
+            granularity,
+            &mut self.plan_rng,
+        );
+        let per_rank = id.micro_batches / self.world_size;
+        let mine = self.rank * per_rank..(self.rank + 1) * per_rank;
+        let width = self.store.manifest().seq_len + 1;
+        let capacity = if materialize {
+            per_rank * id.micro_batch_size
+        } else {
+            0
+        };
+        let mut bytes = Vec::with_capacity(capacity * width * 4);
+        let mut domains = Vec::with_capacity(capacity);
+        for (m, micro_batch) in plan.domains.iter().enumerate() {
+            for &d in micro_batch {
+                if materialize && mine.contains(&m) {
+                    let sequence = self.samplers[d].next_sequence().map_err(data_error)?;
+                    bytes.extend(sequence.iter().flat_map(|t| t.to_le_bytes()));
+                    domains.push(d);
+                } else {
+                    self.samplers[d].skip_sequence();
+                }
+            }
+        }
+        self.step = step;
+        Ok((bytes, domains, (per_rank, id.micro_batch_size, width)))
+    }
 }
 
 /// The Rust side of `mixlab.DataStream` (which wraps the token rows in NumPy arrays).
@@ -187,56 +252,15 @@ impl PyDataStream {
     /// little-endian u32 bytes, its sequences' domain indices, and the rows' shape
     /// `[micro_batches / world_size, micro_batch_size, seq_len + 1]`.
     fn next_step<'py>(&self, py: Python<'py>, weights: Vec<f64>) -> PyResult<StepRows<'py>> {
-        let mut guard = self.stream();
-        let stream = &mut *guard;
-        let k = stream.identity.domains.len();
-        if weights.len() != k {
-            return Err(MixerError::new_err(format!(
-                "weights: {} values for {k} domains",
-                weights.len()
-            )));
-        }
-        if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || weights.iter().sum::<f64>() <= 0.0
-        {
-            return Err(MixerError::new_err(format!(
-                "weights: {weights:?} are not a distribution (finite, non-negative, positive sum)"
-            )));
-        }
-        let step = stream.step + 1;
-        let id = &stream.identity;
-        let granularity = match id.warmup_granularity {
-            Some(g) if step <= id.warmup_steps => g,
-            _ => id.granularity,
-        };
-        let plan = BatchPlan::draw(
-            &weights,
-            id.micro_batches,
-            id.micro_batch_size,
-            granularity,
-            &mut stream.plan_rng,
-        );
-        let per_rank = id.micro_batches / stream.world_size;
-        let mine = stream.rank * per_rank..(stream.rank + 1) * per_rank;
-        let width = stream.store.manifest().seq_len + 1;
-        let mut bytes = Vec::with_capacity(per_rank * id.micro_batch_size * width * 4);
-        let mut domains = Vec::with_capacity(per_rank * id.micro_batch_size);
-        // Every sequence of the step is drawn in plan order, as the trainer draws them, so the
-        // samplers stand where they would after the trainer's step on every rank.
-        for (m, micro_batch) in plan.domains.iter().enumerate() {
-            for &d in micro_batch {
-                let sequence = stream.samplers[d].next_sequence().map_err(data_error)?;
-                if mine.contains(&m) {
-                    bytes.extend(sequence.iter().flat_map(|t| t.to_le_bytes()));
-                    domains.push(d);
-                }
-            }
-        }
-        stream.step = step;
-        Ok((
-            PyBytes::new(py, &bytes),
-            domains,
-            (per_rank, id.micro_batch_size, width),
-        ))
+        let (bytes, domains, shape) = self.stream().draw(&weights, true)?;
+        Ok((PyBytes::new(py, &bytes), domains, shape))
+    }
+
+    /// Draws the next step with `weights` exactly as `next_step` does, but reads no rows: the
+    /// stream then stands where `next_step` would have left it. For data-loader workers that
+    /// follow every step and materialise only their own.
+    fn skip_step(&self, weights: Vec<f64>) -> PyResult<()> {
+        self.stream().draw(&weights, false).map(|_| ())
     }
 
     /// The stream's position (step, sampler cursors, plan generator), to checkpoint.

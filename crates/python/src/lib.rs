@@ -78,6 +78,23 @@ fn per_domain<T>(values: Vec<T>, domains: usize, argument: &str) -> PyResult<Vec
     Ok(values)
 }
 
+/// Per-domain counts as given (Python ints may be negative), refused naming the field and the
+/// domain when one is.
+fn counts(values: Vec<i64>, domains: &[String], argument: &str) -> PyResult<Vec<u64>> {
+    let values = per_domain(values, domains.len(), argument)?;
+    values
+        .iter()
+        .zip(domains)
+        .map(|(&v, domain)| {
+            u64::try_from(v).map_err(|_| {
+                MixerError::new_err(format!(
+                    "{argument}: {v} for `{domain}` is negative (counts are at least 0)"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// A data mixer: the sampling distribution over the domains, updated from per-domain feedback.
 ///
 /// `config` is the `[mixer]` table of a mixlab run config (TOML text, or a dict; `kind` names
@@ -185,26 +202,27 @@ impl PyMixer {
         &self,
         step: u64,
         loss_sum: Vec<f64>,
-        loss_count: Vec<u64>,
-        sequences: Vec<u64>,
-        tokens: Vec<u64>,
+        loss_count: Vec<i64>,
+        sequences: Vec<i64>,
+        tokens: Vec<i64>,
         excess_loss_sum: Option<Vec<f64>>,
-        excess_tokens: Option<Vec<u64>>,
+        excess_tokens: Option<Vec<i64>>,
     ) -> PyResult<()> {
         let mut mixer = self.mixer();
-        let k = mixer.domains().len();
+        let names = mixer.domains().names().to_vec();
+        let k = names.len();
         let loss_sum = per_domain(loss_sum, k, "loss_sum")?;
-        let loss_count = per_domain(loss_count, k, "loss_count")?;
-        let sequences = per_domain(sequences, k, "sequences")?;
-        let tokens = per_domain(tokens, k, "tokens")?;
+        let loss_count = counts(loss_count, &names, "loss_count")?;
+        let sequences = counts(sequences, &names, "sequences")?;
+        let tokens = counts(tokens, &names, "tokens")?;
         let excess_loss_sum = per_domain(
             excess_loss_sum.unwrap_or_else(|| vec![0.0; k]),
             k,
             "excess_loss_sum",
         )?;
-        let excess_tokens = per_domain(
+        let excess_tokens = counts(
             excess_tokens.unwrap_or_else(|| vec![0; k]),
-            k,
+            &names,
             "excess_tokens",
         )?;
         let mut feedback = StepFeedback::new(k);

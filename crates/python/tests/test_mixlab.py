@@ -169,9 +169,21 @@ class Behaviour(unittest.TestCase):
         with self.assertRaisesRegex(mixlab.MixerError, "step"):
             mixer.observe(0, **step_arrays(4, 0))
         self.assertEqual(mixer.weights(), [0.25] * 4, "refused feedback changed nothing")
+        arrays = step_arrays(4, 1)
+        arrays["tokens"][1] = -5
+        with self.assertRaisesRegex(mixlab.MixerError, "tokens: -5 for `Github` is negative"):
+            mixer.observe(1, **arrays)
         static = mixlab.Mixer('kind = "static"\nweights = "uniform"', DOMAINS)
         with self.assertRaises(mixlab.MixerError):
             static.load_state_dict(mixer.state_dict())
+        # A corrupt state: the right envelope with a field mangled, and not a state at all.
+        state = mixer.state_dict()
+        corrupt = json.loads(json.dumps(state).replace("[", "[\"x\", ", 1))
+        with self.assertRaisesRegex(mixlab.MixerError, "cannot restore state: .*domains"):
+            mixer.load_state_dict(corrupt)
+        with self.assertRaisesRegex(mixlab.MixerError, "state"):
+            mixer.load_state_dict({"garbage": 1})
+        self.assertEqual(mixer.weights(), [0.25] * 4, "refused states changed nothing")
         with self.assertRaisesRegex(mixlab.MixerError, "config"):
             mixlab.Mixer(42, DOMAINS)
 

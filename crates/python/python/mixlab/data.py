@@ -59,6 +59,11 @@ class DataStream:
         tokens = np.frombuffer(raw, dtype="<u4").reshape(shape)
         return tokens, np.asarray(domains, dtype=np.int64).reshape(shape[:2])
 
+    def skip_step(self, weights):
+        """Draws the next step with `weights` as `next_step` does, without reading its rows:
+        the stream then stands exactly where `next_step` would have left it."""
+        self._inner.skip_step([float(w) for w in weights])
+
     def state_dict(self):
         """The stream's position (step, sampler cursors, plan generator), to checkpoint."""
         return self._inner.state_dict()
