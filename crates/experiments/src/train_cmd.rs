@@ -23,8 +23,14 @@ pub struct Args {
     pub max_steps: Option<u64>,
     /// `cpu`, `tch-cpu` (a build with `--features tch`), `cuda` or `cuda:N` (overrides
     /// `training.device`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "devices")]
     pub device: Option<DeviceSpec>,
+    /// Data parallelism on one machine: a comma-separated list of devices (`cuda:0,cuda:1`),
+    /// one worker each, sharing every step's micro-batches; the first holds the model
+    /// (overrides `training.device` and `training.devices`). `cpu,cpu` runs two workers as
+    /// threads on the CPU: for tests, not speed.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<DeviceSpec>>,
     /// Reference model directory (safetensors + config.json) for mixers that need one (DoReMi).
     #[arg(long)]
     pub reference_model: Option<PathBuf>,
@@ -61,6 +67,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(device) = args.device {
         config.training.device = device;
+    }
+    if let Some(devices) = args.devices {
+        if let Some(first) = devices.first() {
+            config.training.device = *first;
+        }
+        config.training.devices = devices;
     }
     if let Some(dir) = args.init_from {
         config.model.init_from = Some(dir);

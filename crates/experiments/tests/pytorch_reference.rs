@@ -208,7 +208,12 @@ fn fifty_steps_equal_pytorchs_adamw_clip_and_schedule() {
         theirs.keys().collect::<Vec<_>>()
     );
     let start = tensors(&start.join("final/model.safetensors"));
-    let unconstrained = key_bias_without_gradient(&run_dir.join("final/config.json"));
+    // Key-bias entries outside the rotary dimensions have no gradient: rounding noise, which
+    // Adam rescales, moves them differently on each side (ModelConfig's
+    // qkv_bias_entry_has_no_gradient), so they are bounded, not compared.
+    let model =
+        mixlab_model::ModelConfig::read_hf_config(&run_dir.join("final/config.json")).unwrap();
+    let unconstrained = |i: usize| model.qkv_bias_entry_has_no_gradient(i);
     let mut worst_tensor = (String::new(), 0.0f64);
     let mut noise = 0.0f32;
     for (name, a) in &ours {
@@ -261,25 +266,4 @@ fn fifty_steps_equal_pytorchs_adamw_clip_and_schedule() {
         "50 steps: loss within {:.2e}, grad norm within {:.2e} of clip_grad_norm_'s and {:.2e} of the exact one, final weights within {:.2e} ({}) relative of PyTorch's; the key-bias entries without gradient within {noise:.2e} absolute",
         worst[0], worst[1], worst[2], worst_tensor.1, worst_tensor.0
     );
-}
-
-/// Which entries of a layer's fused QKV bias have no gradient at all: the key bias outside
-/// the rotary dimensions. A key bias b adds q·b to the score of every key of query q, and the
-/// softmax over keys cancels a constant, so ∂loss/∂b = 0 exactly; only rotary dimensions turn
-/// b into a position-dependent term. Both implementations see rounding noise (about 1e-11)
-/// there, which Adam rescales by its own running magnitude (plus ε = 1e-8) into steps far
-/// larger than the noise: the entries drift, differently on each side, and are not compared
-/// by value. HF's layout of the
-/// fused bias is per head [q | k | v], each `head_dim` long, rotary dimensions first.
-fn key_bias_without_gradient(config_json: &Path) -> impl Fn(usize) -> bool + use<> {
-    let config: Value =
-        serde_json::from_str(&std::fs::read_to_string(config_json).unwrap()).unwrap();
-    let d = config["hidden_size"].as_u64().unwrap() as usize;
-    let heads = config["num_attention_heads"].as_u64().unwrap() as usize;
-    let head_dim = d / heads;
-    let rotary = (head_dim as f64 * config["rotary_pct"].as_f64().unwrap()) as usize;
-    move |i: usize| {
-        let within_head = i % (3 * head_dim);
-        within_head >= head_dim + rotary && within_head < 2 * head_dim
-    }
 }

@@ -185,6 +185,19 @@ impl ModelConfig {
         (self.head_dim() as f64 * self.rotary_pct) as usize
     }
 
+    /// Whether entry `i` of a layer's fused QKV bias (HF's layout: per head `[q | k | v]`, each
+    /// `head_dim` long, rotary dimensions first) is a key bias outside the rotary dimensions.
+    /// Such a bias b adds q·b to the score of every key of query q, and the softmax over keys
+    /// cancels a constant, so ∂loss/∂b = 0 exactly; only rotary dimensions make it depend on
+    /// position. Two implementations (or two summation orders) see different rounding noise
+    /// there, which Adam rescales into steps far larger than the noise: such entries drift
+    /// differently and are not comparable by value.
+    pub fn qkv_bias_entry_has_no_gradient(&self, i: usize) -> bool {
+        let head_dim = self.head_dim();
+        let within_head = i % (3 * head_dim);
+        within_head >= head_dim + self.rotary_dims() && within_head < 2 * head_dim
+    }
+
     /// Standard deviation of GPT-NeoX `small_init`, sqrt(2 / (5 d)) (Nguyen & Salazar 2019).
     pub fn small_init_std(&self) -> f64 {
         (2.0 / (5.0 * self.d_model as f64)).sqrt()

@@ -141,6 +141,7 @@ impl Plan {
             steps: p.steps,
             seed,
             device: p.device,
+            devices: Vec::new(),
             log_interval: 1,
         };
         let mut mixer = method.mixer.clone();

@@ -162,6 +162,7 @@ fn dataset_info(args: &PlanRequest, preset: &Preset) -> Result<DatasetInfo> {
             steps: preset.steps,
             seed: 0,
             device: preset.device,
+            devices: Vec::new(),
             log_interval: 1,
         },
         optimizer: OptimizerConfig::default(),

@@ -150,6 +150,14 @@ pub struct TrainingConfig {
     /// names this key.
     #[serde(default)]
     pub device: DeviceSpec,
+    /// Data parallelism on one machine: the devices whose workers share each step's
+    /// micro-batches (contiguous blocks in plan order, one model replica per worker; the
+    /// gradients are summed on the first device, which holds the model, the optimizer and the
+    /// checkpoints and must be `device`). Empty (the default): one worker on `device`. All of one
+    /// kind; `cpu` may repeat (workers as threads on the CPU: for tests, not speed), a CUDA
+    /// index may not; the number of workers must divide `micro_batches`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceSpec>,
     /// Write a metrics line every this many steps.
     #[serde(default = "one")]
     pub log_interval: u64,
@@ -163,6 +171,44 @@ impl TrainingConfig {
     /// Sequences per micro-batch.
     pub fn micro_batch_size(&self) -> usize {
         self.batch_size / self.micro_batches
+    }
+
+    /// How many workers share a step: `devices`' length, or 1 without them.
+    pub fn workers(&self) -> usize {
+        self.devices.len().max(1)
+    }
+
+    /// The rules of `devices` (see the field), checked before anything runs.
+    fn validate_devices(&self) -> Result<()> {
+        let Some(first) = self.devices.first() else {
+            return Ok(());
+        };
+        let refuse = |reason: String| Err(TrainError::config("training.devices", reason));
+        if *first != self.device {
+            return refuse(format!(
+                "the first device, `{first}`, must be training.device (`{}`): it holds the model, the optimizer and the checkpoints",
+                self.device
+            ));
+        }
+        let kind = |d: &DeviceSpec| std::mem::discriminant(d);
+        if let Some(other) = self.devices.iter().find(|d| kind(d) != kind(first)) {
+            return refuse(format!(
+                "`{first}` and `{other}` are different backends; the workers of a run share one"
+            ));
+        }
+        for (i, d) in self.devices.iter().enumerate() {
+            if matches!(d, DeviceSpec::Cuda(_)) && self.devices[..i].contains(d) {
+                return refuse(format!("`{d}` is listed twice; each GPU holds one worker"));
+            }
+        }
+        let workers = self.devices.len();
+        if workers > self.micro_batches || !self.micro_batches.is_multiple_of(workers) {
+            return refuse(format!(
+                "{workers} workers must divide the {} micro-batches of a step (each takes an equal block)",
+                self.micro_batches
+            ));
+        }
+        Ok(())
     }
 
     /// The granularity of 1-based `step`.
@@ -274,6 +320,7 @@ impl TrainConfig {
         if t.steps == 0 {
             return Err(TrainError::config("training.steps", "must be at least 1"));
         }
+        t.validate_devices()?;
         if t.log_interval == 0 {
             return Err(TrainError::config(
                 "training.log_interval",
@@ -332,5 +379,73 @@ mod shipped_configs {
             }
         }
         assert!(seen >= 3, "only {seen} configs in {}", dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_devices(micro_batches: usize, device: &str, devices: &str) -> Result<TrainConfig> {
+        let text = format!(
+            "name = \"t\"\nout_dir = \"o\"\n[data]\ndataset = \"d\"\n[model]\npreset = \"tiny\"\n\
+             [mixer]\nkind = \"static\"\n[training]\nbatch_size = 8\nmicro_batches = {micro_batches}\n\
+             steps = 1\nseed = 1\ndevice = \"{device}\"\ndevices = {devices}\n"
+        );
+        let config: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
+            field: "text".into(),
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn a_device_list_is_checked_before_training() {
+        let ok = with_devices(4, "cuda:0", r#"["cuda:0", "cuda:1"]"#).unwrap();
+        assert_eq!(ok.training.workers(), 2);
+        assert_eq!(with_devices(4, "cpu", "[]").unwrap().training.workers(), 1);
+        with_devices(4, "cpu", r#"["cpu", "cpu", "cpu", "cpu"]"#).unwrap();
+        let refused = |mb: usize, device: &str, devices: &str, expected: &str| {
+            let e = with_devices(mb, device, devices).unwrap_err().to_string();
+            assert!(e.contains(expected), "{devices}: {e}");
+        };
+        refused(4, "cpu", r#"["cpu", "tpu"]"#, "tpu");
+        refused(
+            4,
+            "cuda:0",
+            r#"["cuda:0", "cuda:0"]"#,
+            "`cuda:0` is listed twice",
+        );
+        refused(
+            2,
+            "cpu",
+            r#"["cpu", "cpu", "cpu", "cpu"]"#,
+            "4 workers must divide the 2 micro-batches",
+        );
+        refused(
+            4,
+            "cpu",
+            r#"["cpu", "cpu", "cpu"]"#,
+            "3 workers must divide the 4 micro-batches",
+        );
+        refused(
+            4,
+            "cpu",
+            r#"["cuda:0", "cuda:1"]"#,
+            "must be training.device (`cpu`)",
+        );
+        refused(4, "cuda:0", r#"["cuda:0", "cpu"]"#, "different backends");
+        // Written back only when set, so the configs of one-device runs read as before.
+        assert!(
+            !toml::to_string(&with_devices(4, "cpu", "[]").unwrap())
+                .unwrap()
+                .contains("devices")
+        );
+        assert!(
+            toml::to_string(&ok)
+                .unwrap()
+                .contains(r#"devices = ["cuda:0", "cuda:1"]"#)
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! loss weights must see this step's feedback first, DoReMi's proxy), and the forward +
 //! backward pass that accumulates the step's gradient.
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -123,6 +123,15 @@ pub(crate) fn measure<B: TrainBackend>(
     sums.read()
 }
 
+/// The denominator of the step's loss: its token count, or with `loss_weights` the sum of every
+/// token's domain weight.
+fn loss_denominator(plan: &BatchPlan, loss_weights: Option<&[f64]>, seq: usize) -> f64 {
+    match loss_weights {
+        None => (plan.domains.iter().map(Vec::len).sum::<usize>() * seq) as f64,
+        Some(lw) => plan.domains.iter().flatten().map(|&d| lw[d]).sum::<f64>() * seq as f64,
+    }
+}
+
 /// Forward and backward over every micro-batch, accumulating the gradient of the step's loss:
 /// the mean over all its tokens, or with `loss_weights` the mean weighted by each token's
 /// domain weight (each token's loss times its weight, divided by the sum of the weights over
@@ -135,36 +144,139 @@ pub(crate) fn accumulate_gradients<B: TrainBackend>(
     plan: &BatchPlan,
     loss_weights: Option<&[f64]>,
     seq: usize,
-    mut sums: Option<&mut DeviceSums<B::InnerBackend>>,
+    sums: Option<&mut DeviceSums<B::InnerBackend>>,
 ) -> GradientsParams {
-    let sequences: usize = plan.domains.iter().map(Vec::len).sum();
-    let denominator: f64 = match loss_weights {
-        None => (sequences * seq) as f64,
-        Some(lw) => plan.domains.iter().flatten().map(|&d| lw[d]).sum::<f64>() * seq as f64,
+    let denominator = loss_denominator(plan, loss_weights, seq);
+    let block = Block {
+        batches,
+        domains: &plan.domains,
+        loss_weights,
+        denominator,
+        seq,
     };
-    let mut accumulator = GradientsAccumulator::<GptNeoX<B>>::new();
-    for (batch, domains) in batches.iter().zip(&plan.domains) {
-        let device = batch.device();
-        let (inputs, targets) = inputs_and_targets(batch.clone(), seq);
-        let nll = model.per_token_nll(inputs.clone(), targets.clone(), None); // [mbs, seq]
-        if let Some(sums) = sums.as_deref_mut() {
-            sums.push(
-                nll.clone().inner(),
-                reference,
-                inputs.inner(),
-                targets.inner(),
-            );
-        }
-        let loss = match loss_weights {
-            None => nll.sum().div_scalar(denominator),
-            Some(lw) => {
-                let w: Vec<f32> = domains.iter().map(|&d| lw[d] as f32).collect();
-                let w = Tensor::<B, 2>::from_data(TensorData::new(w, [domains.len(), 1]), &device);
-                (nll * w).sum().div_scalar(denominator)
+    block.accumulate(model, reference, sums)
+}
+
+/// Consecutive micro-batches of a step and what their share of the step's loss needs.
+struct Block<'a, B: TrainBackend> {
+    batches: &'a [Tensor<B, 2, Int>],
+    domains: &'a [Vec<usize>],
+    loss_weights: Option<&'a [f64]>,
+    /// The whole step's (not the block's), so that the blocks' gradients add up to the step's.
+    denominator: f64,
+    seq: usize,
+}
+
+impl<B: TrainBackend> Block<'_, B> {
+    fn accumulate(
+        &self,
+        model: &GptNeoX<B>,
+        reference: Option<&GptNeoX<B::InnerBackend>>,
+        mut sums: Option<&mut DeviceSums<B::InnerBackend>>,
+    ) -> GradientsParams {
+        let mut accumulator = GradientsAccumulator::<GptNeoX<B>>::new();
+        for (batch, domains) in self.batches.iter().zip(self.domains) {
+            let device = batch.device();
+            let (inputs, targets) = inputs_and_targets(batch.clone(), self.seq);
+            let nll = model.per_token_nll(inputs.clone(), targets.clone(), None); // [mbs, seq]
+            if let Some(sums) = sums.as_deref_mut() {
+                sums.push(
+                    nll.clone().inner(),
+                    reference,
+                    inputs.inner(),
+                    targets.inner(),
+                );
             }
-        };
-        let grads = GradientsParams::from_grads(loss.backward(), model);
-        accumulator.accumulate(model, grads);
+            let loss = match self.loss_weights {
+                None => nll.sum().div_scalar(self.denominator),
+                Some(lw) => {
+                    let w: Vec<f32> = domains.iter().map(|&d| lw[d] as f32).collect();
+                    let w =
+                        Tensor::<B, 2>::from_data(TensorData::new(w, [domains.len(), 1]), &device);
+                    (nll * w).sum().div_scalar(self.denominator)
+                }
+            };
+            let grads = GradientsParams::from_grads(loss.backward(), model);
+            accumulator.accumulate(model, grads);
+        }
+        accumulator.grads()
     }
-    accumulator.grads()
+}
+
+/// One worker of a data-parallel step: its device and, for mixers that need one, a copy of the
+/// reference model there.
+pub(crate) struct Worker<B: TrainBackend> {
+    pub(crate) device: B::Device,
+    pub(crate) reference: Option<GptNeoX<B::InnerBackend>>,
+}
+
+/// [`accumulate_gradients`] with the step's micro-batches split over `workers`: worker i takes
+/// the i-th contiguous block of the plan on its device, with a copy of the model there
+/// (`fork`), in a thread of its own. The blocks' gradients are moved to the first worker's
+/// device (the model's) and added in worker order, so the sum is the same in every run; it
+/// differs from one worker's only in the order of the floating-point additions. With
+/// `want_sums`, returns the per-sequence losses too, in plan order.
+pub(crate) fn accumulate_gradients_parallel<B: TrainBackend>(
+    model: &GptNeoX<B>,
+    workers: &[Worker<B>],
+    batches: &[Tensor<B, 2, Int>],
+    plan: &BatchPlan,
+    loss_weights: Option<&[f64]>,
+    seq: usize,
+    want_sums: bool,
+) -> (GradientsParams, Option<StepLosses>) {
+    let denominator = loss_denominator(plan, loss_weights, seq);
+    let per_worker = plan.domains.len() / workers.len();
+    let results: Vec<(GradientsParams, Option<StepLosses>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .iter()
+            .enumerate()
+            .map(|(i, worker)| {
+                let range = i * per_worker..(i + 1) * per_worker;
+                let replica = model.clone().fork(&worker.device);
+                let reference = worker.reference.clone();
+                let block: Vec<_> = batches[range.clone()]
+                    .iter()
+                    .map(|b| b.clone().to_device(&worker.device))
+                    .collect();
+                let domains = &plan.domains[range];
+                scope.spawn(move || {
+                    let mut sums = want_sums.then(DeviceSums::new);
+                    let block = Block {
+                        batches: &block,
+                        domains,
+                        loss_weights,
+                        denominator,
+                        seq,
+                    };
+                    let grads = block.accumulate(&replica, reference.as_ref(), sums.as_mut());
+                    (grads, sums.map(DeviceSums::read))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let main = &workers[0].device;
+    let mut accumulator = GradientsAccumulator::<GptNeoX<B>>::new();
+    let mut losses: Option<StepLosses> = None;
+    for (grads, block_losses) in results {
+        accumulator.accumulate(model, grads.to_device(main, model));
+        if let Some(block) = block_losses {
+            let all = losses.get_or_insert_with(|| StepLosses {
+                nll: Vec::new(),
+                excess: block.excess.as_ref().map(|_| Vec::new()),
+            });
+            all.nll.extend(block.nll);
+            if let (Some(all), Some(block)) = (all.excess.as_mut(), block.excess) {
+                all.extend(block);
+            }
+        }
+    }
+    (accumulator.grads(), losses)
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_data::{DomainSampler, DomainStore, SeedStreams, Split};
@@ -55,6 +55,8 @@ struct Loop<B: TrainBackend> {
     optim: Optim<B>,
     mixer: Box<dyn Mixer>,
     reference: Option<GptNeoX<B::InnerBackend>>,
+    /// The workers of a data-parallel step (`training.devices`); empty with one device.
+    workers: Vec<step::Worker<B>>,
     samplers: Vec<DomainSampler>,
     /// Held while the loop lives: the run directory's writer lock.
     _lock: mixlab_data::lock::DirLock,
@@ -70,7 +72,8 @@ struct Loop<B: TrainBackend> {
     metrics_path: PathBuf,
 }
 
-/// Trains `config` with `mixer` on `device`.
+/// Trains `config` with `mixer` on `devices`: one device, or with `training.devices` one per
+/// worker in that order (the first holds the model, optimizer and checkpoints).
 ///
 /// `mixer` must have been built for `store`'s domains (see [`crate::dataset::mixer_context`]). When the mixer
 /// needs a reference model (DoReMi), `reference` is a directory with its safetensors weights.
@@ -85,10 +88,23 @@ pub fn train<B: TrainBackend>(
     mixer: Box<dyn Mixer>,
     reference: Option<&Path>,
     validate: Option<&dyn Validate<B::InnerBackend>>,
-    device: &B::Device,
+    devices: &[B::Device],
     options: &RunOptions,
 ) -> Result<RunSummary> {
     config.validate()?;
+    let Some(device) = devices.first() else {
+        return Err(TrainError::config("training.devices", "no device given"));
+    };
+    if devices.len() != config.training.workers() {
+        return Err(TrainError::config(
+            "training.devices",
+            format!(
+                "{} devices given for {} workers",
+                devices.len(),
+                config.training.workers()
+            ),
+        ));
+    }
     if config.eval.interval > 0 && validate.is_none() {
         return Err(TrainError::config(
             "eval.interval",
@@ -196,6 +212,17 @@ pub fn train<B: TrainBackend>(
         config.training.micro_batch_size(),
         manifest.seq_len + 1,
     ];
+    let workers = if devices.len() > 1 {
+        devices
+            .iter()
+            .map(|d| step::Worker {
+                device: d.clone(),
+                reference: reference.clone().map(|r| r.to_device(d)),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut state = Loop {
         config: config.clone(),
         run_dir: run_dir.clone(),
@@ -205,6 +232,7 @@ pub fn train<B: TrainBackend>(
         optim,
         mixer,
         reference,
+        workers,
         samplers,
         plan_rng: ChaCha8Rng::seed_from_u64(seeds.plan),
         plan_seed: seeds.plan,
@@ -585,28 +613,54 @@ impl<B: TrainBackend> Loop<B> {
             self.mixer.observe(step, feedback)?;
             mixer_time += t.elapsed();
             let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
-            let grads = step::accumulate_gradients(
-                &self.model,
-                self.reference.as_ref(),
-                &batches,
-                &plan,
-                loss_weights.as_deref(),
-                seq,
-                None,
-            );
+            let grads = if self.workers.is_empty() {
+                step::accumulate_gradients(
+                    &self.model,
+                    self.reference.as_ref(),
+                    &batches,
+                    &plan,
+                    loss_weights.as_deref(),
+                    seq,
+                    None,
+                )
+            } else {
+                step::accumulate_gradients_parallel(
+                    &self.model,
+                    &self.workers,
+                    &batches,
+                    &plan,
+                    loss_weights.as_deref(),
+                    seq,
+                    false,
+                )
+                .0
+            };
             (grads, loss, loss_weights)
         } else {
-            let mut sums = step::DeviceSums::new();
-            let grads = step::accumulate_gradients(
-                &self.model,
-                self.reference.as_ref(),
-                &batches,
-                &plan,
-                None,
-                seq,
-                Some(&mut sums),
-            );
-            let losses = sums.read();
+            let (grads, losses) = if self.workers.is_empty() {
+                let mut sums = step::DeviceSums::new();
+                let grads = step::accumulate_gradients(
+                    &self.model,
+                    self.reference.as_ref(),
+                    &batches,
+                    &plan,
+                    None,
+                    seq,
+                    Some(&mut sums),
+                );
+                (grads, sums.read())
+            } else {
+                let (grads, losses) = step::accumulate_gradients_parallel(
+                    &self.model,
+                    &self.workers,
+                    &batches,
+                    &plan,
+                    None,
+                    seq,
+                    true,
+                );
+                (grads, losses.expect("asked for the losses"))
+            };
             let loss = self.collect_feedback(feedback, &plan, &losses, step);
             self.check_finite(loss, &plan, &cursors_before, word_pos_before, bar)?;
             (grads, loss, None)

@@ -7,7 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use mixlab_data::{DomainStore, PrepareConfig, Split, TokenizerSource, prepare_dataset};
 use mixlab_mixer_odm::{OdmConfig, exploration_rate};
 use mixlab_mixing::{MixerEntry, MixerRegistry, StaticConfig};
-use mixlab_model::{CpuDevice, CpuTrainBackend, GptNeoX, ModelConfig};
+use mixlab_model::{CpuDevice, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig};
 use mixlab_train::config::EvalConfig;
 use mixlab_train::{
     DomainValidation, RunOptions, TrainConfig, TrainError, Validate, ValidationError,
@@ -195,9 +195,136 @@ fn run(config: &TrainConfig, options: &RunOptions) -> Result<mixlab_train::RunSu
         mixer,
         None,
         Some(&MeanNll),
-        &CpuDevice::default(),
+        // One CPU device per worker (`training.devices`).
+        &vec![CpuDevice::default(); config.training.workers()],
         options,
     )
+}
+
+/// Every tensor of a safetensors file (all f32 here), by name.
+fn safetensors_f32(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    header
+        .into_iter()
+        .filter(|(name, _)| name != "__metadata__")
+        .map(|(name, info)| {
+            assert_eq!(info["dtype"], "F32", "{name}");
+            let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+            let values = data[a..b]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}
+
+/// `training.devices = ["cpu", "cpu"]`: two workers share each step's micro-batches (threads on
+/// the CPU, a model copy each, gradients summed on the first). The run equals the one-device
+/// run but for the order of floating-point sums: every step's loss, every mixer weight and
+/// every final parameter within 1e-5 relative; a 2-worker run resumed from a mid-run
+/// checkpoint equals the uninterrupted 2-worker run exactly.
+#[test]
+fn two_workers_train_as_one_device_does_and_resume_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let steps = 20;
+    let one = tmp.path().join("one");
+    run(&config(&ds, &one, ODM, steps), &RunOptions::default()).unwrap();
+    let two_config = |out: &Path| {
+        let mut c = config(&ds, out, ODM, steps);
+        c.training.devices = vec![DeviceSpec::Cpu, DeviceSpec::Cpu];
+        c.validate().unwrap();
+        c
+    };
+    let two = tmp.path().join("two");
+    run(&two_config(&two), &RunOptions::default()).unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1e-12);
+    let (a, b) = (train_lines(&one), train_lines(&two));
+    assert_eq!(a.len(), steps as usize);
+    assert_eq!(a.len(), b.len());
+    let mut moved = false;
+    for (x, y) in a.iter().zip(&b) {
+        let step = &x["step"];
+        assert_eq!(x["domains_drawn"], y["domains_drawn"], "step {step}");
+        let (lx, ly) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
+        assert!(close(lx, ly), "step {step}: loss {lx} vs {ly}");
+        for (name, w) in x["weights"].as_object().unwrap() {
+            let (wx, wy) = (w.as_f64().unwrap(), y["weights"][name].as_f64().unwrap());
+            assert!(close(wx, wy), "step {step} {name}: weight {wx} vs {wy}");
+        }
+        moved |= x["weights"] != a[0]["weights"];
+    }
+    assert!(
+        moved,
+        "ODM moved its weights, so they were compared while they moved"
+    );
+    let (pa, pb) = (
+        safetensors_f32(&one.join("final/model.safetensors")),
+        safetensors_f32(&two.join("final/model.safetensors")),
+    );
+    assert_eq!(pa.keys().collect::<Vec<_>>(), pb.keys().collect::<Vec<_>>());
+    // Key-bias entries outside the rotary dimensions have no gradient, only rounding noise
+    // that Adam rescales (ModelConfig::qkv_bias_entry_has_no_gradient): bounded, not compared.
+    let model = tiny_model();
+    let (mut differs, mut noise) = (0, 0f32);
+    for (name, x) in &pa {
+        let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        for (i, (u, v)) in x.iter().zip(&pb[name]).enumerate() {
+            if name.ends_with("query_key_value.bias") && model.qkv_bias_entry_has_no_gradient(i) {
+                noise = noise.max((u - v).abs());
+                continue;
+            }
+            let d = (*u as f64 - *v as f64).abs();
+            assert!(
+                d <= 1e-5 * scale.max(1e-6),
+                "{name}[{i}]: {u} vs {v} (largest |value| {scale})"
+            );
+            differs += usize::from(u != v);
+        }
+    }
+    assert!(
+        noise < 1e-2,
+        "key-bias entries without gradient differ by {noise}"
+    );
+    eprintln!(
+        "two workers: {differs} final parameters differ in their last bits from one device's; the key-bias entries without gradient by up to {noise:.1e}"
+    );
+
+    // Resume: 8 steps, a stop with a checkpoint, then the rest.
+    let split = tmp.path().join("two-split");
+    let c = two_config(&split);
+    let first = run(
+        &c,
+        &RunOptions {
+            max_steps: Some(8),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(first.steps, 8);
+    let resumed = RunOptions {
+        resume: true,
+        ..Default::default()
+    };
+    assert!(run(&c, &resumed).unwrap().finished);
+    assert_eq!(
+        without_timing(metrics(&split)),
+        without_timing(metrics(&two)),
+        "the resumed 2-worker run differs from the uninterrupted one"
+    );
+    assert_eq!(
+        std::fs::read(split.join("final/model.safetensors")).unwrap(),
+        std::fs::read(two.join("final/model.safetensors")).unwrap()
+    );
+    // Resuming it with one worker would change the sums' order: refused as another config.
+    let mut one_worker = c.clone();
+    one_worker.training.devices.clear();
+    let e = run(&one_worker, &resumed).unwrap_err().to_string();
+    assert!(e.contains("training.devices"), "{e}");
 }
 
 fn metrics(dir: &Path) -> Vec<Value> {
@@ -658,7 +785,7 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
         r.build(&c.mixer, &ctx).unwrap(),
         None,
         None,
-        &CpuDevice::default(),
+        &[CpuDevice::default()],
         &RunOptions::default(),
     )
     .unwrap_err()
@@ -670,7 +797,7 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
         mixer,
         Some(&ref_dir),
         None,
-        &CpuDevice::default(),
+        &[CpuDevice::default()],
         &RunOptions::default(),
     )
     .unwrap();
@@ -1016,7 +1143,7 @@ fn a_mixer_that_asks_for_validation_losses_gets_them() {
         let ctx = mixer_context(&store)?;
         let mixer = r.build(&c.mixer, &ctx)?;
         let v: Option<&dyn Validate<_>> = if validate { Some(&MeanNll) } else { None };
-        train::<B>(c, store, mixer, None, v, &CpuDevice::default(), options)
+        train::<B>(c, store, mixer, None, v, &[CpuDevice::default()], options)
     };
     let full = tmp.path().join("probe-full");
     let c = config(&ds, &full, "kind = \"probe\"\nevery = 4", 12);

@@ -33,6 +33,8 @@ pub fn train_run(
     let mixer = mixers
         .build(&config.mixer, &ctx)
         .context("building the mixer")?;
+    // One device per worker (`training.devices`, validated with the config: one backend).
+    let workers = config.training.workers();
     let summary = match config.training.device {
         DeviceSpec::Cpu => train::<CpuTrainBackend>(
             config,
@@ -40,7 +42,7 @@ pub fn train_run(
             mixer,
             reference,
             Some(&PerplexityValidation),
-            &cpu_device(),
+            &vec![cpu_device(); workers],
             options,
         )?,
         #[cfg(feature = "tch")]
@@ -50,20 +52,36 @@ pub fn train_run(
             mixer,
             reference,
             Some(&PerplexityValidation),
-            &mixlab_model::tch_cpu_device(),
+            &vec![mixlab_model::tch_cpu_device(); workers],
             options,
         )?,
         #[cfg(not(feature = "tch"))]
         DeviceSpec::TchCpu => return Err(mixlab_model::ModelError::TchNotBuilt.into()),
         DeviceSpec::Cuda(index) => {
-            let device = cuda_device(index, Precision::F32)?;
+            let indices: Vec<usize> = if config.training.devices.is_empty() {
+                vec![index]
+            } else {
+                config
+                    .training
+                    .devices
+                    .iter()
+                    .filter_map(|d| match d {
+                        DeviceSpec::Cuda(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let devices = indices
+                .into_iter()
+                .map(|i| cuda_device(i, Precision::F32))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             train::<CudaTrainBackend>(
                 config,
                 store,
                 mixer,
                 reference,
                 Some(&PerplexityValidation),
-                &device,
+                &devices,
                 options,
             )?
         }
