@@ -141,7 +141,7 @@ impl Plan {
             steps: p.steps,
             seed,
             device: p.device,
-            devices: Vec::new(),
+            devices: p.devices.clone(),
             log_interval: 1,
         };
         let mut mixer = method.mixer.clone();
@@ -550,6 +550,31 @@ mod tests {
         assert_eq!(
             reconcile_plans(&saved, &on_gpu).expect("json"),
             PlanChange::Different(vec!["preset"])
+        );
+    }
+
+    #[test]
+    fn a_device_list_reaches_every_run_and_a_bad_one_is_refused_before_the_dataset() {
+        let mut plan = synthetic_plan(PlanKind::Reproduce);
+        plan.preset.devices = vec![DeviceSpec::Cpu, DeviceSpec::Cpu];
+        for m in &plan.methods {
+            let c = plan.train_config(Path::new("out"), m, 7).expect("valid");
+            assert_eq!(c.training.devices, plan.preset.devices, "{}", m.id);
+        }
+        // Plans of one device keep their plan.json as it was (no `devices` key).
+        let one = synthetic_plan(PlanKind::Reproduce);
+        let json = serde_json::to_value(&one).expect("json");
+        assert!(json["preset"].get("devices").is_none());
+        // Refused when the request is built, before any data is generated or prepared.
+        let mut request = crate::PlanRequest::new(PlanKind::Reproduce);
+        request.data_root = PathBuf::from("/nonexistent/data-root");
+        request.devices = Some(vec![DeviceSpec::Cpu; 3]);
+        let error = crate::build_plan(&request, &crate::testing::mixers())
+            .expect_err("3 workers for 4 micro-batches")
+            .to_string();
+        assert!(
+            error.contains("training.devices") && error.contains("3 workers"),
+            "{error}"
         );
     }
 

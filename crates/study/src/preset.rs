@@ -52,6 +52,10 @@ pub struct Preset {
     pub odm_code_warmup: u64,
     /// Where its runs train and evaluate (`cpu`, `tch-cpu`, `cuda:N`).
     pub device: DeviceSpec,
+    /// Data parallelism: every run's `training.devices` (the first is `device`); empty: one
+    /// device. Written to plan.json only when set, so plans of one device read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceSpec>,
     /// Whether the preset may run on the built-in synthetic corpus (paper-1b needs the Pile).
     pub synthetic_ok: bool,
 }
@@ -89,6 +93,7 @@ pub fn preset(name: &str) -> Result<Preset> {
                 odm_paper_warmup: w1,
                 odm_code_warmup: w2,
                 device: DeviceSpec::Cpu,
+                devices: Vec::new(),
                 synthetic_ok: true,
             }
         }
@@ -117,6 +122,7 @@ pub fn preset(name: &str) -> Result<Preset> {
                 odm_paper_warmup: w1,
                 odm_code_warmup: w2,
                 device: DeviceSpec::Cpu,
+                devices: Vec::new(),
                 synthetic_ok: true,
             }
         }
@@ -152,6 +158,7 @@ pub fn preset(name: &str) -> Result<Preset> {
             odm_paper_warmup: 1000,
             odm_code_warmup: 2000,
             device: DeviceSpec::Cuda(0),
+            devices: Vec::new(),
             synthetic_ok: false,
         },
         other => bail!("unknown preset {other:?}: expected one of {}", NAMES.join(", ")),

@@ -29,6 +29,9 @@ pub struct PlanRequest {
     pub steps: Option<u64>,
     /// The device (None: the preset's).
     pub device: Option<DeviceSpec>,
+    /// Data parallelism: one worker per device, the first holding the model (None: the
+    /// preset's one device); replaces `device`.
+    pub devices: Option<Vec<DeviceSpec>>,
     /// Test questions per subject (None: the preset's; 0: all).
     pub mc_limit: Option<usize>,
     /// Seeds per method (the paper's four, then 1000, 1001, ...).
@@ -57,6 +60,7 @@ impl PlanRequest {
             preset: kind.default_preset().into(),
             steps: None,
             device: None,
+            devices: None,
             mc_limit: None,
             seeds: 1,
             methods: Vec::new(),
@@ -162,7 +166,7 @@ fn dataset_info(args: &PlanRequest, preset: &Preset) -> Result<DatasetInfo> {
             steps: preset.steps,
             seed: 0,
             device: preset.device,
-            devices: Vec::new(),
+            devices: preset.devices.clone(),
             log_interval: 1,
         },
         optimizer: OptimizerConfig::default(),
@@ -229,6 +233,14 @@ pub fn build_plan(args: &PlanRequest, mixers: &MixerRegistry) -> Result<Plan> {
     if let Some(device) = args.device {
         preset.device = device;
     }
+    if let Some(devices) = &args.devices {
+        if let Some(first) = devices.first() {
+            preset.device = *first;
+        }
+        preset.devices = devices.clone();
+    }
+    // Before the dataset, which may take minutes to generate and prepare.
+    mixlab_train::config::check_devices(preset.device, &preset.devices, preset.micro_batches)?;
     if let Some(limit) = args.mc_limit {
         preset.mc_limit_per_subject = (limit > 0).then_some(limit);
     }

@@ -178,39 +178,6 @@ impl TrainingConfig {
         self.devices.len().max(1)
     }
 
-    /// The rules of `devices` (see the field), checked before anything runs.
-    fn validate_devices(&self) -> Result<()> {
-        let Some(first) = self.devices.first() else {
-            return Ok(());
-        };
-        let refuse = |reason: String| Err(TrainError::config("training.devices", reason));
-        if *first != self.device {
-            return refuse(format!(
-                "the first device, `{first}`, must be training.device (`{}`): it holds the model, the optimizer and the checkpoints",
-                self.device
-            ));
-        }
-        let kind = |d: &DeviceSpec| std::mem::discriminant(d);
-        if let Some(other) = self.devices.iter().find(|d| kind(d) != kind(first)) {
-            return refuse(format!(
-                "`{first}` and `{other}` are different backends; the workers of a run share one"
-            ));
-        }
-        for (i, d) in self.devices.iter().enumerate() {
-            if matches!(d, DeviceSpec::Cuda(_)) && self.devices[..i].contains(d) {
-                return refuse(format!("`{d}` is listed twice; each GPU holds one worker"));
-            }
-        }
-        let workers = self.devices.len();
-        if workers > self.micro_batches || !self.micro_batches.is_multiple_of(workers) {
-            return refuse(format!(
-                "{workers} workers must divide the {} micro-batches of a step (each takes an equal block)",
-                self.micro_batches
-            ));
-        }
-        Ok(())
-    }
-
     /// The granularity of 1-based `step`.
     pub fn granularity_at(&self, step: u64) -> Granularity {
         match self.warmup_granularity {
@@ -320,7 +287,7 @@ impl TrainConfig {
         if t.steps == 0 {
             return Err(TrainError::config("training.steps", "must be at least 1"));
         }
-        t.validate_devices()?;
+        check_devices(t.device, &t.devices, t.micro_batches)?;
         if t.log_interval == 0 {
             return Err(TrainError::config(
                 "training.log_interval",
@@ -380,6 +347,42 @@ mod shipped_configs {
         }
         assert!(seen >= 3, "only {seen} configs in {}", dir.display());
     }
+}
+
+/// The rules of `training.devices` (see the field) for a run on `device` with `micro_batches`
+/// micro-batches per step; errors name `training.devices`. Checked before anything runs.
+pub fn check_devices(
+    device: DeviceSpec,
+    devices: &[DeviceSpec],
+    micro_batches: usize,
+) -> Result<()> {
+    let Some(first) = devices.first() else {
+        return Ok(());
+    };
+    let refuse = |reason: String| Err(TrainError::config("training.devices", reason));
+    if *first != device {
+        return refuse(format!(
+            "the first device, `{first}`, must be training.device (`{device}`): it holds the model, the optimizer and the checkpoints"
+        ));
+    }
+    let kind = |d: &DeviceSpec| std::mem::discriminant(d);
+    if let Some(other) = devices.iter().find(|d| kind(d) != kind(first)) {
+        return refuse(format!(
+            "`{first}` and `{other}` are different backends; the workers of a run share one"
+        ));
+    }
+    for (i, d) in devices.iter().enumerate() {
+        if matches!(d, DeviceSpec::Cuda(_)) && devices[..i].contains(d) {
+            return refuse(format!("`{d}` is listed twice; each GPU holds one worker"));
+        }
+    }
+    let workers = devices.len();
+    if workers > micro_batches || !micro_batches.is_multiple_of(workers) {
+        return refuse(format!(
+            "{workers} workers must divide the {micro_batches} micro-batches of a step (each takes an equal block)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,8 +51,12 @@ pub struct Args {
     #[arg(long = "method-file", value_name = "FILE")]
     pub method_files: Vec<PathBuf>,
     /// `cpu`, `tch-cpu` (builds with `--features tch`), `cuda` or `cuda:N` (default: the preset's).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "devices")]
     pub device: Option<DeviceSpec>,
+    /// Data parallelism on one machine: every run shares its steps' micro-batches among one
+    /// worker per listed device (`cuda:0,cuda:1`; the first holds the model).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<DeviceSpec>>,
     /// Results directory (default: runs/reproduce-<preset> or runs/ablate-exploration-<preset>,
     /// which git ignores; the committed references under results/ change only when named here).
     #[arg(long)]
@@ -80,6 +84,7 @@ impl Args {
             preset: self.preset_name(kind).to_string(),
             steps: self.steps,
             device: self.device,
+            devices: self.devices.clone(),
             mc_limit: self.mc_limit,
             seeds: self.seeds,
             methods: self.methods.clone(),
