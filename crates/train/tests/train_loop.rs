@@ -862,6 +862,35 @@ fn doremi_proxy_uses_a_reference_model_and_exports_weights() {
             .any(|(name, b)| (step1[name].as_f64().unwrap() - b).abs() > 1e-6),
         "step 1 was weighted with α_0: {step1:?} vs {before:?}"
     );
+
+    // With two workers (the loss-weighted gradient pass split, the losses measured first on
+    // the model's device) the proxy computes the same run, up to the sums' order.
+    let two = tmp.path().join("proxy-two");
+    let mut c2 = c.clone();
+    c2.out_dir = two.clone();
+    c2.training.devices = vec![DeviceSpec::Cpu, DeviceSpec::Cpu];
+    train::<B>(
+        &c2,
+        open_dataset(&c2).unwrap(),
+        r.build(&c2.mixer, &ctx).unwrap(),
+        Some(&ref_dir),
+        None,
+        &[CpuDevice::default(), CpuDevice::default()],
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1e-12);
+    for (x, y) in lines.iter().zip(&train_lines(&two)) {
+        let step = &x["step"];
+        let (lx, ly) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
+        assert!(close(lx, ly), "step {step}: loss {lx} vs {ly}");
+        for key in ["loss_weights", "weights"] {
+            for (name, w) in x[key].as_object().unwrap() {
+                let (wx, wy) = (w.as_f64().unwrap(), y[key][name].as_f64().unwrap());
+                assert!(close(wx, wy), "step {step} {key} {name}: {wx} vs {wy}");
+            }
+        }
+    }
 }
 
 /// Five training steps of `model_dir`'s weights on one fixed batch, as the loop runs them:
