@@ -134,8 +134,16 @@ def cut_log(path, step):
     """Keeps a step log's lines up to `step` (a resumed run writes the later ones again)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines(keepends=True)
-            if line.strip() and json.loads(line)["step"] <= step]
+    keep = []
+    for number, line in enumerate(path.read_text().splitlines(keepends=True), start=1):
+        if not line.endswith("\n"):
+            break  # the line a kill cut short: its step is written again
+        try:
+            logged = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"{path}:{number}: not a step line ({e})")
+        if logged <= step:
+            keep.append(line)
     write_whole(path, lambda f: f.write("".join(keep).encode()))
 
 

@@ -113,7 +113,7 @@ class MixedDataset(torch.utils.data.IterableDataset):
                              f"order, once each")
         if len(weights) != len(self.domains):
             raise ValueError(f"publish: {len(weights)} weights for {len(self.domains)} domains")
-        self._check_weights(weights)
+        self._check_weights(weights, "publish")
         if self._pending is not None:
             # Step `last` is now behind the trainer: the shadow follows it.
             self._shadow.skip_step(self._pending)
@@ -123,9 +123,9 @@ class MixedDataset(torch.utils.data.IterableDataset):
         self._pending = weights
         self._control[0] = step
 
-    def _check_weights(self, weights):
+    def _check_weights(self, weights, what):
         if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"publish: weights {weights} are not a distribution "
+            raise ValueError(f"{what}: weights {weights} are not a distribution "
                              f"(finite, non-negative, positive sum)")
 
     def close(self):
@@ -153,7 +153,7 @@ class MixedDataset(torch.utils.data.IterableDataset):
         if weights is not None:
             if len(weights) != len(self.domains):
                 raise ValueError(f"state: {len(weights)} weights for {len(self.domains)} domains")
-            self._check_weights(weights)
+            self._check_weights(weights, "state")
             row = self._board[published % _RING]
             row[1:] = torch.tensor(weights, dtype=torch.float64)
             row[0] = float(published)
