@@ -28,6 +28,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
 
+#[macro_use]
+pub mod rows;
+
 mod flex;
 
 /// A backend the model runs on: burn's [`Backend`] plus the operations of this module.
@@ -135,6 +138,13 @@ impl ModelBackend for burn::backend::Flex {
     fn gelu_exact_backward(x: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu_backward(&x, &g)
             .unwrap_or_else(|| <Self as ActivationOps<Self>>::gelu_backward(x, g))
+    }
+
+    fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::softmax(&x).unwrap_or_else(|| {
+            let dim = x.shape().num_dims() - 1;
+            Self::softmax(x, dim)
+        })
     }
 
     fn softmax_last_dim_backward(y: FloatTensor<Self>, g: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -9,7 +9,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{gelu as burns_gelu, log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
-use mixlab_model::fused::{gelu, softmax_last, token_nll};
+use mixlab_model::fused::{gelu, rows, softmax_last, token_nll};
 use mixlab_model::{
     CpuBackend, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig, ModelError, PRESET_NAMES,
     Precision, TrainBenchConfig, bench_training, clip_grad_norm, cpu_device, cuda_device,
@@ -1142,4 +1142,72 @@ fn gelu_and_its_gradient_equal_burns_within_the_erf_approximation() {
     assert_eq!(ours[n - 4], 0.0, "GELU(-40)");
     assert_eq!(ours[n - 3], 40.0, "GELU(40)");
     assert_eq!(ours_grad[n - 4], 0.0, "GELU'(-40)");
+}
+
+// The row arithmetic of the CPU kernels (`mixlab_model::fused::rows`).
+
+/// `exp` against f64's over f32's whole useful range for the kernels (every argument they pass
+/// is ≤ 0, down to −87.3, where results reach f32's smallest normal): within 2 ulp, i.e. 2.4e-7
+/// relative; exactly 0 below −87.34 and at −∞; 1 at 0.
+#[test]
+fn row_exp_is_within_two_ulp_of_f64() {
+    let mut worst = 0.0f64;
+    for i in 0..=873_000 {
+        let x = -(i as f32) / 10_000.0;
+        let expected = (x as f64).exp();
+        let relative = ((rows::exp(x) as f64) - expected).abs() / expected;
+        worst = worst.max(relative);
+    }
+    assert!(worst < 2.4e-7, "worst relative error {worst}");
+    assert_eq!(rows::exp(0.0), 1.0);
+    assert_eq!(rows::exp(-87.5), 0.0);
+    assert_eq!(rows::exp(f32::NEG_INFINITY), 0.0);
+}
+
+/// The row reductions, with lengths around the lane count (empty, shorter than a lane group,
+/// whole groups, a remainder) against f64 sums of the same values.
+#[test]
+fn row_reductions_equal_plain_sums() {
+    for len in [0, 1, 7, 15, 16, 17, 32, 33, 100] {
+        let x: Vec<f32> = (0..len)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
+            .collect();
+        let y: Vec<f32> = (0..len)
+            .map(|i| ((i * 11 % 7) as f32 - 3.0) / 5.0)
+            .collect();
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(rows::row_max(&x), max, "len {len}");
+
+        let dot: f64 = x.iter().zip(&y).map(|(x, y)| *x as f64 * *y as f64).sum();
+        assert!(
+            (rows::row_dot(&x, &y) as f64 - dot).abs() < 1e-5,
+            "len {len}"
+        );
+
+        let shift = if len == 0 { 0.0 } else { max };
+        let sum: f64 = x.iter().map(|x| (*x as f64 - shift as f64).exp()).sum();
+        let mut out = vec![f32::NAN; len];
+        let written = rows::row_exp_sum(&x, shift, Some(&mut out));
+        assert!(
+            (written as f64 - sum).abs() < 1e-6 * sum.max(1.0),
+            "len {len}"
+        );
+        assert_eq!(rows::row_exp_sum(&x, shift, None), written, "len {len}");
+        for (out, x) in out.iter().zip(&x) {
+            assert_eq!(*out, rows::exp(x - shift));
+        }
+    }
+}
+
+/// The pairwise order of `reduce_sum` is fixed: ((a0 + a8) + (a4 + a12)) + … ; checked
+/// on values whose float sum depends on the order.
+#[test]
+fn lane_sums_associate_in_a_fixed_order() {
+    let mut lanes = [0.0f32; rows::LANES];
+    lanes[0] = 1.0e8;
+    lanes[8] = -1.0e8;
+    lanes[1] = 1.0;
+    // In this order: lanes 0 and 8 cancel exactly first, so the 1.0 survives; a left-to-right
+    // sum would give 1e8 + 1 = 1e8 (rounded), then 0 after −1e8.
+    assert_eq!(rows::reduce_sum(lanes), 1.0);
 }
