@@ -28,7 +28,6 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
 
-#[macro_use]
 pub mod rows;
 
 mod flex;

@@ -1211,3 +1211,66 @@ fn lane_sums_associate_in_a_fixed_order() {
     // sum would give 1e8 + 1 = 1e8 (rounded), then 0 after −1e8.
     assert_eq!(rows::reduce_sum(lanes), 1.0);
 }
+
+/// Every row kernel gives the same bits at every vector width this CPU runs (on this machine:
+/// the baseline, AVX2 and AVX-512), so a run's losses do not depend on the CPU it ran on. Rows of
+/// 37 and 4,099 values: a remainder after the 16 lanes, and a vocabulary-sized row.
+#[test]
+fn kernels_compute_the_same_bits_at_every_vector_width() {
+    use rows::Vectors;
+    let available = Vectors::available();
+    eprintln!("vector widths this CPU runs: {available:?}");
+    for row_len in [37usize, 4099] {
+        let n = 3 * row_len;
+        // Scores with a wide range and a −∞ (a masked position), gradients of both signs.
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % row_len == 5 {
+                    f32::NEG_INFINITY
+                } else {
+                    ((i * 7919 % 1000) as f32 - 500.0) / 37.0
+                }
+            })
+            .collect();
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 211.0)
+            .collect();
+        let finite: Vec<f32> = x.iter().map(|x| x.max(-30.0)).collect();
+        let targets = [0usize, row_len - 1, row_len / 2];
+        let run = |vectors: Vectors| {
+            let mut bits = Vec::new();
+            let mut out = vec![0.0f32; n];
+            rows::softmax_rows_at(vectors, &x, &mut out, row_len);
+            bits.extend(out.iter().map(|v| v.to_bits()));
+            let probs = out.clone();
+            rows::softmax_backward_rows_at(vectors, &probs, &g, &mut out, row_len);
+            bits.extend(out.iter().map(|v| v.to_bits()));
+            let mut nll = [0.0f32; 3];
+            let mut token_probs = vec![0.0f32; n];
+            rows::token_nll_rows_at(
+                vectors,
+                &finite,
+                &targets,
+                &mut nll,
+                Some(&mut token_probs),
+                row_len,
+            );
+            bits.extend(nll.iter().chain(&token_probs).map(|v| v.to_bits()));
+            rows::token_nll_backward_rows_at(vectors, &mut token_probs, &g[..3], &targets, row_len);
+            bits.extend(token_probs.iter().map(|v| v.to_bits()));
+            rows::gelu_values_at(vectors, &finite, &mut out);
+            bits.extend(out.iter().map(|v| v.to_bits()));
+            rows::gelu_gradients_at(vectors, &finite, &g, &mut out);
+            bits.extend(out.iter().map(|v| v.to_bits()));
+            bits
+        };
+        let baseline = run(Vectors::Baseline);
+        for &vectors in &available[1..] {
+            assert!(
+                run(vectors) == baseline,
+                "{vectors:?} differs from the baseline at rows of {row_len}"
+            );
+        }
+    }
+    assert_eq!(Vectors::detected(), *available.last().unwrap());
+}

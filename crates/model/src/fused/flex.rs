@@ -3,19 +3,19 @@
 //! burn's CPU operations each make a full pass over their operand and allocate their result, so
 //! a composition of five of them over `[tokens, vocabulary]` logits reads and writes the logits
 //! five times. These kernels make one pass per row (a row of logits or of attention scores fits
-//! in the L1 or L2 cache) and rows run in parallel on burn's rayon pool. Every exponential is a
-//! branch-free polynomial and every row sum or maximum runs over [`LANES`] independent
-//! accumulators, so LLVM vectorises the loops; [`multiversion!`] compiles each kernel also for
-//! AVX2 and AVX-512 and picks the widest the CPU has at run time. The accumulators' order is
-//! fixed by the code, not by the vector width, so every CPU computes the same bits. f32 only: other float
-//! types take the generic composition of [`super`]. Each equals that composition up to float
+//! in the L1 or L2 cache) and rows run in parallel on burn's rayon pool. The row arithmetic is
+//! [`super::rows`]: vectorised, compiled for the widest instructions the CPU has, and the same
+//! bits on every CPU. f32 only: other float types take the generic composition of [`super`]. Each equals that composition up to float
 //! rounding (tested in `tests/model.rs` against burn's decomposed softmax and log-softmax).
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
-use super::rows::{erf_and_gaussian, row_dot, row_exp_sum, row_max, row_scale};
+use super::rows::{
+    gelu_gradients, gelu_values, softmax_backward_rows, softmax_rows, token_nll_backward_rows,
+    token_nll_rows,
+};
 
 /// About this many floats per rayon task, so that scheduling costs nothing next to the work.
 const FLOATS_PER_TASK: usize = 1 << 15;
@@ -80,15 +80,6 @@ pub(super) fn softmax(x: &FlexTensor) -> Option<FlexTensor> {
     Some(f32_tensor(out, x.shape()))
 }
 
-multiversion! {
-    fn softmax_rows(xs: &[f32], out: &mut [f32], row_len: usize) {
-        for (x, out) in xs.chunks(row_len).zip(out.chunks_mut(row_len)) {
-            let sum = row_exp_sum(x, row_max(x), Some(&mut *out));
-            row_scale(out, 1.0 / sum);
-        }
-    }
-}
-
 /// Softmax's input gradient `y ⊙ (g − Σ g ⊙ y)` along the last dimension, or `None` when the
 /// operands are not f32.
 pub(super) fn softmax_backward(y: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor> {
@@ -106,21 +97,6 @@ pub(super) fn softmax_backward(y: &FlexTensor, g: &FlexTensor) -> Option<FlexTen
         .zip(ys.par_chunks(chunk).zip(gs.par_chunks(chunk)))
         .for_each(|(out, (ys, gs))| softmax_backward_rows(ys, gs, out, row_len));
     Some(f32_tensor(out, y.shape()))
-}
-
-multiversion! {
-    fn softmax_backward_rows(ys: &[f32], gs: &[f32], out: &mut [f32], row_len: usize) {
-        for ((out, y), g) in out
-            .chunks_mut(row_len)
-            .zip(ys.chunks(row_len))
-            .zip(gs.chunks(row_len))
-        {
-            let dot = row_dot(y, g);
-            for ((out, y), g) in out.iter_mut().zip(y).zip(g) {
-                *out = y * (g - dot);
-            }
-        }
-    }
 }
 
 /// Each row's negative log-probability of its target, `max − z[target] + ln Σ exp(z − max)`, and
@@ -167,32 +143,6 @@ pub(super) fn token_nll(
     Some((nll, probs))
 }
 
-multiversion! {
-    /// The rows of [`token_nll`]; `probs`, when given, has the rows' length.
-    fn token_nll_rows(
-        zs: &[f32],
-        targets: &[usize],
-        nll: &mut [f32],
-        probs: Option<&mut [f32]>,
-        vocab: usize,
-    ) {
-        let mut probs = probs.map(|probs| probs.chunks_mut(vocab));
-        for ((nll, z), &target) in nll.iter_mut().zip(zs.chunks(vocab)).zip(targets) {
-            let max = row_max(z);
-            let sum = match probs.as_mut().and_then(Iterator::next) {
-                Some(probs) => {
-                    let sum = row_exp_sum(z, max, Some(&mut *probs));
-                    row_scale(probs, 1.0 / sum);
-                    sum
-                }
-                None => row_exp_sum(z, max, None),
-            };
-            // (max − z_t) first: exact enough when the target has nearly all the probability.
-            *nll = (max - z[target]) + sum.ln();
-        }
-    }
-}
-
 /// The logits' gradient `probs · g − g · onehot(target)`, written over `probs` when nothing else
 /// holds it. `Err(probs)` back when the operands are not f32.
 ///
@@ -219,15 +169,6 @@ pub(super) fn token_nll_backward(
         .zip(gs.par_chunks(per_task).zip(targets.par_chunks(per_task)))
         .for_each(|(ps, (gs, targets))| token_nll_backward_rows(ps, gs, targets, vocab));
     Ok(probs)
-}
-
-multiversion! {
-    fn token_nll_backward_rows(ps: &mut [f32], gs: &[f32], targets: &[usize], vocab: usize) {
-        for ((p, &g), &target) in ps.chunks_mut(vocab).zip(gs).zip(targets) {
-            row_scale(p, g);
-            p[target] -= g;
-        }
-    }
 }
 
 /// GELU with the exact (erf) form, `x Φ(x) = x (1 + erf(x/√2)) / 2`, or `None` when not f32.
@@ -260,24 +201,4 @@ pub(super) fn gelu_backward(x: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor
         )
         .for_each(|(out, (xs, gs))| gelu_gradients(xs, gs, out));
     Some(f32_tensor(out, x.shape()))
-}
-
-multiversion! {
-    fn gelu_values(xs: &[f32], out: &mut [f32]) {
-        for (out, &x) in out.iter_mut().zip(xs) {
-            let (erf, _) = erf_and_gaussian(x * std::f32::consts::FRAC_1_SQRT_2);
-            *out = 0.5 * x * (1.0 + erf);
-        }
-    }
-}
-
-multiversion! {
-    fn gelu_gradients(xs: &[f32], gs: &[f32], out: &mut [f32]) {
-        const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-        for ((out, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
-            // exp(−z²) with z = x/√2 is exp(−x²/2), the density's kernel.
-            let (erf, gaussian) = erf_and_gaussian(x * std::f32::consts::FRAC_1_SQRT_2);
-            *out = g * (0.5 * (1.0 + erf) + x * FRAC_1_SQRT_2PI * gaussian);
-        }
-    }
 }

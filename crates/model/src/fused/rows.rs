@@ -3,24 +3,83 @@
 //!
 //! Every function is branch-free in its inner loop, so LLVM vectorises it, and every reduction
 //! associates in an order the code fixes (over [`LANES`] accumulators), so the result is the
-//! same bits whatever vector width the CPU offers. `multiversion!` compiles a kernel for AVX2
-//! and AVX-512 beside the build's baseline and picks one at run time.
+//! same bits whatever vector width the CPU offers. The kernels at the end work on whole rows;
+//! each is compiled for AVX2 and AVX-512 beside the build's baseline, picks one at run time
+//! ([`Vectors`]), and has an `_at` twin that runs a chosen one.
 
 /// Independent accumulators of every row reduction: a fixed association order (so the result
 /// does not depend on the vector width LLVM picks) that is wide enough to fill an AVX-512
 /// register, where one running sum would be a chain of dependent scalar additions.
 pub const LANES: usize = 16;
 
-/// Defines `fn $name(args) -> ret` that runs its body compiled for AVX-512 or AVX2 when the CPU
-/// has them (checked at run time; the check is a cached load) and for the build's baseline
-/// otherwise. The body is the same code in all three, and Rust never contracts `a * b + c` into
-/// a fused multiply-add on its own, so the three compute identical results.
+/// The instruction sets the kernels are compiled for; [`Vectors::detected`] picks the widest
+/// the CPU has. Every level computes the same bits: the code is the same, Rust never contracts
+/// `a * b + c` into a fused multiply-add on its own, and every reduction's order is fixed by the
+/// code (tested: `kernels_compute_the_same_bits_at_every_vector_width` in `tests/model.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vectors {
+    /// What the build targets (SSE2 on x86-64; whatever the target is elsewhere).
+    Baseline,
+    /// AVX2 with FMA (x86-64 from 2013 on).
+    Avx2,
+    /// AVX-512 F and VL.
+    Avx512,
+}
+
+impl Vectors {
+    /// Whether this CPU runs code compiled for `self`.
+    pub fn supported(self) -> bool {
+        match self {
+            Vectors::Baseline => true,
+            #[cfg(target_arch = "x86_64")]
+            Vectors::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Vectors::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every level this CPU runs, narrowest first.
+    pub fn available() -> Vec<Vectors> {
+        [Vectors::Baseline, Vectors::Avx2, Vectors::Avx512]
+            .into_iter()
+            .filter(|vectors| vectors.supported())
+            .collect()
+    }
+
+    /// The widest level this CPU runs (the standard library caches the CPU's answer).
+    pub fn detected() -> Vectors {
+        [Vectors::Avx512, Vectors::Avx2]
+            .into_iter()
+            .find(|vectors| vectors.supported())
+            .unwrap_or(Vectors::Baseline)
+    }
+}
+
+/// Defines `fn $name(args) -> ret`, which runs the body compiled for [`Vectors::detected`], and
+/// `fn $at(vectors, args) -> ret`, which runs it compiled for `vectors` (and panics when the CPU
+/// lacks them).
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* pub fn $name:ident / $at:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        fn $name($($arg: $ty),*) $(-> $ret)? {
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            $at(Vectors::detected(), $($arg),*)
+        }
+
+        $(#[$meta])*
+        ///
+        /// Compiled for `vectors`; panics when this CPU lacks them.
+        pub fn $at(vectors: Vectors, $($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn portable($($arg: $ty),*) $(-> $ret)? $body
+            assert!(vectors.supported(), "this CPU does not run {vectors:?} code");
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
@@ -31,19 +90,14 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
                     portable($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                {
-                    // SAFETY: the CPU has every feature `avx512` is compiled for.
+                match vectors {
+                    // SAFETY: `supported` checked that the CPU has every feature it is compiled for.
                     #[allow(unsafe_code)]
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has every feature `avx2` is compiled for.
+                    Vectors::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
                     #[allow(unsafe_code)]
-                    return unsafe { avx2($($arg),*) };
+                    Vectors::Avx2 => return unsafe { avx2($($arg),*) },
+                    Vectors::Baseline => {}
                 }
             }
             portable($($arg),*)
@@ -184,4 +238,90 @@ pub fn erf_and_gaussian(z: f32) -> (f32, f32) {
     let t = 1.0 / (1.0 + P * z.abs());
     let poly = ((((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0]) * t;
     ((1.0 - poly * gaussian).copysign(z), gaussian)
+}
+
+multiversion! {
+    /// Softmax of each row of `xs` (rows of `row_len`) into `out`: the row's maximum, `e^(x − max)`
+    /// and its sum, the division.
+    pub fn softmax_rows / softmax_rows_at(xs: &[f32], out: &mut [f32], row_len: usize) {
+        for (x, out) in xs.chunks(row_len).zip(out.chunks_mut(row_len)) {
+            let sum = row_exp_sum(x, row_max(x), Some(&mut *out));
+            row_scale(out, 1.0 / sum);
+        }
+    }
+}
+
+multiversion! {
+    /// Softmax's input gradient `y ⊙ (g − Σ g ⊙ y)` of each row into `out`.
+    pub fn softmax_backward_rows / softmax_backward_rows_at(ys: &[f32], gs: &[f32], out: &mut [f32], row_len: usize) {
+        for ((out, y), g) in out
+            .chunks_mut(row_len)
+            .zip(ys.chunks(row_len))
+            .zip(gs.chunks(row_len))
+        {
+            let dot = row_dot(y, g);
+            for ((out, y), g) in out.iter_mut().zip(y).zip(g) {
+                *out = y * (g - dot);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Each row's negative log-probability of its target into `nll`, and the row's softmax into
+    /// `probs` when given (rows of `vocab`).
+    pub fn token_nll_rows / token_nll_rows_at(
+        zs: &[f32],
+        targets: &[usize],
+        nll: &mut [f32],
+        probs: Option<&mut [f32]>,
+        vocab: usize,
+    ) {
+        let mut probs = probs.map(|probs| probs.chunks_mut(vocab));
+        for ((nll, z), &target) in nll.iter_mut().zip(zs.chunks(vocab)).zip(targets) {
+            let max = row_max(z);
+            let sum = match probs.as_mut().and_then(Iterator::next) {
+                Some(probs) => {
+                    let sum = row_exp_sum(z, max, Some(&mut *probs));
+                    row_scale(probs, 1.0 / sum);
+                    sum
+                }
+                None => row_exp_sum(z, max, None),
+            };
+            // (max − z_t) first: exact enough when the target has nearly all the probability.
+            *nll = (max - z[target]) + sum.ln();
+        }
+    }
+}
+
+multiversion! {
+    /// The token loss's logits gradient `probs · g − g · onehot(target)`, written over `ps`.
+    pub fn token_nll_backward_rows / token_nll_backward_rows_at(ps: &mut [f32], gs: &[f32], targets: &[usize], vocab: usize) {
+        for ((p, &g), &target) in ps.chunks_mut(vocab).zip(gs).zip(targets) {
+            row_scale(p, g);
+            p[target] -= g;
+        }
+    }
+}
+
+multiversion! {
+    /// GELU (erf form) of every value.
+    pub fn gelu_values / gelu_values_at(xs: &[f32], out: &mut [f32]) {
+        for (out, &x) in out.iter_mut().zip(xs) {
+            let (erf, _) = erf_and_gaussian(x * std::f32::consts::FRAC_1_SQRT_2);
+            *out = 0.5 * x * (1.0 + erf);
+        }
+    }
+}
+
+multiversion! {
+    /// GELU's input gradient `g (Φ(x) + x φ(x))` of every value.
+    pub fn gelu_gradients / gelu_gradients_at(xs: &[f32], gs: &[f32], out: &mut [f32]) {
+        const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+        for ((out, &x), &g) in out.iter_mut().zip(xs).zip(gs) {
+            // exp(−z²) with z = x/√2 is exp(−x²/2), the density's kernel.
+            let (erf, gaussian) = erf_and_gaussian(x * std::f32::consts::FRAC_1_SQRT_2);
+            *out = g * (0.5 * (1.0 + erf) + x * FRAC_1_SQRT_2PI * gaussian);
+        }
+    }
 }
