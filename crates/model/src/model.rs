@@ -153,6 +153,23 @@ impl<B: Backend> AttentionContext<B> {
     }
 }
 
+/// `layer` applied to every position, as one matrix product over `[batch · seq, d_input]` rows.
+///
+/// burn's linear keeps the batch dimension: its weight gradient is then one product per sequence
+/// (an inner dimension of `seq` instead of `batch · seq`) summed afterwards through a
+/// `[batch, d_input, d_output]` temporary, and its input gradient copies the transposed weight
+/// first (a reshape of a transposed view). On two-dimensional rows the weight gradient is one
+/// product and the transposed weight is read in place. Same values up to float summation order.
+///
+/// # Shapes
+/// - x: `[batch, seq, d_input]` → `[batch, seq, d_output]`
+fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [batch, seq, d_input] = x.dims();
+    let rows = layer.forward(x.reshape([batch * seq, d_input]));
+    let d_output = rows.dims()[1];
+    rows.reshape([batch, seq, d_output])
+}
+
 /// A `Linear` whose weight is drawn from N(0, std²) and whose bias (if any) starts at zero.
 fn normal_linear<B: Backend>(
     d_input: usize,
@@ -267,7 +284,7 @@ impl<B: ModelBackend> GptNeoX<B> {
             .iter()
             .fold(hidden, |hidden, layer| layer.forward(hidden, &context));
         let hidden = self.final_layer_norm.forward(hidden);
-        self.embed_out.forward(hidden)
+        linear_rows(&self.embed_out, hidden)
     }
 
     /// Negative log-likelihood of each target token, from one forward pass.
@@ -360,9 +377,7 @@ impl<B: ModelBackend> Attention<B> {
     fn qkv_rows(&self, hidden: Tensor<B, 3>) -> [Tensor<B, 2>; 3] {
         let [batch, seq, _] = hidden.dims();
         let head_dim = self.head_dim;
-        let qkv = self
-            .query_key_value
-            .forward(hidden) // [batch, seq, 3 d_model]
+        let qkv = linear_rows(&self.query_key_value, hidden) // [batch, seq, 3 d_model]
             .reshape([batch * seq * self.n_heads, 3 * head_dim]);
         [0, 1, 2].map(|part| qkv.clone().narrow(1, part * head_dim, head_dim))
     }
@@ -394,7 +409,7 @@ impl<B: ModelBackend> Attention<B> {
             .matmul(v) // [batch, heads, seq, head_dim]
             .swap_dims(1, 2)
             .reshape([batch, seq, d_model]);
-        self.dense.forward(out)
+        linear_rows(&self.dense, out)
     }
 }
 
@@ -402,7 +417,7 @@ impl<B: ModelBackend> Mlp<B> {
     /// # Shapes
     /// - hidden: `[batch, seq, d_model]` → same
     fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.dense_4h_to_h
-            .forward(gelu(self.dense_h_to_4h.forward(hidden)))
+        let inner = gelu(linear_rows(&self.dense_h_to_4h, hidden));
+        linear_rows(&self.dense_4h_to_h, inner)
     }
 }
