@@ -20,12 +20,13 @@
 //! `tests/model.rs` against burn's own `softmax` and `log_softmax`).
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor};
+use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
 use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
 
 pub mod rows;
@@ -93,6 +94,12 @@ pub trait ModelBackend: Backend {
     ) -> FloatTensor<Self> {
         generic::token_nll_backward::<Self>(probs, targets, g)
     }
+
+    /// The product of two matrices, `[m, k] · [k, n] → [m, n]` (either may be a transposed
+    /// view).
+    fn matmul_2d(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(lhs, rhs)
+    }
 }
 
 /// The operations composed from burn's own: every backend's default, and `flex`'s for float
@@ -130,6 +137,10 @@ mod generic {
 }
 
 impl ModelBackend for burn::backend::Flex {
+    fn matmul_2d(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
+    }
+
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu(&x).unwrap_or_else(|| <Self as ActivationOps<Self>>::gelu(x))
     }
@@ -194,6 +205,54 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
             B::softmax_last_dim_backward,
             Saved::Output,
         )
+    }
+
+    fn matmul_2d(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        /// burn's matmul node (`float_matmul` of its autodiff backend) for matrices, with both
+        /// gradients taken by [`ModelBackend::matmul_2d`] on transposed views:
+        /// `d lhs = g · rhsᵀ`, `d rhs = lhsᵀ · g`.
+        #[derive(Debug)]
+        struct Matmul2dBackward;
+
+        impl<B: ModelBackend> Backward<B, 2> for Matmul2dBackward {
+            /// The operands each gradient needs: `lhs` when `rhs` is tracked, and the reverse.
+            type State = (Option<NodeId>, Option<NodeId>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let (lhs, rhs) = ops.state;
+                let lhs = lhs.map(|lhs| checkpointer.retrieve_node_output::<FloatTensor<B>>(lhs));
+                let rhs = rhs.map(|rhs| checkpointer.retrieve_node_output::<FloatTensor<B>>(rhs));
+                binary::<B, _, _>(
+                    ops.parents,
+                    ops.node,
+                    grads,
+                    |g| B::matmul_2d(g, B::float_transpose(rhs.expect("kept for lhs's gradient"))),
+                    |g| B::matmul_2d(B::float_transpose(lhs.expect("kept for rhs's gradient")), g),
+                );
+            }
+        }
+
+        let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
+        match Matmul2dBackward
+            .prepare::<C>([lhs.node.clone(), rhs.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let lhs_state = rhs_tracked.then(|| prep.checkpoint(&lhs));
+                let rhs_state = lhs_tracked.then(|| prep.checkpoint(&rhs));
+                prep.finish(
+                    (lhs_state, rhs_state),
+                    B::matmul_2d(lhs.primitive, rhs.primitive),
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::matmul_2d(lhs.primitive, rhs.primitive)),
+        }
     }
 
     fn token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
@@ -310,6 +369,18 @@ where
 pub fn gelu<B: ModelBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(B::gelu_exact(
         x.into_primitive().tensor(),
+    )))
+}
+
+/// The product of two matrices; on burn's CPU backend into a buffer that is neither filled nor
+/// copied first ([`flex`]), under autodiff with burn's own matmul gradients.
+///
+/// # Shapes
+/// - lhs: `[m, k]`, rhs: `[k, n]` → `[m, n]`
+pub fn matmul_2d<B: ModelBackend>(lhs: Tensor<B, 2>, rhs: Tensor<B, 2>) -> Tensor<B, 2> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::matmul_2d(
+        lhs.into_primitive().tensor(),
+        rhs.into_primitive().tensor(),
     )))
 }
 

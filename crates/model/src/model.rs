@@ -10,7 +10,7 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::fused::{ModelBackend, gelu, softmax_last, token_nll};
+use crate::fused::{ModelBackend, gelu, matmul_2d, softmax_last, token_nll};
 
 /// The decoder. Build it with [`ModelConfig::init`]; load one with [`GptNeoX::load_pretrained`].
 #[derive(Module, Debug)]
@@ -153,19 +153,25 @@ impl<B: Backend> AttentionContext<B> {
     }
 }
 
-/// `layer` applied to every position, as one matrix product over `[batch · seq, d_input]` rows.
+/// `layer` applied to every position, as one matrix product over `[batch · seq, d_input]` rows
+/// ([`matmul_2d`]) plus the bias.
 ///
 /// burn's linear keeps the batch dimension: its weight gradient is then one product per sequence
 /// (an inner dimension of `seq` instead of `batch · seq`) summed afterwards through a
 /// `[batch, d_input, d_output]` temporary, and its input gradient copies the transposed weight
 /// first (a reshape of a transposed view). On two-dimensional rows the weight gradient is one
-/// product and the transposed weight is read in place. Same values up to float summation order.
+/// product and the transposed weight is read in place; on the CPU the products' outputs skip
+/// burn's fill-and-copy of new buffers. Same values up to float summation order.
 ///
 /// # Shapes
 /// - x: `[batch, seq, d_input]` → `[batch, seq, d_output]`
-fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+fn linear_rows<B: ModelBackend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, seq, d_input] = x.dims();
-    let rows = layer.forward(x.reshape([batch * seq, d_input]));
+    let rows = matmul_2d(x.reshape([batch * seq, d_input]), layer.weight.val());
+    let rows = match &layer.bias {
+        Some(bias) => rows + bias.val().unsqueeze_dim(0),
+        None => rows,
+    };
     let d_output = rows.dims()[1];
     rows.reshape([batch, seq, d_output])
 }

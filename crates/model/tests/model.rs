@@ -9,7 +9,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{gelu as burns_gelu, log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
-use mixlab_model::fused::{gelu, rows, softmax_last, token_nll};
+use mixlab_model::fused::{gelu, matmul_2d, rows, softmax_last, token_nll};
 use mixlab_model::{
     CpuBackend, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig, ModelError, PRESET_NAMES,
     Precision, TrainBenchConfig, bench_training, clip_grad_norm, cpu_device, cuda_device,
@@ -1273,4 +1273,49 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
         }
     }
     assert_eq!(Vectors::detected(), *available.last().unwrap());
+}
+
+/// `matmul_2d` (gemm into a buffer mixlab allocates) gives burn's matmul's bits: values for
+/// contiguous and transposed operands, and under autodiff both operands' gradients, at a size
+/// below burn's threading threshold and one above it (192³ multiply-adds).
+#[test]
+fn matmul_2d_equals_burns_matmul_bit_for_bit() {
+    let device = cpu_device();
+    B::seed(&device, 11);
+    for (m, k, n) in [(7, 5, 3), (256, 200, 300)] {
+        let lhs = Tensor::<B, 2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+        let rhs = Tensor::<B, 2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
+        let bits = |t: Tensor<B, 2>| -> Vec<u32> {
+            t.into_data()
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(
+            bits(matmul_2d(lhs.clone(), rhs.clone())),
+            bits(lhs.clone().matmul(rhs.clone()))
+        );
+        // Transposed views: rhsᵀ · lhsᵀ, read through their strides.
+        let (lhs_t, rhs_t) = (lhs.clone().transpose(), rhs.clone().transpose());
+        assert_eq!(
+            bits(matmul_2d(rhs_t.clone(), lhs_t.clone())),
+            bits(rhs_t.matmul(lhs_t))
+        );
+
+        let upstream = Tensor::<Ad, 2>::random([m, n], Distribution::Normal(0.0, 1.0), &device);
+        let gradients = |ours: bool| {
+            let a = Tensor::<Ad, 2>::from_inner(lhs.clone()).require_grad();
+            let b = Tensor::<Ad, 2>::from_inner(rhs.clone()).require_grad();
+            let product = if ours {
+                matmul_2d(a.clone(), b.clone())
+            } else {
+                a.clone().matmul(b.clone())
+            };
+            let grads = (product * upstream.clone()).sum().backward();
+            (bits(a.grad(&grads).unwrap()), bits(b.grad(&grads).unwrap()))
+        };
+        assert_eq!(gradients(true), gradients(false), "{m} x {k} x {n}");
+    }
 }

@@ -202,3 +202,77 @@ pub(super) fn gelu_backward(x: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor
         .for_each(|(out, (xs, gs))| gelu_gradients(xs, gs, out));
     Some(f32_tensor(out, x.shape()))
 }
+
+/// Below this many multiply-adds a product runs on one thread: burn's CPU matmul's threshold
+/// (192³), so that the two split the work, and so round, alike.
+const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+
+/// `lhs · rhs` for two f32 matrices (`[m, k] · [k, n] → [m, n]`), read through their strides
+/// (a transposed view is not copied), by the gemm call burn's own matmul makes, with the same
+/// threading threshold, so the values are the same bits. burn's matmul first zero-fills a byte
+/// vector and then copies it into an aligned one (the copy and the fill were about 10% of the
+/// `tiny` step, mostly for products); mixlab hands burn an f32 vector, which it keeps as it is.
+/// `None` unless both operands are 2-D f32.
+pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
+    if lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 {
+        return None;
+    }
+    let ([m, k], [k_rhs, n]) = (
+        <[usize; 2]>::try_from(lhs.shape().as_slice()).ok()?,
+        <[usize; 2]>::try_from(rhs.shape().as_slice()).ok()?,
+    );
+    assert_eq!(k, k_rhs, "matmul: inner dimensions {k} and {k_rhs} differ");
+    let (lhs_rows, lhs_cols) = (lhs.layout().strides()[0], lhs.layout().strides()[1]);
+    let (rhs_rows, rhs_cols) = (rhs.layout().strides()[0], rhs.layout().strides()[1]);
+    let lhs_values = &lhs.storage::<f32>()[lhs.layout().start_offset()..];
+    let rhs_values = &rhs.storage::<f32>()[rhs.layout().start_offset()..];
+    // Every element the strides reach lies inside its buffer (gemm reads through raw pointers).
+    let reach = |rows: usize, cols: usize, row_stride: isize, col_stride: isize| {
+        if rows == 0 || cols == 0 {
+            return 0;
+        }
+        assert!(
+            row_stride >= 0 && col_stride >= 0,
+            "matmul: negative strides"
+        );
+        (rows - 1) * row_stride as usize + (cols - 1) * col_stride as usize + 1
+    };
+    assert!(reach(m, k, lhs_rows, lhs_cols) <= lhs_values.len());
+    assert!(reach(k, n, rhs_rows, rhs_cols) <= rhs_values.len());
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_PRODUCT {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    let mut out = vec![0.0f32; m * n];
+    if m * n > 0 {
+        // SAFETY: `out` holds m × n values, written row-major (column stride 1, row stride n);
+        // both operands' m × k and k × n elements lie inside their buffers (asserted above), and
+        // neither overlaps `out`, a fresh vector.
+        #[allow(unsafe_code)]
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs_values.as_ptr(),
+                lhs_cols,
+                lhs_rows,
+                rhs_values.as_ptr(),
+                rhs_cols,
+                rhs_rows,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    Some(f32_tensor(out, Shape::new([m, n])))
+}
