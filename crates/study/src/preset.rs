@@ -133,7 +133,7 @@ pub fn preset(name: &str) -> Result<Preset> {
         "tiny" => {
             let mut p = preset("quick")?.with_steps(2400)?;
             p.name = name.into();
-            p.about = "the default: every method with the 1.8M-parameter model for 2,400 steps of 16 x 128 tokens; about 4 hours on 2 CPU cores (a run trains on about one core, so a laptop with more cores is faster)".into();
+            p.about = "the default: every method with the 1.8M-parameter model for 2,400 steps of 16 x 128 tokens; about 2.5 hours on 2 CPU cores (a run trains on about one core, so a laptop with more cores is faster)".into();
             p
         }
         "paper-1b" => Preset {
