@@ -95,9 +95,10 @@ pub trait ModelBackend: Backend {
         generic::token_nll_backward::<Self>(probs, targets, g)
     }
 
-    /// The product of two matrices, `[m, k] · [k, n] → [m, n]` (either may be a transposed
-    /// view).
-    fn matmul_2d(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+    /// The product of two tensors of matrices, `[.., m, k] · [.., k, n] → [.., m, n]` (either
+    /// may be a strided view, such as a transposed one); burn's `float_matmul` where the leading
+    /// dimensions differ (broadcast).
+    fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(lhs, rhs)
     }
 }
@@ -137,7 +138,7 @@ mod generic {
 }
 
 impl ModelBackend for burn::backend::Flex {
-    fn matmul_2d(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
     }
 
@@ -207,14 +208,14 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
         )
     }
 
-    fn matmul_2d(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
-        /// burn's matmul node (`float_matmul` of its autodiff backend) for matrices, with both
-        /// gradients taken by [`ModelBackend::matmul_2d`] on transposed views:
-        /// `d lhs = g · rhsᵀ`, `d rhs = lhsᵀ · g`.
+    fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        /// burn's matmul node (`float_matmul` of its autodiff backend) for operands with the same
+        /// leading dimensions, with both gradients taken by [`ModelBackend::matmul`] on
+        /// transposed views: `d lhs = g · rhsᵀ`, `d rhs = lhsᵀ · g`.
         #[derive(Debug)]
-        struct Matmul2dBackward;
+        struct MatmulBackward;
 
-        impl<B: ModelBackend> Backward<B, 2> for Matmul2dBackward {
+        impl<B: ModelBackend> Backward<B, 2> for MatmulBackward {
             /// The operands each gradient needs: `lhs` when `rhs` is tracked, and the reverse.
             type State = (Option<NodeId>, Option<NodeId>);
 
@@ -231,14 +232,20 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
                     ops.parents,
                     ops.node,
                     grads,
-                    |g| B::matmul_2d(g, B::float_transpose(rhs.expect("kept for lhs's gradient"))),
-                    |g| B::matmul_2d(B::float_transpose(lhs.expect("kept for rhs's gradient")), g),
+                    |g| B::matmul(g, B::float_transpose(rhs.expect("kept for lhs's gradient"))),
+                    |g| B::matmul(B::float_transpose(lhs.expect("kept for rhs's gradient")), g),
                 );
             }
         }
 
+        let (lhs_shape, rhs_shape) = (lhs.shape(), rhs.shape());
+        let rank = lhs_shape.num_dims();
+        if rhs_shape.num_dims() != rank || lhs_shape[..rank - 2] != rhs_shape[..rank - 2] {
+            // Broadcast leading dimensions: burn's node, which sums the gradient over them.
+            return <Self as FloatTensorOps<Self>>::float_matmul(lhs, rhs);
+        }
         let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
-        match Matmul2dBackward
+        match MatmulBackward
             .prepare::<C>([lhs.node.clone(), rhs.node.clone()])
             .compute_bound()
             .stateful()
@@ -248,10 +255,10 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
                 let rhs_state = lhs_tracked.then(|| prep.checkpoint(&rhs));
                 prep.finish(
                     (lhs_state, rhs_state),
-                    B::matmul_2d(lhs.primitive, rhs.primitive),
+                    B::matmul(lhs.primitive, rhs.primitive),
                 )
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::matmul_2d(lhs.primitive, rhs.primitive)),
+            OpsKind::UnTracked(prep) => prep.finish(B::matmul(lhs.primitive, rhs.primitive)),
         }
     }
 
@@ -372,13 +379,18 @@ pub fn gelu<B: ModelBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     )))
 }
 
-/// The product of two matrices; on burn's CPU backend into a buffer that is neither filled nor
-/// copied first ([`flex`]), under autodiff with burn's own matmul gradients.
+/// The product of two tensors of matrices, the same bits as burn's `matmul`; on burn's CPU
+/// backend into a buffer that is neither filled nor copied first ([`flex`]), under autodiff with
+/// burn's own matmul gradients.
 ///
 /// # Shapes
-/// - lhs: `[m, k]`, rhs: `[k, n]` → `[m, n]`
-pub fn matmul_2d<B: ModelBackend>(lhs: Tensor<B, 2>, rhs: Tensor<B, 2>) -> Tensor<B, 2> {
-    Tensor::from_primitive(TensorPrimitive::Float(B::matmul_2d(
+/// - lhs: `[.., m, k]`, rhs: `[.., k, n]` → `[.., m, n]` (the leading dimensions equal, or
+///   broadcast as burn's `matmul` does)
+pub fn matmul<B: ModelBackend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::matmul(
         lhs.into_primitive().tensor(),
         rhs.into_primitive().tensor(),
     )))

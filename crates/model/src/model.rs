@@ -10,7 +10,7 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::fused::{ModelBackend, gelu, matmul_2d, softmax_last, token_nll};
+use crate::fused::{ModelBackend, gelu, matmul, softmax_last, token_nll};
 
 /// The decoder. Build it with [`ModelConfig::init`]; load one with [`GptNeoX::load_pretrained`].
 #[derive(Module, Debug)]
@@ -154,7 +154,7 @@ impl<B: Backend> AttentionContext<B> {
 }
 
 /// `layer` applied to every position, as one matrix product over `[batch · seq, d_input]` rows
-/// ([`matmul_2d`]) plus the bias.
+/// ([`matmul`]) plus the bias.
 ///
 /// burn's linear keeps the batch dimension: its weight gradient is then one product per sequence
 /// (an inner dimension of `seq` instead of `batch · seq`) summed afterwards through a
@@ -167,7 +167,7 @@ impl<B: Backend> AttentionContext<B> {
 /// - x: `[batch, seq, d_input]` → `[batch, seq, d_output]`
 fn linear_rows<B: ModelBackend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, seq, d_input] = x.dims();
-    let rows = matmul_2d(x.reshape([batch * seq, d_input]), layer.weight.val());
+    let rows = matmul(x.reshape([batch * seq, d_input]), layer.weight.val());
     let rows = match &layer.bias {
         Some(bias) => rows + bias.val().unsqueeze_dim(0),
         None => rows,
@@ -405,14 +405,12 @@ impl<B: ModelBackend> Attention<B> {
         let q = self.heads_view(context.apply_rotary(q, batch).mul_scalar(scale), batch, seq);
         let k = self.heads_view(context.apply_rotary(k, batch), batch, seq);
         let v = self.heads_view(v, batch, seq);
-        let scores = (q
-            .matmul(k.swap_dims(2, 3)) // [batch, heads, seq, seq]
+        let scores = (matmul(q, k.swap_dims(2, 3)) // [batch, heads, seq, seq]
             .reshape([batch * self.n_heads, seq * seq])
             + context.causal_mask.clone())
         .reshape([batch, self.n_heads, seq, seq]);
         let probs = softmax_last(scores);
-        let out = probs
-            .matmul(v) // [batch, heads, seq, head_dim]
+        let out = matmul(probs, v) // [batch, heads, seq, head_dim]
             .swap_dims(1, 2)
             .reshape([batch, seq, d_model]);
         linear_rows(&self.dense, out)

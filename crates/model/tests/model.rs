@@ -9,7 +9,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{gelu as burns_gelu, log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
-use mixlab_model::fused::{gelu, matmul_2d, rows, softmax_last, token_nll};
+use mixlab_model::fused::{gelu, matmul, rows, softmax_last, token_nll};
 use mixlab_model::{
     CpuBackend, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig, ModelError, PRESET_NAMES,
     Precision, TrainBenchConfig, bench_training, clip_grad_norm, cpu_device, cuda_device,
@@ -1275,47 +1275,83 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
     assert_eq!(Vectors::detected(), *available.last().unwrap());
 }
 
-/// `matmul_2d` (gemm into a buffer mixlab allocates) gives burn's matmul's bits: values for
-/// contiguous and transposed operands, and under autodiff both operands' gradients, at a size
-/// below burn's threading threshold and one above it (192³ multiply-adds).
+/// `matmul` (gemm into a buffer mixlab allocates) gives burn's matmul's bits: values for
+/// contiguous and transposed operands, and under autodiff both operands' gradients, for matrices
+/// below and above burn's threading threshold (192³ multiply-adds), for batches of matrices
+/// on each of burn's three threading paths (on this thread; one product per task, as
+/// attention's; threads inside one large product) including attention's head-split views, and
+/// with broadcast leading dimensions (burn's own matmul then).
 #[test]
-fn matmul_2d_equals_burns_matmul_bit_for_bit() {
-    let device = cpu_device();
-    B::seed(&device, 11);
-    for (m, k, n) in [(7, 5, 3), (256, 200, 300)] {
-        let lhs = Tensor::<B, 2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
-        let rhs = Tensor::<B, 2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
-        let bits = |t: Tensor<B, 2>| -> Vec<u32> {
-            t.into_data()
-                .to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect()
-        };
+fn matmul_equals_burns_matmul_bit_for_bit() {
+    fn bits<const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
+        t.into_data()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+    fn check<const D: usize>(lhs_dims: [usize; D], rhs_dims: [usize; D]) {
+        let device = cpu_device();
+        B::seed(&device, 11);
+        let lhs = Tensor::<B, D>::random(lhs_dims, Distribution::Normal(0.0, 1.0), &device);
+        let rhs = Tensor::<B, D>::random(rhs_dims, Distribution::Normal(0.0, 1.0), &device);
+        let case = format!("{lhs_dims:?} x {rhs_dims:?}");
         assert_eq!(
-            bits(matmul_2d(lhs.clone(), rhs.clone())),
-            bits(lhs.clone().matmul(rhs.clone()))
+            bits(matmul(lhs.clone(), rhs.clone())),
+            bits(lhs.clone().matmul(rhs.clone())),
+            "{case}"
         );
         // Transposed views: rhsᵀ · lhsᵀ, read through their strides.
         let (lhs_t, rhs_t) = (lhs.clone().transpose(), rhs.clone().transpose());
         assert_eq!(
-            bits(matmul_2d(rhs_t.clone(), lhs_t.clone())),
-            bits(rhs_t.matmul(lhs_t))
+            bits(matmul(rhs_t.clone(), lhs_t.clone())),
+            bits(rhs_t.matmul(lhs_t)),
+            "{case} transposed"
         );
 
-        let upstream = Tensor::<Ad, 2>::random([m, n], Distribution::Normal(0.0, 1.0), &device);
+        let out_dims = lhs.clone().matmul(rhs.clone()).dims();
+        let upstream = Tensor::<Ad, D>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
         let gradients = |ours: bool| {
-            let a = Tensor::<Ad, 2>::from_inner(lhs.clone()).require_grad();
-            let b = Tensor::<Ad, 2>::from_inner(rhs.clone()).require_grad();
+            let a = Tensor::<Ad, D>::from_inner(lhs.clone()).require_grad();
+            let b = Tensor::<Ad, D>::from_inner(rhs.clone()).require_grad();
             let product = if ours {
-                matmul_2d(a.clone(), b.clone())
+                matmul(a.clone(), b.clone())
             } else {
                 a.clone().matmul(b.clone())
             };
             let grads = (product * upstream.clone()).sum().backward();
             (bits(a.grad(&grads).unwrap()), bits(b.grad(&grads).unwrap()))
         };
-        assert_eq!(gradients(true), gradients(false), "{m} x {k} x {n}");
+        assert_eq!(gradients(true), gradients(false), "{case} gradients");
     }
+    check([7, 5], [5, 3]);
+    check([256, 200], [200, 300]);
+    check([2, 3, 7, 5], [2, 3, 5, 4]); // 3 x 2 small products: this thread
+    check([2, 4, 64, 16], [2, 4, 16, 64]); // 8 products, 524k multiply-adds: one per task
+    check([2, 1, 256, 200], [2, 1, 200, 300]); // 2 products over 192³: threads inside each
+    check([2, 3, 7, 5], [1, 3, 5, 4]); // broadcast: burn's matmul
+
+    // Attention's operands: heads split from [batch * seq * heads, head_dim] rows, q · kᵀ and
+    // probabilities · v, as `Attention::forward` takes them.
+    let device = cpu_device();
+    let (batch, seq, heads, head_dim) = (2, 16, 4, 8);
+    let rows = Tensor::<B, 2>::random(
+        [batch * seq * heads, 3 * head_dim],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let split = |part: usize| {
+        rows.clone()
+            .narrow(1, part * head_dim, head_dim)
+            .reshape([batch, seq, heads, head_dim])
+            .swap_dims(1, 2)
+    };
+    let (q, k, v) = (split(0), split(1), split(2));
+    let scores = matmul(q.clone(), k.clone().swap_dims(2, 3));
+    assert_eq!(bits(scores.clone()), bits(q.matmul(k.swap_dims(2, 3))));
+    assert_eq!(
+        bits(matmul(scores.clone(), v.clone())),
+        bits(scores.matmul(v))
+    );
 }

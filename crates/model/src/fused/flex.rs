@@ -207,48 +207,82 @@ pub(super) fn gelu_backward(x: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor
 /// (192³), so that the two split the work, and so round, alike.
 const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
 
-/// `lhs · rhs` for two f32 matrices (`[m, k] · [k, n] → [m, n]`), read through their strides
-/// (a transposed view is not copied), by the gemm call burn's own matmul makes, with the same
-/// threading threshold, so the values are the same bits. burn's matmul first zero-fills a byte
-/// vector and then copies it into an aligned one (the copy and the fill were about 10% of the
-/// `tiny` step, mostly for products); mixlab hands burn an f32 vector, which it keeps as it is.
-/// `None` unless both operands are 2-D f32.
+/// From this many multiply-adds in all, a batch of at least four products runs one product per
+/// rayon task: burn's CPU matmul's batch threshold (128³).
+const PARALLEL_BATCH: usize = 128 * 128 * 128;
+
+/// `lhs · rhs` for two f32 tensors of matrices (`[.., m, k] · [.., k, n] → [.., m, n]`, the same
+/// leading dimensions on both sides), read through their strides (a transposed or head-split
+/// view is not copied), by the gemm calls burn's own matmul makes, with the same threading
+/// thresholds, so the values are the same bits. burn's matmul first zero-fills a byte vector and
+/// then copies it into an aligned one (the copy and the fill were about 10% of the `tiny` step,
+/// mostly for products); mixlab hands burn an f32 vector, which it keeps as it is. `None` unless
+/// both operands are f32 with equal leading dimensions (burn's matmul also broadcasts them).
 pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     if lhs.dtype() != DType::F32 || rhs.dtype() != DType::F32 {
         return None;
     }
-    let ([m, k], [k_rhs, n]) = (
-        <[usize; 2]>::try_from(lhs.shape().as_slice()).ok()?,
-        <[usize; 2]>::try_from(rhs.shape().as_slice()).ok()?,
+    let (lhs_shape, rhs_shape) = (lhs.shape(), rhs.shape());
+    let (lhs_shape, rhs_shape) = (lhs_shape.as_slice(), rhs_shape.as_slice());
+    let rank = lhs_shape.len();
+    if rank < 2 || rhs_shape.len() != rank || lhs_shape[..rank - 2] != rhs_shape[..rank - 2] {
+        return None;
+    }
+    let outer = &lhs_shape[..rank - 2];
+    let (m, k, k_rhs, n) = (
+        lhs_shape[rank - 2],
+        lhs_shape[rank - 1],
+        rhs_shape[rank - 2],
+        rhs_shape[rank - 1],
     );
     assert_eq!(k, k_rhs, "matmul: inner dimensions {k} and {k_rhs} differ");
-    let (lhs_rows, lhs_cols) = (lhs.layout().strides()[0], lhs.layout().strides()[1]);
-    let (rhs_rows, rhs_cols) = (rhs.layout().strides()[0], rhs.layout().strides()[1]);
+    let (lhs_strides, rhs_strides) = (lhs.layout().strides(), rhs.layout().strides());
+    assert!(
+        lhs_strides
+            .iter()
+            .chain(rhs_strides)
+            .all(|&stride| stride >= 0),
+        "matmul: negative strides"
+    );
+    let (lhs_rows, lhs_cols) = (lhs_strides[rank - 2], lhs_strides[rank - 1]);
+    let (rhs_rows, rhs_cols) = (rhs_strides[rank - 2], rhs_strides[rank - 1]);
     let lhs_values = &lhs.storage::<f32>()[lhs.layout().start_offset()..];
     let rhs_values = &rhs.storage::<f32>()[rhs.layout().start_offset()..];
-    // Every element the strides reach lies inside its buffer (gemm reads through raw pointers).
+    // Where the `b`-th matrix (row-major over the leading dimensions) starts in a buffer.
+    let start = |strides: &[isize], b: usize| -> usize {
+        let mut rest = b;
+        let mut offset = 0;
+        for (&size, &stride) in outer.iter().zip(strides).rev() {
+            offset += (rest % size) * stride as usize;
+            rest /= size;
+        }
+        offset
+    };
+    let matrices: usize = outer.iter().product();
+    let (matrix, out_len) = (m * n, matrices * m * n);
+    let mut dims = outer.to_vec();
+    dims.extend([m, n]);
+    let mut out = vec![0.0f32; out_len];
+    if out_len == 0 {
+        return Some(f32_tensor(out, Shape::from(dims)));
+    }
+    // Every element the strides reach lies inside its buffer (gemm reads through raw pointers):
+    // the last matrix starts furthest in, strides being non-negative.
     let reach = |rows: usize, cols: usize, row_stride: isize, col_stride: isize| {
         if rows == 0 || cols == 0 {
             return 0;
         }
-        assert!(
-            row_stride >= 0 && col_stride >= 0,
-            "matmul: negative strides"
-        );
         (rows - 1) * row_stride as usize + (cols - 1) * col_stride as usize + 1
     };
-    assert!(reach(m, k, lhs_rows, lhs_cols) <= lhs_values.len());
-    assert!(reach(k, n, rhs_rows, rhs_cols) <= rhs_values.len());
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_PRODUCT {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    let mut out = vec![0.0f32; m * n];
-    if m * n > 0 {
+    assert!(start(lhs_strides, matrices - 1) + reach(m, k, lhs_rows, lhs_cols) <= lhs_values.len());
+    assert!(start(rhs_strides, matrices - 1) + reach(k, n, rhs_rows, rhs_cols) <= rhs_values.len());
+    let product = |out: &mut [f32], b: usize, parallelism: gemm::Parallelism| {
+        debug_assert_eq!(out.len(), matrix);
+        let lhs = &lhs_values[start(lhs_strides, b)..];
+        let rhs = &rhs_values[start(rhs_strides, b)..];
         // SAFETY: `out` holds m × n values, written row-major (column stride 1, row stride n);
-        // both operands' m × k and k × n elements lie inside their buffers (asserted above), and
-        // neither overlaps `out`, a fresh vector.
+        // both operands' m × k and k × n elements lie inside their buffers (asserted above for
+        // the last matrix, the furthest in), and neither overlaps `out`, a fresh vector.
         #[allow(unsafe_code)]
         unsafe {
             gemm::gemm(
@@ -259,10 +293,10 @@ pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
                 1,
                 n as isize,
                 false,
-                lhs_values.as_ptr(),
+                lhs.as_ptr(),
                 lhs_cols,
                 lhs_rows,
-                rhs_values.as_ptr(),
+                rhs.as_ptr(),
                 rhs_cols,
                 rhs_rows,
                 0.0,
@@ -273,6 +307,24 @@ pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
                 parallelism,
             );
         }
+    };
+    // burn's strategy: a large product threads inside gemm, a large batch of small ones threads
+    // over the batch, anything smaller runs on this thread.
+    let per_product = m.saturating_mul(n).saturating_mul(k);
+    let total = matrices.saturating_mul(per_product);
+    let over_the_batch = matrices >= 4 && total >= PARALLEL_BATCH;
+    if per_product >= PARALLEL_PRODUCT && !over_the_batch {
+        for (b, out) in out.chunks_mut(matrix).enumerate() {
+            product(out, b, gemm::Parallelism::Rayon(0));
+        }
+    } else if total >= PARALLEL_BATCH && matrices > 1 {
+        out.par_chunks_mut(matrix)
+            .enumerate()
+            .for_each(|(b, out)| product(out, b, gemm::Parallelism::None));
+    } else {
+        for (b, out) in out.chunks_mut(matrix).enumerate() {
+            product(out, b, gemm::Parallelism::None);
+        }
     }
-    Some(f32_tensor(out, Shape::new([m, n])))
+    Some(f32_tensor(out, Shape::from(dims)))
 }
