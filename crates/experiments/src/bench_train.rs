@@ -71,6 +71,7 @@ pub fn run(args: Args) -> Result<()> {
         warmup_steps: 1,
         measured_steps: (args.steps - 1) as usize,
         seed: config.training.seed,
+        ..TrainBenchConfig::default()
     };
 
     let result = rounds(&args, &config, &model_config, &bench, spec);

@@ -2,12 +2,17 @@
 //!
 //! ```text
 //! RAYON_NUM_THREADS=2 cargo bench -p mixlab-model --bench train_step -- [--device cpu|tch-cpu|cuda[:N]]
-//!     [--bf16] [--batch N] [--steps N] [--matmul-size N] [PRESET ...]
+//!     [--bf16] [--batch N] [--warmup N] [--steps N] [--matmul-size N]
+//!     [--save-init FILE] [--init-from FILE] [--losses FILE] [PRESET ...]
 //! ```
 //!
 //! Presets default to `tiny small`. Each line reports tokens/s (median step), model FLOP/s, their
 //! share of the measured matrix-product rate on the same device (model-FLOPs utilisation), and
 //! the peak resident memory of the process during that preset.
+//!
+//! For comparing precisions (scripts/gpu-bench.sh), with one preset: `--save-init` writes the
+//! initial weights (HF safetensors), `--init-from` starts from such a file instead of the seeded
+//! initialisation, and `--losses` writes every step's loss, one `STEP LOSS` line per step.
 
 use std::process::ExitCode;
 
@@ -21,6 +26,8 @@ struct Args {
     precision: Precision,
     bench: TrainBenchConfig,
     matmul_size: Option<usize>,
+    /// Where to write every step's loss (one preset only).
+    losses: Option<std::path::PathBuf>,
     presets: Vec<String>,
 }
 
@@ -30,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         precision: Precision::F32,
         bench: TrainBenchConfig::default(),
         matmul_size: None,
+        losses: None,
         presets: Vec::new(),
     };
     let mut raw = std::env::args().skip(1);
@@ -37,6 +45,11 @@ fn parse_args() -> Result<Args, String> {
         value
             .and_then(|value| value.parse().ok())
             .ok_or_else(|| format!("{flag} needs a number"))
+    };
+    let path = |flag: &str, value: Option<String>| -> Result<std::path::PathBuf, String> {
+        value
+            .map(Into::into)
+            .ok_or_else(|| format!("{flag} needs a file"))
     };
     while let Some(arg) = raw.next() {
         match arg.as_str() {
@@ -48,14 +61,23 @@ fn parse_args() -> Result<Args, String> {
             }
             "--bf16" => args.precision = Precision::Bf16,
             "--batch" => args.bench.batch_size = number("--batch", raw.next())?,
+            "--warmup" => args.bench.warmup_steps = number("--warmup", raw.next())?,
             "--steps" => args.bench.measured_steps = number("--steps", raw.next())?,
             "--matmul-size" => args.matmul_size = Some(number("--matmul-size", raw.next())?),
+            "--save-init" => args.bench.save_init = Some(path("--save-init", raw.next())?),
+            "--init-from" => args.bench.init_from = Some(path("--init-from", raw.next())?),
+            "--losses" => args.losses = Some(path("--losses", raw.next())?),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             preset => args.presets.push(preset.to_owned()),
         }
     }
     if args.presets.is_empty() {
         args.presets = vec!["tiny".to_owned(), "small".to_owned()];
+    }
+    let per_preset =
+        args.bench.save_init.is_some() || args.bench.init_from.is_some() || args.losses.is_some();
+    if per_preset && args.presets.len() != 1 {
+        return Err("--save-init, --init-from and --losses take exactly one preset".to_owned());
     }
     Ok(args)
 }
@@ -95,6 +117,16 @@ fn run<B: TrainBackend>(
             report.loss_first_last.0,
             report.loss_first_last.1,
         );
+        if let Some(path) = &args.losses {
+            let lines: String = report
+                .losses
+                .iter()
+                .enumerate()
+                .map(|(step, loss)| format!("{} {loss}\n", step + 1))
+                .collect();
+            std::fs::write(path, lines)
+                .map_err(|error| format!("writing {}: {error}", path.display()))?;
+        }
     }
     Ok(())
 }

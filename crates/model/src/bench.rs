@@ -2,6 +2,7 @@
 //!
 //! Used by `cargo bench -p mixlab-model` and meant for the CLI's `bench model`.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
@@ -28,6 +29,15 @@ pub struct TrainBenchConfig {
     pub measured_steps: usize,
     /// Seed of the weights and of the random token batch.
     pub seed: u64,
+    /// An HF GPT-NeoX safetensors file whose weights replace the seeded initialisation (any of
+    /// f32, f16, bf16, converted to the device's float type): two runs in different precisions
+    /// then start from the same weights.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// Where to write the initial weights (HF safetensors, in the device's float type) before
+    /// the first step, for another run's `init_from`.
+    #[serde(default)]
+    pub save_init: Option<PathBuf>,
 }
 
 impl Default for TrainBenchConfig {
@@ -39,6 +49,8 @@ impl Default for TrainBenchConfig {
             warmup_steps: 2,
             measured_steps: 5,
             seed: 0,
+            init_from: None,
+            save_init: None,
         }
     }
 }
@@ -61,6 +73,8 @@ pub struct TrainBenchReport {
     pub peak_rss_bytes: Option<u64>,
     /// Mean loss of the first step and of the last one (they should differ: the model trains).
     pub loss_first_last: (f64, f64),
+    /// Mean loss of every step, warm-up included, in order.
+    pub losses: Vec<f64>,
 }
 
 /// Trains a freshly initialised model on one fixed random batch and times each step.
@@ -75,6 +89,12 @@ pub fn bench_training<B: TrainBackend>(
 
     B::seed(device, bench.seed);
     let mut model = model_config.init::<B>(device)?;
+    if let Some(path) = &bench.init_from {
+        model = model.load_safetensors(path)?;
+    }
+    if let Some(path) = &bench.save_init {
+        model.save_safetensors(path)?;
+    }
     let params = model_config.num_params();
     let mut optimizer = AdamWConfig::new()
         .with_beta_2(0.95)
@@ -128,6 +148,7 @@ pub fn bench_training<B: TrainBackend>(
             losses.first().copied().unwrap_or(f64::NAN),
             losses.last().copied().unwrap_or(f64::NAN),
         ),
+        losses,
     })
 }
 

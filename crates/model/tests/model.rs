@@ -848,6 +848,7 @@ fn training_benchmark_reports_a_finite_step() {
         warmup_steps: 1,
         measured_steps: 2,
         seed: 0,
+        ..TrainBenchConfig::default()
     };
     let report = bench_training::<Ad>(&config, &bench, &cpu_device()).unwrap();
     assert_eq!(report.tokens_per_step, 16);
@@ -855,6 +856,48 @@ fn training_benchmark_reports_a_finite_step() {
     assert!(report.tokens_per_second.is_finite() && report.tokens_per_second > 0.0);
     assert!(report.loss_first_last.0.is_finite() && report.loss_first_last.1.is_finite());
     assert!(report.peak_rss_bytes.is_some_and(|bytes| bytes > 0));
+    assert_eq!(
+        report.losses.len(),
+        3,
+        "every step's loss, warm-up included"
+    );
+    assert_eq!(report.losses.first(), Some(&report.loss_first_last.0));
+}
+
+/// The benchmark's initial weights go to a file and come back from it exactly, so that runs in
+/// two precisions can start from the same weights (scripts/gpu-bench.sh's bf16 check).
+#[test]
+fn training_benchmark_saves_and_loads_its_initial_weights() {
+    let config = micro_config();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |seed: u64, init_from: Option<&str>, save_init: Option<&str>| {
+        let bench = TrainBenchConfig {
+            batch_size: 2,
+            seq_len: Some(8),
+            warmup_steps: 0,
+            measured_steps: 3,
+            seed,
+            init_from: init_from.map(|name| dir.path().join(name)),
+            save_init: save_init.map(|name| dir.path().join(name)),
+        };
+        bench_training::<Ad>(&config, &bench, &cpu_device())
+            .unwrap()
+            .losses
+    };
+    let seeded = run(0, None, Some("seed0.safetensors"));
+    // Its own weights back from the file: the same losses, bit for bit.
+    assert_eq!(run(0, Some("seed0.safetensors"), None), seeded);
+    // Another seed's weights on seed 0's batch: the loading really replaced the weights.
+    run(5, None, Some("seed5.safetensors"));
+    let loaded = run(0, Some("seed5.safetensors"), None);
+    assert_ne!(loaded[0], seeded[0]);
+    // A missing file is an error naming it.
+    let bench = TrainBenchConfig {
+        init_from: Some(dir.path().join("missing.safetensors")),
+        ..TrainBenchConfig::default()
+    };
+    let error = bench_training::<Ad>(&config, &bench, &cpu_device()).unwrap_err();
+    assert!(error.to_string().contains("missing.safetensors"), "{error}");
 }
 
 #[test]
