@@ -15,7 +15,7 @@ test:
 reproduce *args:
     cargo run --release -p experiments -- reproduce {{args}}
 
-# The comparison at the `quick` preset: about 12 minutes on 2 CPU cores.
+# The comparison at the `quick` preset: about 9 minutes on 2 CPU cores (after the build).
 reproduce-quick *args:
     cargo run --release -p experiments -- reproduce --preset quick {{args}}
 

@@ -35,7 +35,7 @@ pub enum ModelError {
 
     /// `tch-cpu` was asked for by a build without the `tch` cargo feature.
     #[error(
-        "device `tch-cpu` needs burn's libtorch backend, which this build lacks: build with `--features tch` and a PyTorch 2.9 installation (README, \"The fast CPU path\")"
+        "device `tch-cpu` needs burn's libtorch backend, which this build lacks: build with `--features tch` and a PyTorch 2.9 installation (README, \"The libtorch CPU path\")"
     )]
     TchNotBuilt,
 

@@ -966,7 +966,7 @@ fn backends_agree_on_five_training_steps() {
     );
     #[cfg(not(feature = "tch"))]
     eprintln!(
-        "skipped tch-cpu: this build lacks the `tch` feature (README, \"The fast CPU path\")"
+        "skipped tch-cpu: this build lacks the `tch` feature (README, \"The libtorch CPU path\")"
     );
 
     if Path::new("/dev/nvidia0").exists() {

@@ -16,7 +16,7 @@ use mixlab_study::{
 /// Arguments shared by `reproduce` and `ablate-exploration`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// `smoke` (minutes, a pipeline check), `quick` (~20 min on 2 CPU cores), `tiny` (~2.5 h on
+    /// `smoke` (minutes, a pipeline check), `quick` (~9 min on 2 CPU cores), `tiny` (~2.5 h on
     /// 2 CPU cores) or `paper-1b` (GPU). Default: `tiny` for `reproduce`; `quick` for
     /// `ablate-exploration` (its nine variants at `tiny` take about 4 hours on 2 CPU cores).
     #[arg(long)]
