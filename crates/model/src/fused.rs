@@ -95,6 +95,24 @@ pub trait ModelBackend: Backend {
         generic::token_nll_backward::<Self>(probs, targets, g)
     }
 
+    /// Rows of attention heads, `[batch · seq · heads, head_dim]` (row `(b · seq + t) · heads + h`
+    /// holds head `h` of position `t` of sequence `b`), seen as `[batch, heads, seq, head_dim]`:
+    /// a strided view where the backend can express one.
+    fn split_heads(rows: FloatTensor<Self>, batch: usize, seq: usize) -> FloatTensor<Self> {
+        let [all, head_dim] = rows.shape().dims::<2>();
+        let heads = all / (batch * seq);
+        let grouped = Self::float_reshape(rows, [batch, seq, heads, head_dim].into());
+        Self::float_swap_dims(grouped, 1, 2)
+    }
+
+    /// The inverse of [`ModelBackend::split_heads`], and its gradient: `[batch, heads, seq,
+    /// head_dim]` (any strides) as contiguous `[batch · seq · heads, head_dim]` rows.
+    fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let [batch, heads, seq, head_dim] = x.shape().dims::<4>();
+        let grouped = Self::float_swap_dims(x, 1, 2);
+        Self::float_reshape(grouped, [batch * seq * heads, head_dim].into())
+    }
+
     /// The product of two tensors of matrices, `[.., m, k] · [.., k, n] → [.., m, n]` (either
     /// may be a strided view, such as a transposed one); burn's `float_matmul` where the leading
     /// dimensions differ (broadcast).
@@ -140,6 +158,14 @@ mod generic {
 impl ModelBackend for burn::backend::Flex {
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
+    }
+
+    fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::merge_heads(&x).unwrap_or_else(|| {
+            let [batch, heads, seq, head_dim] = x.shape().dims::<4>();
+            let grouped = Self::float_swap_dims(x, 1, 2);
+            Self::float_reshape(grouped, [batch * seq * heads, head_dim].into())
+        })
     }
 
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -195,6 +221,69 @@ impl ModelBackend for crate::device::CudaBackend {}
 impl ModelBackend for crate::device::TchBackend {}
 
 impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
+    fn split_heads(rows: FloatTensor<Self>, batch: usize, seq: usize) -> FloatTensor<Self> {
+        /// burn's reshape and swap nodes as one, whose backward is one [`ModelBackend::merge_heads`]
+        /// (burn's would reshape a swapped view, an element-by-element copy on its CPU backend).
+        #[derive(Debug)]
+        struct SplitHeadsBackward;
+
+        impl<B: ModelBackend> Backward<B, 1> for SplitHeadsBackward {
+            type State = ();
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                unary::<B, _>(ops.parents, ops.node, grads, B::merge_heads);
+            }
+        }
+
+        match SplitHeadsBackward
+            .prepare::<C>([rows.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((), B::split_heads(rows.primitive, batch, seq)),
+            OpsKind::UnTracked(prep) => prep.finish(B::split_heads(rows.primitive, batch, seq)),
+        }
+    }
+
+    fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        /// One [`ModelBackend::merge_heads`] whose backward is the view
+        /// [`ModelBackend::split_heads`] of the gradient.
+        #[derive(Debug)]
+        struct MergeHeadsBackward;
+
+        impl<B: ModelBackend> Backward<B, 1> for MergeHeadsBackward {
+            /// The input's batch and sequence length.
+            type State = (usize, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (batch, seq) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::split_heads(g, batch, seq)
+                });
+            }
+        }
+
+        let [batch, _, seq, _] = x.primitive.shape().dims::<4>();
+        match MergeHeadsBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((batch, seq), B::merge_heads(x.primitive)),
+            OpsKind::UnTracked(prep) => prep.finish(B::merge_heads(x.primitive)),
+        }
+    }
+
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
         unary_node::<B, C>(x, B::gelu_exact, B::gelu_exact_backward, Saved::Input)
     }
@@ -393,6 +482,32 @@ pub fn matmul<B: ModelBackend, const D: usize>(
     Tensor::from_primitive(TensorPrimitive::Float(B::matmul(
         lhs.into_primitive().tensor(),
         rhs.into_primitive().tensor(),
+    )))
+}
+
+/// Rows of attention heads as `[batch, heads, seq, head_dim]`, a view on burn's CPU backend; under
+/// autodiff its gradient is one [`merge_heads`].
+///
+/// # Shapes
+/// - rows: `[batch * seq * heads, head_dim]`, row `(b * seq + t) * heads + h` the head `h` of
+///   position `t` of sequence `b` → `[batch, heads, seq, head_dim]`
+pub fn split_heads<B: ModelBackend>(rows: Tensor<B, 2>, batch: usize, seq: usize) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::split_heads(
+        rows.into_primitive().tensor(),
+        batch,
+        seq,
+    )))
+}
+
+/// Attention heads back into rows, the inverse of [`split_heads`]: on burn's CPU backend one
+/// copy of each head's contiguous `head_dim` values (burn's reshape of the swapped view copies
+/// element by element).
+///
+/// # Shapes
+/// - x: `[batch, heads, seq, head_dim]` (any strides) → `[batch * seq * heads, head_dim]`
+pub fn merge_heads<B: ModelBackend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::merge_heads(
+        x.into_primitive().tensor(),
     )))
 }
 

@@ -10,7 +10,7 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::fused::{ModelBackend, gelu, matmul, softmax_last, token_nll};
+use crate::fused::{ModelBackend, gelu, matmul, merge_heads, softmax_last, split_heads, token_nll};
 
 /// The decoder. Build it with [`ModelConfig::init`]; load one with [`GptNeoX::load_pretrained`].
 #[derive(Module, Debug)]
@@ -391,8 +391,7 @@ impl<B: ModelBackend> Attention<B> {
     /// `[batch * seq * heads, head_dim]` rows seen as `[batch, heads, seq, head_dim]` (a view when
     /// burn can express it; the matrix products read strided operands without copying).
     fn heads_view(&self, rows: Tensor<B, 2>, batch: usize, seq: usize) -> Tensor<B, 4> {
-        rows.reshape([batch, seq, self.n_heads, self.head_dim])
-            .swap_dims(1, 2)
+        split_heads(rows, batch, seq)
     }
 
     /// # Shapes
@@ -410,9 +409,8 @@ impl<B: ModelBackend> Attention<B> {
             + context.causal_mask.clone())
         .reshape([batch, self.n_heads, seq, seq]);
         let probs = softmax_last(scores);
-        let out = matmul(probs, v) // [batch, heads, seq, head_dim]
-            .swap_dims(1, 2)
-            .reshape([batch, seq, d_model]);
+        // [batch, heads, seq, head_dim] → rows → [batch, seq, d_model]
+        let out = merge_heads(matmul(probs, v)).reshape([batch, seq, d_model]);
         linear_rows(&self.dense, out)
     }
 }

@@ -9,7 +9,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::{gelu as burns_gelu, log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
-use mixlab_model::fused::{gelu, matmul, rows, softmax_last, token_nll};
+use mixlab_model::fused::{gelu, matmul, merge_heads, rows, softmax_last, split_heads, token_nll};
 use mixlab_model::{
     CpuBackend, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig, ModelError, PRESET_NAMES,
     Precision, TrainBenchConfig, bench_training, clip_grad_norm, cpu_device, cuda_device,
@@ -1397,4 +1397,85 @@ fn matmul_equals_burns_matmul_bit_for_bit() {
         bits(matmul(scores.clone(), v.clone())),
         bits(scores.matmul(v))
     );
+}
+
+/// `split_heads` and `merge_heads` are burn's reshape-and-swap, copies only: the same values in
+/// both directions, for contiguous rows and for the strided column block attention takes of the
+/// QKV projection, and under autodiff the same gradients, bit for bit.
+#[test]
+fn head_split_and_merge_equal_burns_reshape_and_swap() {
+    fn values<const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
+        t.into_data()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+    let device = cpu_device();
+    B::seed(&device, 5);
+    let (batch, seq, heads, head_dim) = (3, 5, 4, 6);
+    let qkv = Tensor::<B, 2>::random(
+        [batch * seq * heads, 3 * head_dim],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let burns_split =
+        |rows: Tensor<B, 2>| rows.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+    for rows in [
+        qkv.clone().narrow(1, 2 * head_dim, head_dim), // strided, as v
+        qkv.clone().narrow(1, 0, head_dim).mul_scalar(1.0), // contiguous
+    ] {
+        let ours = split_heads(rows.clone(), batch, seq);
+        assert_eq!(ours.dims(), [batch, heads, seq, head_dim]);
+        assert_eq!(values(ours.clone()), values(burns_split(rows.clone())));
+        // Back to rows, from the view and from a contiguous copy of it.
+        assert_eq!(values(merge_heads(ours.clone())), values(rows.clone()));
+        let contiguous = Tensor::<B, 4>::from_data(ours.into_data(), &device);
+        assert_eq!(values(merge_heads(contiguous)), values(rows));
+    }
+
+    // Gradients through split, a product and merge, against burn's composition.
+    let upstream = Tensor::<Ad, 2>::random(
+        [batch * seq * heads, head_dim],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let gradient = |ours: bool| {
+        let qkv = Tensor::<Ad, 2>::from_inner(qkv.clone()).require_grad();
+        let (q, v) = (
+            qkv.clone().narrow(1, 0, head_dim),
+            qkv.clone().narrow(1, 2 * head_dim, head_dim),
+        );
+        let out = if ours {
+            let (q, v) = (split_heads(q, batch, seq), split_heads(v, batch, seq));
+            merge_heads(
+                q.matmul(v.swap_dims(2, 3))
+                    .matmul(v_like(batch, heads, seq, head_dim)),
+            )
+        } else {
+            let split =
+                |rows: Tensor<Ad, 2>| rows.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+            let (q, v) = (split(q), split(v));
+            q.matmul(v.swap_dims(2, 3))
+                .matmul(v_like(batch, heads, seq, head_dim))
+                .swap_dims(1, 2)
+                .reshape([batch * seq * heads, head_dim])
+        };
+        let grads = (out * upstream.clone()).sum().backward();
+        values(qkv.grad(&grads).unwrap())
+    };
+    assert_eq!(gradient(true), gradient(false));
+}
+
+/// A fixed `[batch, heads, seq, head_dim]` operand (no gradient).
+fn v_like(batch: usize, heads: usize, seq: usize, head_dim: usize) -> Tensor<Ad, 4> {
+    let count = batch * heads * seq * head_dim;
+    let values: Vec<f32> = (0..count)
+        .map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    Tensor::from_data(
+        TensorData::new(values, [batch, heads, seq, head_dim]),
+        &cpu_device(),
+    )
 }

@@ -328,3 +328,43 @@ pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     }
     Some(f32_tensor(out, Shape::from(dims)))
 }
+
+/// `[batch, heads, seq, head_dim]` f32 values (any strides) as contiguous `[batch · seq · heads,
+/// head_dim]` rows: each head's `head_dim` values are one slice copy when they are contiguous
+/// (burn's reshape of a swapped view copies element by element). The values are copied, not
+/// computed. `None` unless f32 and 4-D.
+pub(super) fn merge_heads(x: &FlexTensor) -> Option<FlexTensor> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let [batch, heads, seq, head_dim] = <[usize; 4]>::try_from(x.shape().as_slice()).ok()?;
+    let strides = <[isize; 4]>::try_from(x.layout().strides()).ok()?;
+    if strides.iter().any(|&stride| stride < 0) {
+        return None;
+    }
+    let [batch_stride, head_stride, position_stride, value_stride] = strides.map(|s| s as usize);
+    let values = &x.storage::<f32>()[x.layout().start_offset()..];
+    let row_len = heads * head_dim;
+    let mut out = vec![0.0f32; batch * seq * row_len];
+    if out.is_empty() {
+        return Some(f32_tensor(out, Shape::new([batch * seq * heads, head_dim])));
+    }
+    // One output row of `heads · head_dim` values per (sequence, position), in parallel.
+    out.par_chunks_mut(row_len)
+        .with_min_len(rows_per_task(row_len))
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (b, t) = (row / seq, row % seq);
+            for (h, out) in out.chunks_mut(head_dim).enumerate() {
+                let start = b * batch_stride + h * head_stride + t * position_stride;
+                if value_stride == 1 {
+                    out.copy_from_slice(&values[start..start + head_dim]);
+                } else {
+                    for (j, out) in out.iter_mut().enumerate() {
+                        *out = values[start + j * value_stride];
+                    }
+                }
+            }
+        });
+    Some(f32_tensor(out, Shape::new([batch * seq * heads, head_dim])))
+}
