@@ -1318,6 +1318,16 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
     assert_eq!(Vectors::detected(), *available.last().unwrap());
 }
 
+/// The bits of an f32 tensor's values, for tests of bit-identical results.
+fn float_bits<const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
+    t.into_data()
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
 /// `matmul` (gemm into a buffer mixlab allocates) gives burn's matmul's bits: values for
 /// contiguous and transposed operands, and under autodiff both operands' gradients, for matrices
 /// below and above burn's threading threshold (192³ multiply-adds), for batches of matrices
@@ -1326,14 +1336,6 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
 /// with broadcast leading dimensions (burn's own matmul then).
 #[test]
 fn matmul_equals_burns_matmul_bit_for_bit() {
-    fn bits<const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
-        t.into_data()
-            .to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
-    }
     fn check<const D: usize>(lhs_dims: [usize; D], rhs_dims: [usize; D]) {
         let device = cpu_device();
         B::seed(&device, 11);
@@ -1341,15 +1343,15 @@ fn matmul_equals_burns_matmul_bit_for_bit() {
         let rhs = Tensor::<B, D>::random(rhs_dims, Distribution::Normal(0.0, 1.0), &device);
         let case = format!("{lhs_dims:?} x {rhs_dims:?}");
         assert_eq!(
-            bits(matmul(lhs.clone(), rhs.clone())),
-            bits(lhs.clone().matmul(rhs.clone())),
+            float_bits(matmul(lhs.clone(), rhs.clone())),
+            float_bits(lhs.clone().matmul(rhs.clone())),
             "{case}"
         );
         // Transposed views: rhsᵀ · lhsᵀ, read through their strides.
         let (lhs_t, rhs_t) = (lhs.clone().transpose(), rhs.clone().transpose());
         assert_eq!(
-            bits(matmul(rhs_t.clone(), lhs_t.clone())),
-            bits(rhs_t.matmul(lhs_t)),
+            float_bits(matmul(rhs_t.clone(), lhs_t.clone())),
+            float_bits(rhs_t.matmul(lhs_t)),
             "{case} transposed"
         );
 
@@ -1364,7 +1366,10 @@ fn matmul_equals_burns_matmul_bit_for_bit() {
                 a.clone().matmul(b.clone())
             };
             let grads = (product * upstream.clone()).sum().backward();
-            (bits(a.grad(&grads).unwrap()), bits(b.grad(&grads).unwrap()))
+            (
+                float_bits(a.grad(&grads).unwrap()),
+                float_bits(b.grad(&grads).unwrap()),
+            )
         };
         assert_eq!(gradients(true), gradients(false), "{case} gradients");
     }
@@ -1392,10 +1397,13 @@ fn matmul_equals_burns_matmul_bit_for_bit() {
     };
     let (q, k, v) = (split(0), split(1), split(2));
     let scores = matmul(q.clone(), k.clone().swap_dims(2, 3));
-    assert_eq!(bits(scores.clone()), bits(q.matmul(k.swap_dims(2, 3))));
     assert_eq!(
-        bits(matmul(scores.clone(), v.clone())),
-        bits(scores.matmul(v))
+        float_bits(scores.clone()),
+        float_bits(q.matmul(k.swap_dims(2, 3)))
+    );
+    assert_eq!(
+        float_bits(matmul(scores.clone(), v.clone())),
+        float_bits(scores.matmul(v))
     );
 }
 
@@ -1404,14 +1412,6 @@ fn matmul_equals_burns_matmul_bit_for_bit() {
 /// QKV projection, and under autodiff the same gradients, bit for bit.
 #[test]
 fn head_split_and_merge_equal_burns_reshape_and_swap() {
-    fn values<const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
-        t.into_data()
-            .to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
-    }
     let device = cpu_device();
     B::seed(&device, 5);
     let (batch, seq, heads, head_dim) = (3, 5, 4, 6);
@@ -1428,11 +1428,17 @@ fn head_split_and_merge_equal_burns_reshape_and_swap() {
     ] {
         let ours = split_heads(rows.clone(), batch, seq);
         assert_eq!(ours.dims(), [batch, heads, seq, head_dim]);
-        assert_eq!(values(ours.clone()), values(burns_split(rows.clone())));
+        assert_eq!(
+            float_bits(ours.clone()),
+            float_bits(burns_split(rows.clone()))
+        );
         // Back to rows, from the view and from a contiguous copy of it.
-        assert_eq!(values(merge_heads(ours.clone())), values(rows.clone()));
+        assert_eq!(
+            float_bits(merge_heads(ours.clone())),
+            float_bits(rows.clone())
+        );
         let contiguous = Tensor::<B, 4>::from_data(ours.into_data(), &device);
-        assert_eq!(values(merge_heads(contiguous)), values(rows));
+        assert_eq!(float_bits(merge_heads(contiguous)), float_bits(rows));
     }
 
     // Gradients through split, a product and merge, against burn's composition.
@@ -1463,7 +1469,7 @@ fn head_split_and_merge_equal_burns_reshape_and_swap() {
                 .reshape([batch * seq * heads, head_dim])
         };
         let grads = (out * upstream.clone()).sum().backward();
-        values(qkv.grad(&grads).unwrap())
+        float_bits(qkv.grad(&grads).unwrap())
     };
     assert_eq!(gradient(true), gradient(false));
 }
