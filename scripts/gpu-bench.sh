@@ -131,6 +131,10 @@ fi
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 out=${out:-runs/gpu-bench-$stamp.md}
 mkdir -p "$(dirname "$out")"
+# The table is built in the scratch directory and moved to --out at the end, so an interrupted
+# run never leaves a half-written table there (or replaces an earlier one).
+final=$out
+out=$work/table.md
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ "$device" = cpu ]; then
     machine="CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) threads"
@@ -247,5 +251,6 @@ low_line=$(run_bench "$check_bench" --device "$device" $precision_flag --batch 8
             ;;
     esac
 } >> "$out"
-cp "$work/all.log" "${out%.md}.log"
-echo "wrote $out (and the benchmarks' own output, ${out%.md}.log)" >&2
+cp "$work/all.log" "$final.log.tmp" && mv "$final.log.tmp" "${final%.md}.log"
+cp "$out" "$final.tmp" && mv "$final.tmp" "$final"
+echo "wrote $final (and the benchmarks' own output, ${final%.md}.log)" >&2

@@ -124,7 +124,8 @@ fn run<B: TrainBackend>(
                 .enumerate()
                 .map(|(step, loss)| format!("{} {loss}\n", step + 1))
                 .collect();
-            std::fs::write(path, lines)
+            // Whole or not at all: a comparison never reads a truncated curve.
+            mixlab_atomic::write_file(path, lines)
                 .map_err(|error| format!("writing {}: {error}", path.display()))?;
         }
     }
