@@ -29,6 +29,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
 use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
 
+use crate::attention::AttentionShape;
+
 pub mod rows;
 
 mod flex;
@@ -119,6 +121,62 @@ pub trait ModelBackend: Backend {
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::float_matmul(lhs, rhs)
     }
+
+    /// Causal self-attention of the fused QKV projection's rows as one operation
+    /// ([`crate::attention::causal_attention`]; `rotary`: its cos and sin tables), or `Err(qkv)`
+    /// back where this backend has no kernel for it: the model then composes it from the
+    /// operations above ([`crate::attention::causal_attention_composed`]).
+    fn causal_attention(
+        qkv: FloatTensor<Self>,
+        rotary: Option<[FloatTensor<Self>; 2]>,
+        shape: AttentionShape,
+    ) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        Self::causal_attention_keep(qkv, rotary, shape, false).map(|(out, _)| out)
+    }
+
+    /// [`ModelBackend::causal_attention`] and, when `keep`, what its backward pass needs
+    /// (autodiff asks for it; a backend without the kernel gives `qkv` back).
+    #[allow(clippy::type_complexity)]
+    fn causal_attention_keep(
+        qkv: FloatTensor<Self>,
+        rotary: Option<[FloatTensor<Self>; 2]>,
+        shape: AttentionShape,
+        keep: bool,
+    ) -> Result<(FloatTensor<Self>, Option<AttentionState<Self>>), FloatTensor<Self>> {
+        let _ = (rotary, shape, keep);
+        Err(qkv)
+    }
+
+    /// The gradient of `qkv` in [`ModelBackend::causal_attention`] from the state its forward
+    /// pass kept and the output's gradient `g`. Autodiff calls it only with state this backend's
+    /// [`ModelBackend::causal_attention_keep`] returned, which a backend without the kernel never
+    /// does.
+    fn causal_attention_backward(
+        state: AttentionState<Self>,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let _ = (state, g);
+        unreachable!(
+            "attention gradient without an attention kernel: its forward pass kept no state"
+        )
+    }
+}
+
+/// What the backward pass of [`ModelBackend::causal_attention`] needs from its forward pass.
+#[derive(Debug, Clone)]
+pub struct AttentionState<B: Backend> {
+    /// The projection's rows, `[batch · seq · heads, 3 · head_dim]` (v is read from them).
+    pub qkv: FloatTensor<B>,
+    /// The rotary tables, as passed to the forward pass.
+    pub rotary: Option<[FloatTensor<B>; 2]>,
+    /// q after rotary embedding and scaling, `[batch, heads, seq, head_dim]`.
+    pub q: FloatTensor<B>,
+    /// k after rotary embedding, `[batch, heads, seq, head_dim]`.
+    pub k: FloatTensor<B>,
+    /// The softmax of the masked scores, `[batch, heads, seq, seq]`.
+    pub probs: FloatTensor<B>,
+    /// The sizes of the call.
+    pub shape: AttentionShape,
 }
 
 /// The operations composed from burn's own: every backend's default, and `flex`'s for float
@@ -158,6 +216,39 @@ mod generic {
 impl ModelBackend for burn::backend::Flex {
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
+    }
+
+    fn causal_attention_keep(
+        qkv: FloatTensor<Self>,
+        rotary: Option<[FloatTensor<Self>; 2]>,
+        shape: AttentionShape,
+        keep: bool,
+    ) -> Result<(FloatTensor<Self>, Option<AttentionState<Self>>), FloatTensor<Self>> {
+        let Some((out, saved)) = flex::attention::forward(&qkv, rotary.as_ref(), shape, keep)
+        else {
+            return Err(qkv);
+        };
+        let state = saved.map(|saved| AttentionState {
+            qkv,
+            rotary,
+            q: saved.q,
+            k: saved.k,
+            probs: saved.probs,
+            shape,
+        });
+        Ok((out, state))
+    }
+
+    fn causal_attention_backward(
+        state: AttentionState<Self>,
+        g: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let saved = flex::attention::Saved {
+            q: state.q,
+            k: state.k,
+            probs: state.probs,
+        };
+        flex::attention::backward(&state.qkv, state.rotary.as_ref(), &saved, state.shape, &g)
     }
 
     fn merge_heads(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -281,6 +372,58 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => prep.finish((batch, seq), B::merge_heads(x.primitive)),
             OpsKind::UnTracked(prep) => prep.finish(B::merge_heads(x.primitive)),
+        }
+    }
+
+    fn causal_attention(
+        qkv: FloatTensor<Self>,
+        rotary: Option<[FloatTensor<Self>; 2]>,
+        shape: AttentionShape,
+    ) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        /// The inner backend's attention kernel as one node, whose backward writes the q, k and
+        /// v gradients into one buffer (burn's narrow gradient pads each part to the whole
+        /// projection and sums the three).
+        #[derive(Debug)]
+        struct CausalAttentionBackward;
+
+        impl<B: ModelBackend> Backward<B, 1> for CausalAttentionBackward {
+            type State = AttentionState<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let state = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |g| {
+                    B::causal_attention_backward(state, g)
+                });
+            }
+        }
+
+        // The tables are constants (never tracked): only their values are used.
+        let rotary = rotary.map(|tables| tables.map(|table| table.primitive));
+        // Given back untouched if the inner backend has no kernel for it.
+        let untouched = qkv.clone();
+        match CausalAttentionBackward
+            .prepare::<C>([qkv.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                match B::causal_attention_keep(qkv.primitive, rotary, shape, true) {
+                    Ok((out, Some(state))) => Ok(prep.finish(state, out)),
+                    Ok((_, None)) => unreachable!("the attention kernel kept no state when asked"),
+                    Err(_) => Err(untouched),
+                }
+            }
+            OpsKind::UnTracked(prep) => {
+                match B::causal_attention_keep(qkv.primitive, rotary, shape, false) {
+                    Ok((out, _)) => Ok(prep.finish(out)),
+                    Err(_) => Err(untouched),
+                }
+            }
         }
     }
 

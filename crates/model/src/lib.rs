@@ -12,6 +12,7 @@
 //!   [`GptNeoX::load_pretrained`]), so checkpoints move to and from HF transformers.
 //! - [`bench_training`]: tokens/s and peak memory of a full training step.
 
+pub mod attention;
 mod bench;
 pub mod checkpoint;
 mod clip;

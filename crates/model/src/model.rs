@@ -6,11 +6,12 @@
 use burn::module::{Initializer, Module, ModuleVisitor, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Int, Tensor};
 
+use crate::attention::{AttentionShape, AttentionTables, causal_attention};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::fused::{ModelBackend, gelu, matmul, merge_heads, softmax_last, split_heads, token_nll};
+use crate::fused::{ModelBackend, gelu, matmul, split_heads, token_nll};
 
 /// The decoder. Build it with [`ModelConfig::init`]; load one with [`GptNeoX::load_pretrained`].
 #[derive(Module, Debug)]
@@ -55,102 +56,6 @@ pub struct Attention<B: Backend> {
 pub struct Mlp<B: Backend> {
     pub(crate) dense_h_to_4h: Linear<B>,
     pub(crate) dense_4h_to_h: Linear<B>,
-}
-
-/// Per-forward constants shared by all blocks: rotary tables and the causal mask.
-struct AttentionContext<B: Backend> {
-    /// cos of the rotary angles, duplicated over both halves as in HF, repeated for every head
-    /// and flattened: [1, seq * heads * rotary_dims] (position-major, as the projection's rows).
-    cos: Option<Tensor<B, 2>>,
-    /// sin, same layout as `cos`.
-    sin: Option<Tensor<B, 2>>,
-    /// 0 on and below the diagonal, -inf above, flattened: [1, seq * seq]. Flat, because burn's
-    /// CPU backend adds a row shared by all outer positions with SIMD, while a [1, 1, seq, seq]
-    /// broadcast over [batch, heads, seq, seq] takes its element-by-element strided path.
-    causal_mask: Tensor<B, 2>,
-    rotary_dims: usize,
-}
-
-impl<B: Backend> AttentionContext<B> {
-    fn new(config: &ModelConfig, seq: usize, device: &B::Device, dtype: DType) -> Self {
-        let rotary_dims = config.rotary_dims();
-        let (cos, sin) = if rotary_dims == 0 {
-            (None, None)
-        } else {
-            let half = rotary_dims / 2;
-            // HF: inv_freq = 1 / base^(2i / rotary_dims), angle = position * inv_freq, and the
-            // table is cat(angles, angles) so that it lines up with rotate_half's two halves.
-            let inv_freq: Vec<f64> = (0..half)
-                .map(|i| 1.0 / config.rotary_base.powf((2 * i) as f64 / rotary_dims as f64))
-                .collect();
-            let heads = config.n_heads;
-            let mut cos = Vec::with_capacity(seq * heads * rotary_dims);
-            let mut sin = Vec::with_capacity(seq * heads * rotary_dims);
-            for position in 0..seq {
-                for _ in 0..heads {
-                    for _ in 0..2 {
-                        for frequency in &inv_freq {
-                            let angle = position as f64 * frequency;
-                            cos.push(angle.cos());
-                            sin.push(angle.sin());
-                        }
-                    }
-                }
-            }
-            let table = |values: Vec<f64>| {
-                Tensor::<B, 2>::from_data(
-                    TensorData::new(values, [1, seq * heads * rotary_dims]),
-                    (device, dtype),
-                )
-            };
-            (Some(table(cos)), Some(table(sin)))
-        };
-        let mask: Vec<f32> = (0..seq)
-            .flat_map(|row| {
-                (0..seq).map(move |col| if col > row { f32::NEG_INFINITY } else { 0.0 })
-            })
-            .collect();
-        let causal_mask = Tensor::from_data(TensorData::new(mask, [1, seq * seq]), (device, dtype));
-        Self {
-            cos,
-            sin,
-            causal_mask,
-            rotary_dims,
-        }
-    }
-
-    /// Rotates the first `rotary_dims` of every head (HF `apply_rotary_pos_emb`, rotate-half form).
-    ///
-    /// Works on the projection's own row layout, one row per (batch, position, head), so that
-    /// every copy burn's CPU backend makes is two-dimensional (its fast tiled path) and the
-    /// products with the cos/sin tables are a row shared by the whole batch (its SIMD path).
-    ///
-    /// # Shapes
-    /// - x: `[batch * seq * heads, head_dim]` (any strides) → same, contiguous
-    fn apply_rotary(&self, x: Tensor<B, 2>, batch: usize) -> Tensor<B, 2> {
-        let (Some(cos), Some(sin)) = (&self.cos, &self.sin) else {
-            return x;
-        };
-        let [rows, head_dim] = x.dims();
-        let rotary_dims = self.rotary_dims;
-        let half = rotary_dims / 2;
-        let x_rot = x.clone().narrow(1, 0, rotary_dims);
-        let x1 = x_rot.clone().narrow(1, 0, half);
-        let x2 = x_rot.clone().narrow(1, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 1); // [rows, rotary_dims]
-        let per_sequence = rows / batch * rotary_dims;
-        let embedded = (x_rot.reshape([batch, per_sequence]) * cos.clone()
-            + rotated.reshape([batch, per_sequence]) * sin.clone())
-        .reshape([rows, rotary_dims]);
-        if rotary_dims == head_dim {
-            embedded
-        } else {
-            Tensor::cat(
-                vec![embedded, x.narrow(1, rotary_dims, head_dim - rotary_dims)],
-                1,
-            )
-        }
-    }
 }
 
 /// `layer` applied to every position, as one matrix product over `[batch · seq, d_input]` rows
@@ -284,11 +189,11 @@ impl<B: ModelBackend> GptNeoX<B> {
         let [_, seq] = tokens.dims();
         let device = tokens.device();
         let hidden = self.embed_in.forward(tokens); // [batch, seq, d_model]
-        let context = AttentionContext::new(&self.config, seq, &device, hidden.dtype());
+        let tables = AttentionTables::new(&self.config, seq, &device, hidden.dtype());
         let hidden = self
             .layers
             .iter()
-            .fold(hidden, |hidden, layer| layer.forward(hidden, &context));
+            .fold(hidden, |hidden, layer| layer.forward(hidden, &tables));
         let hidden = self.final_layer_norm.forward(hidden);
         linear_rows(&self.embed_out, hidden)
     }
@@ -350,10 +255,10 @@ impl<B: ModelBackend> Block<B> {
 
     /// # Shapes
     /// - hidden: `[batch, seq, d_model]` → same
-    fn forward(&self, hidden: Tensor<B, 3>, context: &AttentionContext<B>) -> Tensor<B, 3> {
+    fn forward(&self, hidden: Tensor<B, 3>, tables: &AttentionTables<B>) -> Tensor<B, 3> {
         let attention = self
             .attention
-            .forward(self.input_layernorm.forward(hidden.clone()), context);
+            .forward(self.input_layernorm.forward(hidden.clone()), tables);
         let mlp = self
             .mlp
             .forward(self.post_attention_layernorm.forward(hidden.clone()));
@@ -396,21 +301,18 @@ impl<B: ModelBackend> Attention<B> {
 
     /// # Shapes
     /// - hidden: `[batch, seq, d_model]` → same
-    fn forward(&self, hidden: Tensor<B, 3>, context: &AttentionContext<B>) -> Tensor<B, 3> {
+    fn forward(&self, hidden: Tensor<B, 3>, tables: &AttentionTables<B>) -> Tensor<B, 3> {
         let [batch, seq, d_model] = hidden.dims();
-        let [q, k, v] = self.qkv_rows(hidden);
-        // Scaling q rather than the scores touches seq·head_dim values instead of seq².
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let q = self.heads_view(context.apply_rotary(q, batch).mul_scalar(scale), batch, seq);
-        let k = self.heads_view(context.apply_rotary(k, batch), batch, seq);
-        let v = self.heads_view(v, batch, seq);
-        let scores = (matmul(q, k.swap_dims(2, 3)) // [batch, heads, seq, seq]
-            .reshape([batch * self.n_heads, seq * seq])
-            + context.causal_mask.clone())
-        .reshape([batch, self.n_heads, seq, seq]);
-        let probs = softmax_last(scores);
-        // [batch, heads, seq, head_dim] → rows → [batch, seq, d_model]
-        let out = merge_heads(matmul(probs, v)).reshape([batch, seq, d_model]);
+        let shape = AttentionShape {
+            batch,
+            seq,
+            heads: self.n_heads,
+            head_dim: self.head_dim,
+            rotary_dims: tables.rotary_dims(),
+        };
+        let qkv = linear_rows(&self.query_key_value, hidden) // [batch, seq, 3 d_model]
+            .reshape([batch * seq * self.n_heads, 3 * self.head_dim]);
+        let out = causal_attention(qkv, tables, shape).reshape([batch, seq, d_model]);
         linear_rows(&self.dense, out)
     }
 }

@@ -1485,3 +1485,88 @@ fn v_like(batch: usize, heads: usize, seq: usize, head_dim: usize) -> Tensor<Ad,
         &cpu_device(),
     )
 }
+
+/// The attention kernel (burn's CPU backend in f32: one operation, one autodiff node) computes
+/// the composition's bits: the output, and under autodiff the gradient of the projection's rows,
+/// with partial, full and no rotary embedding, for one and for several sequences (one rayon task
+/// each). The kernel must be the path taken, or the comparison would compare the composition
+/// with itself.
+#[test]
+fn attention_kernel_equals_the_composition_bit_for_bit() {
+    use mixlab_model::ModelBackend;
+    use mixlab_model::attention::{
+        AttentionShape, AttentionTables, causal_attention, causal_attention_composed,
+    };
+    let device = cpu_device();
+    for (rotary_pct, batch, seq) in [(0.25, 3, 16), (1.0, 2, 13), (0.0, 1, 7)] {
+        let config = ModelConfig {
+            rotary_pct,
+            ..micro_config()
+        };
+        let (heads, head_dim) = (config.n_heads, config.d_model / config.n_heads);
+        let shape = AttentionShape {
+            batch,
+            seq,
+            heads,
+            head_dim,
+            rotary_dims: config.rotary_dims(),
+        };
+        let case = format!("rotary {rotary_pct}, {batch} x {seq}");
+        B::seed(&device, 5);
+        let qkv = Tensor::<B, 2>::random(
+            [batch * seq * heads, 3 * head_dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+
+        let tables = AttentionTables::<B>::new(&config, seq, &device, DType::F32);
+        // Without tables (the kernel's answer does not depend on them).
+        let plain = AttentionShape {
+            rotary_dims: 0,
+            ..shape
+        };
+        let kernel = <B as ModelBackend>::causal_attention(
+            qkv.clone().into_primitive().tensor(),
+            None,
+            plain,
+        );
+        assert!(
+            kernel.is_ok(),
+            "{case}: the CPU backend has an attention kernel"
+        );
+        let ours = causal_attention(qkv.clone(), &tables, shape);
+        let composed = causal_attention_composed(qkv.clone(), &tables, shape);
+        assert_eq!(float_bits(ours), float_bits(composed), "{case}: values");
+
+        let tables = AttentionTables::<Ad>::new(&config, seq, &device, DType::F32);
+        let upstream = Tensor::<Ad, 2>::random(
+            [batch * seq, heads * head_dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let input = Tensor::<Ad, 2>::from_inner(qkv.clone()).require_grad();
+        let kernel =
+            <Ad as ModelBackend>::causal_attention(input.into_primitive().tensor(), None, plain);
+        assert!(
+            kernel.is_ok(),
+            "{case}: autodiff over the CPU backend uses its kernel"
+        );
+        let run = |fused: bool| {
+            let x = Tensor::<Ad, 2>::from_inner(qkv.clone()).require_grad();
+            let out = if fused {
+                causal_attention(x.clone(), &tables, shape)
+            } else {
+                causal_attention_composed(x.clone(), &tables, shape)
+            };
+            let grads = (out.clone() * upstream.clone()).sum().backward();
+            let grad = x.grad(&grads).expect("the projection's rows are tracked");
+            (float_bits(out.inner()), float_bits(grad))
+        };
+        let (ours, composed) = (run(true), run(false));
+        assert_eq!(ours.0, composed.0, "{case}: values under autodiff");
+        assert_eq!(
+            ours.1, composed.1,
+            "{case}: gradient of the projection's rows"
+        );
+    }
+}

@@ -12,6 +12,8 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
+pub(super) mod attention;
+
 use super::rows::{
     gelu_gradients, gelu_values, softmax_backward_rows, softmax_rows, token_nll_backward_rows,
     token_nll_rows,
