@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
+
+use crate::DecoupledAdamW;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -96,11 +98,8 @@ pub fn bench_training<B: TrainBackend>(
         model.save_safetensors(path)?;
     }
     let params = model_config.num_params();
-    let mut optimizer = AdamWConfig::new()
-        .with_beta_2(0.95)
-        .with_epsilon(1e-8)
-        .with_weight_decay(0.1)
-        .init::<B, crate::GptNeoX<B>>();
+    // The trainer's optimizer and its defaults: decay on matrices only, as PyTorch's side has it.
+    let mut optimizer = DecoupledAdamW::new(0.9, 0.95, 1e-8, 0.1).init::<B, crate::GptNeoX<B>>();
 
     let tokens = random_tokens(batch * (seq + 1), model_config.vocab_size, bench.seed);
     let inputs_and_targets =

@@ -160,6 +160,37 @@ pub trait ModelBackend: Backend {
             "attention gradient without an attention kernel: its forward pass kept no state"
         )
     }
+
+    /// One AdamW update of a parameter tensor in one pass, element for element the arithmetic
+    /// of burn's `AdamW` (so the same bits): the new parameter and moments `[param, m, v]`, or
+    /// `None` where this backend has no kernel for these tensors (the optimizer then runs
+    /// burn's). `moments`: the first and second moments, `None` at the first update.
+    fn adamw_update(
+        param: &FloatTensor<Self>,
+        grad: &FloatTensor<Self>,
+        moments: Option<[&FloatTensor<Self>; 2]>,
+        update: AdamWUpdate,
+    ) -> Option<[FloatTensor<Self>; 3]> {
+        let _ = (param, grad, moments, update);
+        None
+    }
+}
+
+/// The scalars of one [`ModelBackend::adamw_update`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWUpdate {
+    /// Decay of the first moment.
+    pub beta_1: f32,
+    /// Decay of the second moment.
+    pub beta_2: f32,
+    /// Added to the second moment's root.
+    pub epsilon: f32,
+    /// Decoupled weight decay (0 for none).
+    pub weight_decay: f32,
+    /// The learning rate of this update.
+    pub lr: f64,
+    /// The number of this update, from 1 (bias correction).
+    pub time: i32,
 }
 
 /// What the backward pass of [`ModelBackend::causal_attention`] needs from its forward pass.
@@ -237,6 +268,15 @@ impl ModelBackend for burn::backend::Flex {
             shape,
         });
         Ok((out, state))
+    }
+
+    fn adamw_update(
+        param: &FloatTensor<Self>,
+        grad: &FloatTensor<Self>,
+        moments: Option<[&FloatTensor<Self>; 2]>,
+        update: AdamWUpdate,
+    ) -> Option<[FloatTensor<Self>; 3]> {
+        flex::adamw_update(param, grad, moments, update)
     }
 
     fn causal_attention_backward(

@@ -5,7 +5,8 @@
 //! - [`GptNeoX`]: logits, and per-token negative log-likelihood from one forward pass
 //!   ([`GptNeoX::per_token_nll`]), generic over the burn backend ([`ModelBackend`]: burn's backend
 //!   plus softmax and the token loss with closed-form gradients, see [`fused`]).
-//! - [`clip_grad_norm`]: global-norm gradient clipping (burn's own clips per tensor).
+//! - [`clip_grad_norm`]: global-norm gradient clipping (burn's own clips per tensor), and
+//!   [`DecoupledAdamW`]: AdamW with weight decay on matrices only, one pass per tensor on the CPU.
 //! - [`DeviceSpec`], [`cpu_device`], [`cuda_device`] and backend aliases: the device is chosen at
 //!   run time, and one build serves CPU and CUDA.
 //! - Safetensors with HF GPT-NeoX names and an HF `config.json` ([`GptNeoX::save_pretrained`],
@@ -21,6 +22,7 @@ mod device;
 mod error;
 pub mod fused;
 mod model;
+mod optimizer;
 
 pub use bench::{
     TrainBenchConfig, TrainBenchReport, bench_training, matmul_flops_per_second, peak_rss_bytes,
@@ -34,5 +36,6 @@ pub use device::{
 #[cfg(feature = "tch")]
 pub use device::{TchBackend, TchDevice, TchTrainBackend, tch_cpu_device};
 pub use error::{ModelError, Result};
-pub use fused::{ModelBackend, TrainBackend};
+pub use fused::{AdamWUpdate, ModelBackend, TrainBackend};
 pub use model::{Attention, Block, GptNeoX, Mlp, per_token_nll_from_logits};
+pub use optimizer::{DecoupledAdamW, TrainOptimizer};

@@ -14,6 +14,8 @@ use rayon::prelude::*;
 
 pub(super) mod attention;
 
+use super::AdamWUpdate;
+
 use super::rows::{
     gelu_gradients, gelu_values, softmax_backward_rows, softmax_rows, token_nll_backward_rows,
     token_nll_rows,
@@ -369,4 +371,84 @@ pub(super) fn merge_heads(x: &FlexTensor) -> Option<FlexTensor> {
             }
         });
     Some(f32_tensor(out, Shape::new([batch * seq * heads, head_dim])))
+}
+
+/// One AdamW update as burn's `AdamW` computes it, element by element with the same roundings
+/// (burn makes each step a pass of its own: about fifteen over every parameter), in one pass
+/// over chunks in parallel. `None` unless every operand is f32 with the parameter's shape.
+pub(super) fn adamw_update(
+    param: &FlexTensor,
+    grad: &FlexTensor,
+    moments: Option<[&FlexTensor; 2]>,
+    update: AdamWUpdate,
+) -> Option<[FlexTensor; 3]> {
+    let shape = param.shape();
+    let operands = [
+        Some(param),
+        Some(grad),
+        moments.map(|[m, _]| m),
+        moments.map(|[_, v]| v),
+    ];
+    if operands
+        .iter()
+        .flatten()
+        .any(|t| t.dtype() != DType::F32 || t.shape() != shape)
+    {
+        return None;
+    }
+    let [param, grad] = [param, grad].map(|t| t.to_contiguous());
+    let moments = moments.map(|moments| moments.map(|t| t.to_contiguous()));
+    let AdamWUpdate {
+        beta_1,
+        beta_2,
+        epsilon,
+        weight_decay,
+        lr,
+        time,
+    } = update;
+    // burn's scalars: the moments' factors and bias corrections in f32, the decay factor and
+    // the learning rate in f64, each rounded to f32 where it meets the tensor.
+    let (factor_1, factor_2) = (1.0 - beta_1, 1.0 - beta_2);
+    let (correction_1, correction_2) = (1f32 - beta_1.powi(time), 1f32 - beta_2.powi(time));
+    let decay_rate = lr * weight_decay as f64;
+    let keep = (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32);
+    let lr = lr as f32;
+    let (ws, gs) = (param.storage::<f32>(), grad.storage::<f32>());
+    let old = moments
+        .as_ref()
+        .map(|[m, v]| (m.storage::<f32>(), v.storage::<f32>()));
+    let n = ws.len();
+    let (mut new_w, mut new_m, mut new_v) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    new_w
+        .par_chunks_mut(FLOATS_PER_TASK)
+        .zip(
+            new_m
+                .par_chunks_mut(FLOATS_PER_TASK)
+                .zip(new_v.par_chunks_mut(FLOATS_PER_TASK)),
+        )
+        .enumerate()
+        .for_each(|(chunk, (new_w, (new_m, new_v)))| {
+            let range = chunk * FLOATS_PER_TASK..chunk * FLOATS_PER_TASK + new_w.len();
+            let (ws, gs) = (&ws[range.clone()], &gs[range.clone()]);
+            let old = old.map(|(m, v)| (&m[range.clone()], &v[range.clone()]));
+            for i in 0..new_w.len() {
+                let g = gs[i];
+                let (m, v) = match old {
+                    Some((m, v)) => (
+                        m[i] * beta_1 + g * factor_1,
+                        v[i] * beta_2 + (g * g) * factor_2,
+                    ),
+                    None => (g * factor_1, (g * g) * factor_2),
+                };
+                let delta = (m / correction_1) / ((v / correction_2).sqrt() + epsilon);
+                let w = match keep {
+                    Some(keep) => ws[i] * keep,
+                    None => ws[i],
+                };
+                new_w[i] = w - delta * lr;
+                new_m[i] = m;
+                new_v[i] = v;
+            }
+        });
+    Some([new_w, new_m, new_v].map(|values| f32_tensor(values, shape.clone())))
 }
