@@ -162,17 +162,19 @@ pub trait ModelBackend: Backend {
     }
 
     /// One AdamW update of a parameter tensor in one pass, element for element the arithmetic
-    /// of burn's `AdamW` (so the same bits): the new parameter and moments `[param, m, v]`, or
-    /// `None` where this backend has no kernel for these tensors (the optimizer then runs
-    /// burn's). `moments`: the first and second moments, `None` at the first update.
+    /// of burn's `AdamW` (so the same bits): the new parameter and moments `[param, m, v]`
+    /// (written over the old ones where nothing else holds them), or everything back, untouched,
+    /// where this backend has no kernel for these tensors (the optimizer then runs burn's).
+    /// `moments`: the first and second moments, `None` at the first update.
+    #[allow(clippy::type_complexity)]
     fn adamw_update(
-        param: &FloatTensor<Self>,
+        param: FloatTensor<Self>,
         grad: &FloatTensor<Self>,
-        moments: Option<[&FloatTensor<Self>; 2]>,
+        moments: Option<[FloatTensor<Self>; 2]>,
         update: AdamWUpdate,
-    ) -> Option<[FloatTensor<Self>; 3]> {
-        let _ = (param, grad, moments, update);
-        None
+    ) -> Result<[FloatTensor<Self>; 3], (FloatTensor<Self>, Option<[FloatTensor<Self>; 2]>)> {
+        let _ = (grad, update);
+        Err((param, moments))
     }
 }
 
@@ -271,11 +273,11 @@ impl ModelBackend for burn::backend::Flex {
     }
 
     fn adamw_update(
-        param: &FloatTensor<Self>,
+        param: FloatTensor<Self>,
         grad: &FloatTensor<Self>,
-        moments: Option<[&FloatTensor<Self>; 2]>,
+        moments: Option<[FloatTensor<Self>; 2]>,
         update: AdamWUpdate,
-    ) -> Option<[FloatTensor<Self>; 3]> {
+    ) -> Result<[FloatTensor<Self>; 3], (FloatTensor<Self>, Option<[FloatTensor<Self>; 2]>)> {
         flex::adamw_update(param, grad, moments, update)
     }
 

@@ -5,15 +5,16 @@ use std::path::Path;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SimpleOptimizer};
 use burn::tensor::activation::{gelu as burns_gelu, log_softmax, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
 use mixlab_model::fused::{gelu, matmul, merge_heads, rows, softmax_last, split_heads, token_nll};
 use mixlab_model::{
-    CpuBackend, CpuTrainBackend, DeviceSpec, GptNeoX, ModelConfig, ModelError, PRESET_NAMES,
-    Precision, TrainBenchConfig, bench_training, clip_grad_norm, cpu_device, cuda_device,
-    grad_global_norm,
+    AdamWUpdate, CpuBackend, CpuTrainBackend, DecoupledAdamW, DeviceSpec, GptNeoX, ModelBackend,
+    ModelConfig, ModelError, PRESET_NAMES, Precision, TrainBenchConfig, bench_training,
+    clip_grad_norm, cpu_device, cuda_device, grad_global_norm,
 };
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
@@ -1305,6 +1306,23 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
             bits.extend(out.iter().map(|v| v.to_bits()));
             rows::gelu_gradients_at(vectors, &finite, &g, &mut out);
             bits.extend(out.iter().map(|v| v.to_bits()));
+            // AdamW in place, first and later updates, with and without decay: weights
+            // `finite`, gradients `g`, moments |x| and g².
+            for (first, keep) in [(true, Some(0.999f32)), (false, None)] {
+                let scalars = rows::AdamWScalars {
+                    betas: [0.9, 0.95],
+                    factors: [1.0 - 0.9, 1.0 - 0.95],
+                    corrections: [0.1, 0.05],
+                    epsilon: 1e-8,
+                    keep,
+                    lr: 1e-3,
+                };
+                let mut w = finite.clone();
+                let mut m: Vec<f32> = x.iter().map(|x| x.abs().min(1e3)).collect();
+                let mut v: Vec<f32> = g.iter().map(|g| g * g).collect();
+                rows::adamw_values_at(vectors, &mut w, &g, &mut m, &mut v, first, scalars);
+                bits.extend(w.iter().chain(&m).chain(&v).map(|v| v.to_bits()));
+            }
             bits
         };
         let baseline = run(Vectors::Baseline);
@@ -1493,7 +1511,6 @@ fn v_like(batch: usize, heads: usize, seq: usize, head_dim: usize) -> Tensor<Ad,
 /// with itself.
 #[test]
 fn attention_kernel_equals_the_composition_bit_for_bit() {
-    use mixlab_model::ModelBackend;
     use mixlab_model::attention::{
         AttentionShape, AttentionTables, causal_attention, causal_attention_composed,
     };
@@ -1569,4 +1586,123 @@ fn attention_kernel_equals_the_composition_bit_for_bit() {
             "{case}: gradient of the projection's rows"
         );
     }
+}
+
+// The trainer's optimizer (`DecoupledAdamW`).
+
+/// One step from zero moments, by hand: m = (1-β1) g, v = (1-β2) g², bias-corrected
+/// m̂ = g, v̂ = g², so the Adam direction is g / (|g| + ε) ≈ sign(g) and
+/// w' = w (1 - lr λ) - lr sign(g) for the weight; the bias gets no decay factor.
+#[test]
+fn decays_matrices_and_not_vectors() {
+    let device = Default::default();
+    let linear: Linear<Ad> = LinearConfig::new(1, 1).init(&device);
+    let linear = linear.load_record(burn::nn::LinearRecord {
+        weight: burn::module::Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![2.0f32], [1, 1]),
+            &device,
+        )),
+        bias: Some(burn::module::Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![2.0f32], [1]),
+            &device,
+        ))),
+    });
+    // loss = w·1 + b, so both gradients are +1.
+    let x = Tensor::<Ad, 2>::from_data(TensorData::new(vec![1.0f32], [1, 1]), &device);
+    let grads = GradientsParams::from_grads(linear.forward(x).sum().backward(), &linear);
+    let mut optim = DecoupledAdamW::new(0.9, 0.95, 1e-8, 0.1).init::<Ad, Linear<Ad>>();
+    let (lr, decay) = (0.01f64, 0.1f64);
+    let linear = optim.step(lr, linear, grads);
+    let w = linear
+        .weight
+        .val()
+        .into_data()
+        .iter::<f64>()
+        .next()
+        .unwrap();
+    let b = linear
+        .bias
+        .unwrap()
+        .val()
+        .into_data()
+        .iter::<f64>()
+        .next()
+        .unwrap();
+    let direction = 1.0 / (1.0 + 1e-8);
+    assert!(
+        (w - (2.0 * (1.0 - lr * decay) - lr * direction)).abs() < 1e-6,
+        "w = {w}"
+    );
+    assert!((b - (2.0 - lr * direction)).abs() < 1e-6, "b = {b}");
+}
+
+/// The one-pass update (burn's CPU backend, f32) gives burn's `AdamW` bits over five
+/// updates: the parameter and both moments, for a decayed matrix and an undecayed vector,
+/// with a learning rate that changes every step. The kernel must be the path taken, or this
+/// would compare burn with itself.
+#[test]
+fn the_one_pass_update_equals_burns_adamw_bit_for_bit() {
+    fn check<const D: usize>(shape: [usize; D]) {
+        let device = Default::default();
+        let ours = DecoupledAdamW::new(0.9, 0.95, 1e-8, 0.1);
+        let decay = if D >= 2 { 0.1 } else { 0.0 };
+        let burns = AdamWConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.95)
+            .with_epsilon(1e-8)
+            .with_weight_decay(decay)
+            .build();
+        B::seed(&device, 3);
+        let start = Tensor::<B, D>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let (mut a, mut b) = (start.clone(), start);
+        let (mut state_a, mut state_b) = (None, None);
+        let bits = |t: &Tensor<B, D>| -> Vec<u32> {
+            t.to_data().iter::<f32>().map(f32::to_bits).collect()
+        };
+        for step in 0..5 {
+            let grad = Tensor::<B, D>::random(shape, Distribution::Normal(0.0, 1e-2), &device);
+            if step == 0 {
+                // On a parameter something else holds: the kernel runs, and copies first.
+                let before = bits(&a);
+                let kernel = <B as ModelBackend>::adamw_update(
+                    a.clone().into_primitive().tensor(),
+                    &grad.clone().into_primitive().tensor(),
+                    None,
+                    AdamWUpdate {
+                        beta_1: 0.9,
+                        beta_2: 0.95,
+                        epsilon: 1e-8,
+                        weight_decay: 0.1,
+                        lr: 1e-3,
+                        time: 1,
+                    },
+                );
+                assert!(kernel.is_ok(), "the CPU backend has the one-pass update");
+                assert!(bits(&a) == before, "a shared parameter was written over");
+            }
+            let lr = 1e-3 * (1.0 + step as f64 / 3.0);
+            (a, state_a) = ours.step(lr, a, grad.clone(), state_a);
+            (b, state_b) = burns.step(lr, b, grad, state_b);
+            // `assert!`, not `assert_eq!`: a failure would print 37,000 values.
+            assert!(
+                bits(&a) == bits(&b),
+                "{shape:?}: parameter after step {step}"
+            );
+            let (ma, mb) = (
+                &state_a.as_ref().unwrap().momentum,
+                &state_b.as_ref().unwrap().momentum,
+            );
+            assert_eq!(ma.time, mb.time, "{shape:?}: update count");
+            assert!(
+                bits(&ma.moment_1) == bits(&mb.moment_1),
+                "{shape:?}: first moment"
+            );
+            assert!(
+                bits(&ma.moment_2) == bits(&mb.moment_2),
+                "{shape:?}: second moment"
+            );
+        }
+    }
+    check([37, 1000]); // more than one parallel chunk
+    check([300]);
 }

@@ -6,7 +6,8 @@
 //! burn's `examples/custom-training-loop`) and uses burn's pieces where they fit: the AdamW
 //! optimizer and its records, `GradientsAccumulator`, and the `NamedMpkFileRecorder` for
 //! checkpoints. What burn lacks is mixlab's own: global-norm clipping (mixlab-model), no weight
-//! decay on biases and LayerNorm (one AdamW pass that decays by tensor rank, [`optimizer`]), the
+//! decay on biases and LayerNorm (one AdamW pass that decays by tensor rank, [`optimizer`], defined
+//! beside the model so that its step benchmark runs it), the
 //! warm-up + cosine schedule ([`schedule`]), seeded batch plans ([`plan`]) and exact resume
 //! ([`checkpoint`]), initial weights from a pretrained directory ([`init`]) and the batch dump
 //! another implementation replays a run from ([`batch_dump`]).

@@ -17,8 +17,8 @@ pub(super) mod attention;
 use super::AdamWUpdate;
 
 use super::rows::{
-    gelu_gradients, gelu_values, softmax_backward_rows, softmax_rows, token_nll_backward_rows,
-    token_nll_rows,
+    AdamWScalars, adamw_values, gelu_gradients, gelu_values, softmax_backward_rows, softmax_rows,
+    token_nll_backward_rows, token_nll_rows,
 };
 
 /// About this many floats per rayon task, so that scheduling costs nothing next to the work.
@@ -375,29 +375,26 @@ pub(super) fn merge_heads(x: &FlexTensor) -> Option<FlexTensor> {
 
 /// One AdamW update as burn's `AdamW` computes it, element by element with the same roundings
 /// (burn makes each step a pass of its own: about fifteen over every parameter), in one pass
-/// over chunks in parallel. `None` unless every operand is f32 with the parameter's shape.
+/// over chunks in parallel, written over the parameter and moments where nothing else holds
+/// them (copied first otherwise). Everything back, untouched, unless every operand is f32 with
+/// the parameter's shape.
+// The error gives the caller's own tensors back (moved, not copied), on the path taken only
+// where there is no kernel: boxing them would cost an allocation for nothing.
+#[allow(clippy::type_complexity, clippy::result_large_err)]
 pub(super) fn adamw_update(
-    param: &FlexTensor,
+    param: FlexTensor,
     grad: &FlexTensor,
-    moments: Option<[&FlexTensor; 2]>,
+    moments: Option<[FlexTensor; 2]>,
     update: AdamWUpdate,
-) -> Option<[FlexTensor; 3]> {
+) -> Result<[FlexTensor; 3], (FlexTensor, Option<[FlexTensor; 2]>)> {
     let shape = param.shape();
-    let operands = [
-        Some(param),
-        Some(grad),
-        moments.map(|[m, _]| m),
-        moments.map(|[_, v]| v),
-    ];
-    if operands
-        .iter()
-        .flatten()
-        .any(|t| t.dtype() != DType::F32 || t.shape() != shape)
-    {
-        return None;
+    let all_f32 = [&param, grad]
+        .into_iter()
+        .chain(moments.iter().flatten())
+        .all(|t| t.dtype() == DType::F32 && t.shape() == shape);
+    if !all_f32 {
+        return Err((param, moments));
     }
-    let [param, grad] = [param, grad].map(|t| t.to_contiguous());
-    let moments = moments.map(|moments| moments.map(|t| t.to_contiguous()));
     let AdamWUpdate {
         beta_1,
         beta_2,
@@ -408,47 +405,32 @@ pub(super) fn adamw_update(
     } = update;
     // burn's scalars: the moments' factors and bias corrections in f32, the decay factor and
     // the learning rate in f64, each rounded to f32 where it meets the tensor.
-    let (factor_1, factor_2) = (1.0 - beta_1, 1.0 - beta_2);
-    let (correction_1, correction_2) = (1f32 - beta_1.powi(time), 1f32 - beta_2.powi(time));
     let decay_rate = lr * weight_decay as f64;
-    let keep = (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32);
-    let lr = lr as f32;
-    let (ws, gs) = (param.storage::<f32>(), grad.storage::<f32>());
-    let old = moments
-        .as_ref()
-        .map(|[m, v]| (m.storage::<f32>(), v.storage::<f32>()));
-    let n = ws.len();
-    let (mut new_w, mut new_m, mut new_v) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
-    new_w
-        .par_chunks_mut(FLOATS_PER_TASK)
+    let scalars = AdamWScalars {
+        betas: [beta_1, beta_2],
+        factors: [1.0 - beta_1, 1.0 - beta_2],
+        corrections: [1f32 - beta_1.powi(time), 1f32 - beta_2.powi(time)],
+        epsilon,
+        keep: (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32),
+        lr: lr as f32,
+    };
+    let first = moments.is_none();
+    // `to_contiguous` hands back the same buffer when it already is; `storage_mut` writes in
+    // place when this is its only holder.
+    let mut param = param.to_contiguous();
+    let grad = grad.to_contiguous();
+    let [mut m, mut v] = match moments {
+        Some(moments) => moments.map(|t| t.to_contiguous()),
+        None => [(); 2].map(|_| f32_tensor(vec![0.0f32; shape.num_elements()], shape.clone())),
+    };
+    let (ws, gs) = (param.storage_mut::<f32>(), grad.storage::<f32>());
+    let (ms, vs) = (m.storage_mut::<f32>(), v.storage_mut::<f32>());
+    ws.par_chunks_mut(FLOATS_PER_TASK)
+        .zip(gs.par_chunks(FLOATS_PER_TASK))
         .zip(
-            new_m
-                .par_chunks_mut(FLOATS_PER_TASK)
-                .zip(new_v.par_chunks_mut(FLOATS_PER_TASK)),
+            ms.par_chunks_mut(FLOATS_PER_TASK)
+                .zip(vs.par_chunks_mut(FLOATS_PER_TASK)),
         )
-        .enumerate()
-        .for_each(|(chunk, (new_w, (new_m, new_v)))| {
-            let range = chunk * FLOATS_PER_TASK..chunk * FLOATS_PER_TASK + new_w.len();
-            let (ws, gs) = (&ws[range.clone()], &gs[range.clone()]);
-            let old = old.map(|(m, v)| (&m[range.clone()], &v[range.clone()]));
-            for i in 0..new_w.len() {
-                let g = gs[i];
-                let (m, v) = match old {
-                    Some((m, v)) => (
-                        m[i] * beta_1 + g * factor_1,
-                        v[i] * beta_2 + (g * g) * factor_2,
-                    ),
-                    None => (g * factor_1, (g * g) * factor_2),
-                };
-                let delta = (m / correction_1) / ((v / correction_2).sqrt() + epsilon);
-                let w = match keep {
-                    Some(keep) => ws[i] * keep,
-                    None => ws[i],
-                };
-                new_w[i] = w - delta * lr;
-                new_m[i] = m;
-                new_v[i] = v;
-            }
-        });
-    Some([new_w, new_m, new_v].map(|values| f32_tensor(values, shape.clone())))
+        .for_each(|((ws, gs), (ms, vs))| adamw_values(ws, gs, ms, vs, first, scalars));
+    Ok([param, m, v])
 }

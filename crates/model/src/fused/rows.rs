@@ -325,3 +325,74 @@ multiversion! {
         }
     }
 }
+
+/// The scalars of one AdamW update, each as burn's `AdamW` rounds it to f32 where it meets the
+/// tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWScalars {
+    /// β₁ and β₂, the moments' decays.
+    pub betas: [f32; 2],
+    /// 1 − β₁ and 1 − β₂.
+    pub factors: [f32; 2],
+    /// The bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ.
+    pub corrections: [f32; 2],
+    /// Added to the second moment's root.
+    pub epsilon: f32,
+    /// The weight's decay factor 1 − lr·λ, or `None` without decay (burn then leaves the weight
+    /// as it is, which `w · 1` would too except for a NaN's payload).
+    pub keep: Option<f32>,
+    /// The learning rate.
+    pub lr: f32,
+}
+
+multiversion! {
+    /// One AdamW update of every value, in place, with burn's roundings: `m = m·β₁ + g·(1−β₁)`
+    /// and `v = v·β₂ + (g·g)·(1−β₂)` (`g·(1−β₁)` and `(g·g)·(1−β₂)` at the first update, when
+    /// `first`: the moments' old values are not read), then `w = w·keep − ((m / c₁) / (√(v / c₂)
+    /// + ε))·lr`. The branches are outside the loops, so that each loop vectorises.
+    pub fn adamw_values / adamw_values_at(
+        ws: &mut [f32],
+        gs: &[f32],
+        ms: &mut [f32],
+        vs: &mut [f32],
+        first: bool,
+        scalars: AdamWScalars,
+    ) {
+        let AdamWScalars {
+            betas: [beta_1, beta_2],
+            factors: [factor_1, factor_2],
+            corrections: [c_1, c_2],
+            epsilon,
+            keep,
+            lr,
+        } = scalars;
+        if first {
+            for (m, &g) in ms.iter_mut().zip(gs) {
+                *m = g * factor_1;
+            }
+            for (v, &g) in vs.iter_mut().zip(gs) {
+                *v = (g * g) * factor_2;
+            }
+        } else {
+            for (m, &g) in ms.iter_mut().zip(gs) {
+                *m = *m * beta_1 + g * factor_1;
+            }
+            for (v, &g) in vs.iter_mut().zip(gs) {
+                *v = *v * beta_2 + (g * g) * factor_2;
+            }
+        }
+        let step = |m: f32, v: f32| ((m / c_1) / ((v / c_2).sqrt() + epsilon)) * lr;
+        match keep {
+            Some(keep) => {
+                for ((w, &m), &v) in ws.iter_mut().zip(&*ms).zip(&*vs) {
+                    *w = *w * keep - step(m, v);
+                }
+            }
+            None => {
+                for ((w, &m), &v) in ws.iter_mut().zip(&*ms).zip(&*vs) {
+                    *w -= step(m, v);
+                }
+            }
+        }
+    }
+}
