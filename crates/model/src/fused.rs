@@ -26,7 +26,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
+use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor, ModuleOps};
 use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
 
 use crate::attention::AttentionShape;
@@ -161,6 +161,45 @@ pub trait ModelBackend: Backend {
         )
     }
 
+    /// LayerNorm over the last dimension, `(x − mean) / √(var + ε) · γ + β` with the biased
+    /// variance: burn's composition by default.
+    fn layer_norm_last_dim(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+
+    /// [`ModelBackend::layer_norm_last_dim`] as one operation, with each row's mean and
+    /// 1/√(var + ε) (`[rows, 2]`) for its gradient, or `None` where this backend has no kernel
+    /// for these tensors (autodiff then records burn's composition).
+    fn layer_norm_with_stats(
+        x: &FloatTensor<Self>,
+        gamma: &FloatTensor<Self>,
+        beta: &FloatTensor<Self>,
+        epsilon: f64,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        let _ = (x, gamma, beta, epsilon);
+        None
+    }
+
+    /// The gradients `[dx, dγ, dβ]` of [`ModelBackend::layer_norm_with_stats`] from its input,
+    /// γ, its statistics and the output's gradient `g`. Autodiff calls it only with statistics
+    /// this backend's kernel returned, which a backend without the kernel never does.
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let _ = (x, gamma, stats, g);
+        unreachable!(
+            "LayerNorm gradient without a LayerNorm kernel: its forward pass kept no statistics"
+        )
+    }
+
     /// One AdamW update of a parameter tensor in one pass, element for element the arithmetic
     /// of burn's `AdamW` (so the same bits): the new parameter and moments `[param, m, v]`
     /// (written over the old ones where nothing else holds them), or everything back, untouched,
@@ -279,6 +318,36 @@ impl ModelBackend for burn::backend::Flex {
         update: AdamWUpdate,
     ) -> Result<[FloatTensor<Self>; 3], (FloatTensor<Self>, Option<[FloatTensor<Self>; 2]>)> {
         flex::adamw_update(param, grad, moments, update)
+    }
+
+    fn layer_norm_last_dim(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        match flex::layer_norm(&x, &gamma, &beta, epsilon) {
+            Some((out, _)) => out,
+            None => Self::layer_norm(x, gamma, Some(beta), epsilon),
+        }
+    }
+
+    fn layer_norm_with_stats(
+        x: &FloatTensor<Self>,
+        gamma: &FloatTensor<Self>,
+        beta: &FloatTensor<Self>,
+        epsilon: f64,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        flex::layer_norm(x, gamma, beta, epsilon)
+    }
+
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        flex::layer_norm_backward(&x, &gamma, &stats, &g)
     }
 
     fn causal_attention_backward(
@@ -466,6 +535,54 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
                     Err(_) => Err(untouched),
                 }
             }
+        }
+    }
+
+    fn layer_norm_last_dim(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        /// The inner backend's LayerNorm kernel as one node with three parents, whose backward
+        /// is the closed form (burn's composition records a node per operation).
+        #[derive(Debug)]
+        struct LayerNormBackward;
+
+        impl<B: ModelBackend> Backward<B, 3> for LayerNormBackward {
+            /// The input, γ, and each row's mean and 1/√(var + ε).
+            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (x, gamma, stats) = ops.state;
+                let g = grads.consume::<B>(&ops.node);
+                let gradients = B::layer_norm_backward(x, gamma, stats, g);
+                for (parent, gradient) in ops.parents.into_iter().zip(gradients) {
+                    if let Some(parent) = parent {
+                        grads.register::<B>(parent.id, gradient);
+                    }
+                }
+            }
+        }
+
+        let Some((out, stats)) =
+            B::layer_norm_with_stats(&x.primitive, &gamma.primitive, &beta.primitive, epsilon)
+        else {
+            // No kernel: burn's composition, recorded operation by operation.
+            return <Self as ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), epsilon);
+        };
+        match LayerNormBackward
+            .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, gamma.primitive, stats), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 
@@ -718,4 +835,25 @@ pub fn token_nll<B: ModelBackend>(
         targets,
     )));
     nll.reshape([rows])
+}
+
+/// LayerNorm of `x` over its last dimension with `norm`'s γ and β (GPT-NeoX's always has β) and
+/// `epsilon`: on burn's CPU backend in f32 one row kernel, under autodiff one node with a
+/// closed-form gradient; burn's composition elsewhere.
+pub fn layer_norm<B: ModelBackend, const D: usize>(
+    norm: &burn::nn::LayerNorm<B>,
+    x: Tensor<B, D>,
+    epsilon: f64,
+) -> Tensor<B, D> {
+    let primitive = |t: Tensor<B, 1>| t.into_primitive().tensor();
+    let beta = norm
+        .beta
+        .as_ref()
+        .map_or_else(|| norm.gamma.val().zeros_like(), |beta| beta.val());
+    Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm_last_dim(
+        x.into_primitive().tensor(),
+        primitive(norm.gamma.val()),
+        primitive(beta),
+        epsilon,
+    )))
 }

@@ -11,7 +11,7 @@ use burn::tensor::{Bool, DType, Int, Tensor};
 use crate::attention::{AttentionShape, AttentionTables, causal_attention};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::fused::{ModelBackend, gelu, matmul, split_heads, token_nll};
+use crate::fused::{ModelBackend, gelu, layer_norm, matmul, split_heads, token_nll};
 
 /// The decoder. Build it with [`ModelConfig::init`]; load one with [`GptNeoX::load_pretrained`].
 #[derive(Module, Debug)]
@@ -190,11 +190,11 @@ impl<B: ModelBackend> GptNeoX<B> {
         let device = tokens.device();
         let hidden = self.embed_in.forward(tokens); // [batch, seq, d_model]
         let tables = AttentionTables::new(&self.config, seq, &device, hidden.dtype());
-        let hidden = self
-            .layers
-            .iter()
-            .fold(hidden, |hidden, layer| layer.forward(hidden, &tables));
-        let hidden = self.final_layer_norm.forward(hidden);
+        let epsilon = self.config.layer_norm_eps;
+        let hidden = self.layers.iter().fold(hidden, |hidden, layer| {
+            layer.forward(hidden, &tables, epsilon)
+        });
+        let hidden = layer_norm(&self.final_layer_norm, hidden, epsilon);
         linear_rows(&self.embed_out, hidden)
     }
 
@@ -255,13 +255,22 @@ impl<B: ModelBackend> Block<B> {
 
     /// # Shapes
     /// - hidden: `[batch, seq, d_model]` → same
-    fn forward(&self, hidden: Tensor<B, 3>, tables: &AttentionTables<B>) -> Tensor<B, 3> {
-        let attention = self
-            .attention
-            .forward(self.input_layernorm.forward(hidden.clone()), tables);
-        let mlp = self
-            .mlp
-            .forward(self.post_attention_layernorm.forward(hidden.clone()));
+    /// - `epsilon`: the LayerNorms' ε (the model config's).
+    fn forward(
+        &self,
+        hidden: Tensor<B, 3>,
+        tables: &AttentionTables<B>,
+        epsilon: f64,
+    ) -> Tensor<B, 3> {
+        let attention = self.attention.forward(
+            layer_norm(&self.input_layernorm, hidden.clone(), epsilon),
+            tables,
+        );
+        let mlp = self.mlp.forward(layer_norm(
+            &self.post_attention_layernorm,
+            hidden.clone(),
+            epsilon,
+        ));
         hidden + attention + mlp
     }
 }

@@ -1306,6 +1306,28 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
             bits.extend(out.iter().map(|v| v.to_bits()));
             rows::gelu_gradients_at(vectors, &finite, &g, &mut out);
             bits.extend(out.iter().map(|v| v.to_bits()));
+            // LayerNorm forward and backward over rows of `row_len` (γ from `g`'s first row).
+            let (gamma, beta) = (&g[..row_len], &finite[..row_len]);
+            let mut stats = vec![0.0f32; 6];
+            rows::layer_norm_rows_at(vectors, &finite, gamma, beta, 1e-5, &mut out, &mut stats);
+            bits.extend(out.iter().chain(&stats).map(|v| v.to_bits()));
+            let (mut d_gamma, mut d_beta) = (vec![0.0f32; row_len], vec![0.0f32; row_len]);
+            rows::layer_norm_backward_rows_at(
+                vectors,
+                &finite,
+                &g,
+                gamma,
+                &stats,
+                &mut out,
+                &mut d_gamma,
+                &mut d_beta,
+            );
+            bits.extend(
+                out.iter()
+                    .chain(&d_gamma)
+                    .chain(&d_beta)
+                    .map(|v| v.to_bits()),
+            );
             // AdamW in place, first and later updates, with and without decay: weights
             // `finite`, gradients `g`, moments |x| and g².
             for (first, keep) in [(true, Some(0.999f32)), (false, None)] {
@@ -1705,4 +1727,103 @@ fn the_one_pass_update_equals_burns_adamw_bit_for_bit() {
     }
     check([37, 1000]); // more than one parallel chunk
     check([300]);
+}
+
+/// LayerNorm as one operation (burn's CPU backend in f32; one autodiff node with a closed-form
+/// gradient) against burn's own LayerNorm module: values and the gradients of the input, γ and
+/// β, for rows of the `tiny` width and of a width that leaves a remainder after the 16 lanes,
+/// over enough rows for several rayon tasks. Not the same bits (the sums are taken in another
+/// order): values and the input's gradient within 2e-6 (relative above 1); the sums over rows
+/// (γ's and β's gradients) checked against f64.
+#[test]
+fn layer_norm_and_its_gradients_equal_burns_layer_norm() {
+    use burn::nn::LayerNormConfig;
+    use mixlab_model::fused::layer_norm;
+    let device = cpu_device();
+    for (rows, d) in [(1000, 128), (37, 50)] {
+        Ad::seed(&device, 9);
+        let mut norm = LayerNormConfig::new(d)
+            .with_epsilon(1e-5)
+            .init::<Ad>(&device);
+        // γ and β away from their initial 1 and 0, so that their roles show.
+        norm.gamma =
+            Param::from_tensor(Tensor::random([d], Distribution::Normal(1.0, 0.5), &device));
+        norm.beta = Some(Param::from_tensor(Tensor::random(
+            [d],
+            Distribution::Normal(0.0, 0.5),
+            &device,
+        )));
+        let x = Tensor::<B, 2>::random([rows, d], Distribution::Normal(0.5, 2.0), &device);
+        let upstream = Tensor::<Ad, 2>::random([rows, d], Distribution::Normal(0.0, 1.0), &device);
+        let kernel = <B as ModelBackend>::layer_norm_with_stats(
+            &x.clone().into_primitive().tensor(),
+            &norm.gamma.val().inner().into_primitive().tensor(),
+            &norm
+                .beta
+                .as_ref()
+                .unwrap()
+                .val()
+                .inner()
+                .into_primitive()
+                .tensor(),
+            1e-5,
+        );
+        assert!(kernel.is_some(), "the CPU backend has a LayerNorm kernel");
+        let run = |ours: bool| {
+            let input = Tensor::<Ad, 2>::from_inner(x.clone()).require_grad();
+            let out = if ours {
+                layer_norm(&norm, input.clone(), 1e-5)
+            } else {
+                norm.forward(input.clone())
+            };
+            let grads = (out.clone() * upstream.clone()).sum().backward();
+            [
+                values(out.inner()),
+                values(input.grad(&grads).unwrap()),
+                values(norm.gamma.val().grad(&grads).unwrap()),
+                values(norm.beta.as_ref().unwrap().val().grad(&grads).unwrap()),
+            ]
+        };
+        let (ours, burns) = (run(true), run(false));
+        for (what, (ours, burns)) in ["values", "input gradient"]
+            .iter()
+            .zip(ours.iter().zip(&burns))
+        {
+            let worst = max_fused_difference(ours, burns);
+            assert!(worst < 2e-6, "{rows} x {d}: {what} differ by {worst}");
+        }
+        // γ's and β's gradients are sums over the rows, whose f32 rounding depends on their
+        // order: both are checked against the sums in f64, within 1e-6 of the sum of the terms'
+        // magnitudes (burn's own order stays within it too).
+        let (xs, gs) = (values(x.clone()), values(upstream.inner()));
+        let (mut d_gamma, mut d_beta) = (vec![0.0f64; d], vec![0.0f64; d]);
+        let (mut gamma_scale, mut beta_scale) = (vec![0.0f64; d], vec![0.0f64; d]);
+        for (x, g) in xs.chunks(d).zip(gs.chunks(d)) {
+            let mean = x.iter().sum::<f64>() / d as f64;
+            let variance = x.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / d as f64;
+            let rstd = 1.0 / (variance + 1e-5).sqrt();
+            for j in 0..d {
+                let term = g[j] * (x[j] - mean) * rstd;
+                d_gamma[j] += term;
+                gamma_scale[j] += term.abs();
+                d_beta[j] += g[j];
+                beta_scale[j] += g[j].abs();
+            }
+        }
+        for (what, exact, scale, index) in [
+            ("γ gradient", &d_gamma, &gamma_scale, 2),
+            ("β gradient", &d_beta, &beta_scale, 3),
+        ] {
+            for (side, computed) in [("ours", &ours[index]), ("burn's", &burns[index])] {
+                for j in 0..d {
+                    let error = (computed[j] - exact[j]).abs();
+                    assert!(
+                        error <= 1e-6 * scale[j],
+                        "{rows} x {d}: {side} {what}[{j}] off by {error} (terms' magnitudes {})",
+                        scale[j]
+                    );
+                }
+            }
+        }
+    }
 }

@@ -17,8 +17,8 @@ pub(super) mod attention;
 use super::AdamWUpdate;
 
 use super::rows::{
-    AdamWScalars, adamw_values, gelu_gradients, gelu_values, softmax_backward_rows, softmax_rows,
-    token_nll_backward_rows, token_nll_rows,
+    AdamWScalars, adamw_values, gelu_gradients, gelu_values, layer_norm_backward_rows,
+    layer_norm_rows, softmax_backward_rows, softmax_rows, token_nll_backward_rows, token_nll_rows,
 };
 
 /// About this many floats per rayon task, so that scheduling costs nothing next to the work.
@@ -433,4 +433,91 @@ pub(super) fn adamw_update(
         )
         .for_each(|((ws, gs), (ms, vs))| adamw_values(ws, gs, ms, vs, first, scalars));
     Ok([param, m, v])
+}
+
+/// LayerNorm over the last dimension (`x`: rows of `d` values, `gamma` and `beta`: `[d]`) and
+/// each row's mean and 1/√(var + ε), `[rows, 2]`, for the gradient; rows in parallel. `None`
+/// unless all three are f32.
+pub(super) fn layer_norm(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+) -> Option<(FlexTensor, FlexTensor)> {
+    let (x, d) = f32_rows(x)?;
+    let (gamma, _) = f32_rows(gamma)?;
+    let (beta, _) = f32_rows(beta)?;
+    let (gs, bs) = (gamma.storage::<f32>(), beta.storage::<f32>());
+    assert!(
+        gs.len() == d && bs.len() == d,
+        "LayerNorm: rows of {d} values, γ of {} and β of {}",
+        gs.len(),
+        bs.len()
+    );
+    let xs = x.storage::<f32>();
+    let rows = xs.len() / d;
+    let mut out = vec![0.0f32; xs.len()];
+    let mut stats = vec![0.0f32; 2 * rows];
+    let per_task = rows_per_task(d);
+    out.par_chunks_mut(per_task * d)
+        .zip(xs.par_chunks(per_task * d))
+        .zip(stats.par_chunks_mut(per_task * 2))
+        .for_each(|((out, xs), stats)| layer_norm_rows(xs, gs, bs, epsilon as f32, out, stats));
+    Some((
+        f32_tensor(out, x.shape()),
+        f32_tensor(stats, Shape::new([rows, 2])),
+    ))
+}
+
+/// LayerNorm's gradients `[dx, dγ, dβ]` from the input, γ, the forward pass's statistics and the
+/// output's gradient `g`. γ's and β's are summed over rows per task, then over tasks in order,
+/// so the result does not depend on the number of threads.
+pub(super) fn layer_norm_backward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    stats: &FlexTensor,
+    g: &FlexTensor,
+) -> [FlexTensor; 3] {
+    let f32_only = "LayerNorm gradient: the kernel's forward pass ran in f32, so must its backward";
+    let (x, d) = f32_rows(x).expect(f32_only);
+    let (gamma, _) = f32_rows(gamma).expect(f32_only);
+    let (stats, _) = f32_rows(stats).expect(f32_only);
+    let (g, _) = f32_rows(g).expect(f32_only);
+    let (xs, gammas, stats_values, gs) = (
+        x.storage::<f32>(),
+        gamma.storage::<f32>(),
+        stats.storage::<f32>(),
+        g.storage::<f32>(),
+    );
+    assert_eq!(
+        xs.len(),
+        gs.len(),
+        "LayerNorm gradient: input and gradient shapes differ"
+    );
+    let per_task = rows_per_task(d);
+    let mut dx = vec![0.0f32; xs.len()];
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(per_task * d)
+        .zip(xs.par_chunks(per_task * d))
+        .zip(gs.par_chunks(per_task * d))
+        .zip(stats_values.par_chunks(per_task * 2))
+        .map(|(((dx, xs), gs), stats)| {
+            let (mut d_gamma, mut d_beta) = (vec![0.0f32; d], vec![0.0f32; d]);
+            layer_norm_backward_rows(xs, gs, gammas, stats, dx, &mut d_gamma, &mut d_beta);
+            (d_gamma, d_beta)
+        })
+        .collect();
+    let (mut d_gamma, mut d_beta) = (vec![0.0f32; d], vec![0.0f32; d]);
+    for (task_gamma, task_beta) in &partial {
+        d_gamma
+            .iter_mut()
+            .zip(task_gamma)
+            .for_each(|(a, b)| *a += b);
+        d_beta.iter_mut().zip(task_beta).for_each(|(a, b)| *a += b);
+    }
+    [
+        f32_tensor(dx, x.shape()),
+        f32_tensor(d_gamma, Shape::new([d])),
+        f32_tensor(d_beta, Shape::new([d])),
+    ]
 }

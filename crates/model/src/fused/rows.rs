@@ -396,3 +396,96 @@ multiversion! {
         }
     }
 }
+
+/// `Σ x` with [`LANES`] accumulators.
+#[inline(always)]
+pub fn row_sum(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut xs = x.chunks_exact(LANES);
+    for x in &mut xs {
+        for (lane, x) in lanes.iter_mut().zip(x) {
+            *lane += x;
+        }
+    }
+    for (lane, x) in lanes.iter_mut().zip(xs.remainder()) {
+        *lane += x;
+    }
+    reduce_sum(lanes)
+}
+
+multiversion! {
+    /// LayerNorm of each row of `d` values: `x̂ = (x − μ) · r`, `r = 1/√(σ² + ε)` with the row's
+    /// mean μ and biased variance σ² (of `x − μ`, two passes), then `x̂ · γ + β` into `out`;
+    /// each row's μ and r into `stats` (two values per row), for the gradient.
+    pub fn layer_norm_rows / layer_norm_rows_at(
+        xs: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        epsilon: f32,
+        out: &mut [f32],
+        stats: &mut [f32],
+    ) {
+        let d = gamma.len();
+        for ((x, out), stats) in xs.chunks(d).zip(out.chunks_mut(d)).zip(stats.chunks_mut(2)) {
+            let mean = row_sum(x) / d as f32;
+            for (out, &x) in out.iter_mut().zip(x) {
+                *out = x - mean;
+            }
+            let variance = row_dot(out, out) / d as f32;
+            let rstd = 1.0 / (variance + epsilon).sqrt();
+            for ((out, &g), &b) in out.iter_mut().zip(gamma).zip(beta) {
+                *out = *out * rstd * g + b;
+            }
+            stats[0] = mean;
+            stats[1] = rstd;
+        }
+    }
+}
+
+multiversion! {
+    /// LayerNorm's gradients for rows of `d` values from the output gradient `gs`: the input's,
+    /// `dx = r · (γ g − mean(γ g) − x̂ · mean(γ g ⊙ x̂))`, into `dx`, and γ's and β's, `Σ g ⊙ x̂` and
+    /// `Σ g` over these rows, added to `d_gamma` and `d_beta` (row by row, in order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm_backward_rows / layer_norm_backward_rows_at(
+        xs: &[f32],
+        gs: &[f32],
+        gamma: &[f32],
+        stats: &[f32],
+        dx: &mut [f32],
+        d_gamma: &mut [f32],
+        d_beta: &mut [f32],
+    ) {
+        let d = gamma.len();
+        for (((x, g), stats), dx) in xs
+            .chunks(d)
+            .zip(gs.chunks(d))
+            .zip(stats.chunks(2))
+            .zip(dx.chunks_mut(d))
+        {
+            let (mean, rstd) = (stats[0], stats[1]);
+            // dx holds x̂ first, then the gradient.
+            for (dx, &x) in dx.iter_mut().zip(x) {
+                *dx = (x - mean) * rstd;
+            }
+            for (((d_gamma, d_beta), &g), &x_hat) in
+                d_gamma.iter_mut().zip(d_beta.iter_mut()).zip(g).zip(&*dx)
+            {
+                *d_gamma += g * x_hat;
+                *d_beta += g;
+            }
+            let mut scaled = [0.0f32; LANES];
+            let mut projected = [0.0f32; LANES];
+            for (i, ((&g, &gamma), &x_hat)) in g.iter().zip(gamma).zip(&*dx).enumerate() {
+                let gg = g * gamma;
+                scaled[i % LANES] += gg;
+                projected[i % LANES] += gg * x_hat;
+            }
+            let mean_scaled = reduce_sum(scaled) / d as f32;
+            let mean_projected = reduce_sum(projected) / d as f32;
+            for ((dx, &g), &gamma) in dx.iter_mut().zip(g).zip(gamma) {
+                *dx = rstd * (g * gamma - mean_scaled - *dx * mean_projected);
+            }
+        }
+    }
+}
