@@ -1,4 +1,5 @@
-//! Softmax, the per-token loss and GELU as single operations with closed-form gradients.
+//! Softmax, the per-token loss, GELU and LayerNorm as single operations with closed-form
+//! gradients, and the backend operations the model's CPU kernels run through.
 //!
 //! burn 0.21 differentiates `softmax` and `log_softmax` through their decomposition (maximum,
 //! subtraction, exponential, sum, division or logarithm, subtraction), so a training step pays for
@@ -11,6 +12,11 @@
 //!
 //! A third, GELU, already is one autodiff node in burn; it is here for its CPU kernel, whose erf
 //! is vectorised (burn's calls libm's `erff` once per element, forward and again backward).
+//!
+//! The module also carries operations the CPU backend runs as one kernel where burn composes
+//! many: LayerNorm (closed-form gradient: `dx = r (γg − mean(γg) − x̂ mean(γg ⊙ x̂))`), causal
+//! attention ([`crate::attention`]), the attention heads' split and merge, matrix products into
+//! mixlab's buffers, and the AdamW update; all but LayerNorm compute burn's bits.
 //!
 //! [`ModelBackend`] carries them as backend operations. By default a backend composes them from
 //! its own tensor operations (CUDA, libtorch); burn's `flex` CPU backend runs them as row kernels
