@@ -398,9 +398,9 @@ impl ModelBackend for burn::backend::Flex {
     }
 
     fn token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
-        match flex::token_nll(&logits, &targets, false) {
-            Some((nll, _)) => nll,
-            None => generic::token_nll_with_probs::<Self>(logits, targets, false).0,
+        match flex::token_nll(logits, &targets, false) {
+            Ok((nll, _)) => nll,
+            Err(logits) => generic::token_nll_with_probs::<Self>(logits, targets, false).0,
         }
     }
 
@@ -408,9 +408,9 @@ impl ModelBackend for burn::backend::Flex {
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (nll, probs) = match flex::token_nll(&logits, &targets, true) {
-            Some(computed) => computed,
-            None => generic::token_nll_with_probs::<Self>(logits, targets, true),
+        let (nll, probs) = match flex::token_nll(logits, &targets, true) {
+            Ok(computed) => computed,
+            Err(logits) => generic::token_nll_with_probs::<Self>(logits, targets, true),
         };
         (nll, probs.expect("asked for the probabilities"))
     }

@@ -1039,9 +1039,13 @@ fn token_nll_and_its_gradient_equal_burns_log_softmax_and_gather() {
     // Per-token weights as the trainer's per-domain loss weights would give.
     let weights = Tensor::<Ad, 1>::random([rows], Distribution::Uniform(0.1, 2.0), &device);
 
+    let original = values(logits.clone());
     let ours_in = Tensor::<Ad, 2>::from_inner(logits.clone()).require_grad();
     let ours = token_nll(ours_in.clone(), targets.clone());
     let ours_grad = ours_in.grad(&(ours.clone() * weights.clone()).sum().backward());
+    // The loss writes its probabilities over the logits' buffer only when nothing else holds
+    // it: these logits are shared, so they keep their values.
+    assert_eq!(values(logits.clone()), original);
 
     let burns_in = Tensor::<Ad, 2>::from_inner(logits).require_grad();
     let burns = log_softmax(burns_in.clone(), 1)
@@ -1240,6 +1244,13 @@ fn row_reductions_equal_plain_sums() {
         for (out, x) in out.iter().zip(&x) {
             assert_eq!(*out, rows::exp(x - shift));
         }
+        let mut in_place = x.clone();
+        assert_eq!(
+            rows::row_exp_sum_in_place(&mut in_place, shift),
+            written,
+            "len {len}"
+        );
+        assert_eq!(in_place, out, "len {len}");
     }
 }
 
@@ -1290,14 +1301,26 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
             rows::softmax_backward_rows_at(vectors, &probs, &g, &mut out, row_len);
             bits.extend(out.iter().map(|v| v.to_bits()));
             let mut nll = [0.0f32; 3];
-            let mut token_probs = vec![0.0f32; n];
-            rows::token_nll_rows_at(
+            rows::token_nll_rows_at(vectors, &finite, &targets, &mut nll, row_len);
+            // The in-place variant (training's) gives the same losses, and as probabilities
+            // the softmax's bits.
+            let mut token_probs = finite.clone();
+            let mut nll_in_place = [0.0f32; 3];
+            rows::token_nll_probs_rows_at(
                 vectors,
-                &finite,
+                &mut token_probs,
                 &targets,
-                &mut nll,
-                Some(&mut token_probs),
+                &mut nll_in_place,
                 row_len,
+            );
+            assert_eq!(nll_in_place.map(f32::to_bits), nll.map(f32::to_bits));
+            let mut softmax = vec![0.0f32; n];
+            rows::softmax_rows_at(vectors, &finite, &mut softmax, row_len);
+            assert!(
+                token_probs
+                    .iter()
+                    .zip(&softmax)
+                    .all(|(p, s)| p.to_bits() == s.to_bits())
             );
             bits.extend(nll.iter().chain(&token_probs).map(|v| v.to_bits()));
             rows::token_nll_backward_rows_at(vectors, &mut token_probs, &g[..3], &targets, row_len);

@@ -8,6 +8,8 @@
 //! bits on every CPU. f32 only: other float types take the generic composition of [`super`]. Each equals that composition up to float
 //! rounding (tested in `tests/model.rs` against burn's decomposed softmax and log-softmax).
 
+use std::mem::MaybeUninit;
+
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
 use rayon::prelude::*;
@@ -18,7 +20,8 @@ use super::AdamWUpdate;
 
 use super::rows::{
     AdamWScalars, adamw_values, gelu_gradients, gelu_values, layer_norm_backward_rows,
-    layer_norm_rows, softmax_backward_rows, softmax_rows, token_nll_backward_rows, token_nll_rows,
+    layer_norm_rows, softmax_backward_rows, softmax_rows, token_nll_backward_rows,
+    token_nll_probs_rows, token_nll_rows,
 };
 
 /// About this many floats per rayon task, so that scheduling costs nothing next to the work.
@@ -104,47 +107,46 @@ pub(super) fn softmax_backward(y: &FlexTensor, g: &FlexTensor) -> Option<FlexTen
 }
 
 /// Each row's negative log-probability of its target, `max − z[target] + ln Σ exp(z − max)`, and
-/// (when `keep_probs`) the row's softmax for the backward pass. `None` when not f32.
+/// (when `keep_probs`) the row's softmax for the backward pass, written over the logits' buffer
+/// when nothing else holds it (the loss is the logits' only reader; a copy is made otherwise).
+/// `Err(logits)` back when not f32.
 ///
 /// # Shapes
 /// - logits: `[rows, vocab]`, targets: `[rows, 1]` → nll `[rows, 1]`, probs `[rows, vocab]`
 pub(super) fn token_nll(
-    logits: &FlexTensor,
+    logits: FlexTensor,
     targets: &FlexTensor,
     keep_probs: bool,
-) -> Option<(FlexTensor, Option<FlexTensor>)> {
-    let (logits, vocab) = f32_rows(logits)?;
-    let zs = logits.storage::<f32>();
-    let rows = zs.len() / vocab;
+) -> Result<(FlexTensor, Option<FlexTensor>), FlexTensor> {
+    let Some((contiguous, vocab)) = f32_rows(&logits) else {
+        return Err(logits);
+    };
+    // Drop the caller's handle, so that the buffer has one owner and is written in place.
+    drop(logits);
+    let mut logits = contiguous;
+    let rows = logits.shape().num_elements() / vocab;
     let targets = indices(targets);
     assert_eq!(targets.len(), rows, "token loss: one target per row");
     if let Some(&target) = targets.iter().find(|&&target| target >= vocab) {
         panic!("token loss: target {target} ≥ vocabulary {vocab}");
     }
     let mut nll = vec![0.0f32; rows];
-    let mut probs = if keep_probs {
-        vec![0.0f32; zs.len()]
-    } else {
-        Vec::new()
-    };
     let per_task = rows_per_task(vocab);
     if keep_probs {
+        let zs = logits.storage_mut::<f32>();
         nll.par_chunks_mut(per_task)
-            .zip(zs.par_chunks(per_task * vocab))
-            .zip(probs.par_chunks_mut(per_task * vocab))
+            .zip(zs.par_chunks_mut(per_task * vocab))
             .zip(targets.par_chunks(per_task))
-            .for_each(|(((nll, zs), probs), targets)| {
-                token_nll_rows(zs, targets, nll, Some(probs), vocab)
-            });
+            .for_each(|((nll, zs), targets)| token_nll_probs_rows(zs, targets, nll, vocab));
     } else {
+        let zs = logits.storage::<f32>();
         nll.par_chunks_mut(per_task)
             .zip(zs.par_chunks(per_task * vocab))
             .zip(targets.par_chunks(per_task))
-            .for_each(|((nll, zs), targets)| token_nll_rows(zs, targets, nll, None, vocab));
+            .for_each(|((nll, zs), targets)| token_nll_rows(zs, targets, nll, vocab));
     }
     let nll = f32_tensor(nll, Shape::new([rows, 1]));
-    let probs = keep_probs.then(|| f32_tensor(probs, logits.shape()));
-    Some((nll, probs))
+    Ok((nll, keep_probs.then_some(logits)))
 }
 
 /// The logits' gradient `probs · g − g · onehot(target)`, written over `probs` when nothing else
@@ -266,10 +268,13 @@ pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     let (matrix, out_len) = (m * n, matrices * m * n);
     let mut dims = outer.to_vec();
     dims.extend([m, n]);
-    let mut out = vec![0.0f32; out_len];
     if out_len == 0 {
-        return Some(f32_tensor(out, Shape::from(dims)));
+        return Some(f32_tensor(Vec::new(), Shape::from(dims)));
     }
+    // Not zero-filled: gemm writes every element of its destination without reading it
+    // (`read_dst` false), so a fill would be one more pass over the product for nothing (the
+    // fill was about 1% of the `tiny` training step).
+    let mut out = Vec::<f32>::with_capacity(out_len);
     // Every element the strides reach lies inside its buffer (gemm reads through raw pointers):
     // the last matrix starts furthest in, strides being non-negative.
     let reach = |rows: usize, cols: usize, row_stride: isize, col_stride: isize| {
@@ -280,20 +285,22 @@ pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     };
     assert!(start(lhs_strides, matrices - 1) + reach(m, k, lhs_rows, lhs_cols) <= lhs_values.len());
     assert!(start(rhs_strides, matrices - 1) + reach(k, n, rhs_rows, rhs_cols) <= rhs_values.len());
-    let product = |out: &mut [f32], b: usize, parallelism: gemm::Parallelism| {
+    let product = |out: &mut [MaybeUninit<f32>], b: usize, parallelism: gemm::Parallelism| {
         debug_assert_eq!(out.len(), matrix);
         let lhs = &lhs_values[start(lhs_strides, b)..];
         let rhs = &rhs_values[start(rhs_strides, b)..];
-        // SAFETY: `out` holds m × n values, written row-major (column stride 1, row stride n);
-        // both operands' m × k and k × n elements lie inside their buffers (asserted above for
-        // the last matrix, the furthest in), and neither overlaps `out`, a fresh vector.
+        // SAFETY: `out` holds m × n values, written row-major (column stride 1, row stride n),
+        // none of them read (`read_dst` false: gemm then writes `beta · lhs · rhs` and, for
+        // k = 0, zeros); both operands' m × k and k × n elements lie inside their buffers
+        // (asserted above for the last matrix, the furthest in), and neither overlaps `out`, a
+        // fresh vector's spare capacity.
         #[allow(unsafe_code)]
         unsafe {
             gemm::gemm(
                 m,
                 n,
                 k,
-                out.as_mut_ptr(),
+                out.as_mut_ptr().cast::<f32>(),
                 1,
                 n as isize,
                 false,
@@ -317,18 +324,26 @@ pub(super) fn matmul(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     let per_product = m.saturating_mul(n).saturating_mul(k);
     let total = matrices.saturating_mul(per_product);
     let over_the_batch = matrices >= 4 && total >= PARALLEL_BATCH;
+    let spare = &mut out.spare_capacity_mut()[..out_len];
     if per_product >= PARALLEL_PRODUCT && !over_the_batch {
-        for (b, out) in out.chunks_mut(matrix).enumerate() {
+        for (b, out) in spare.chunks_mut(matrix).enumerate() {
             product(out, b, gemm::Parallelism::Rayon(0));
         }
     } else if total >= PARALLEL_BATCH && matrices > 1 {
-        out.par_chunks_mut(matrix)
+        spare
+            .par_chunks_mut(matrix)
             .enumerate()
             .for_each(|(b, out)| product(out, b, gemm::Parallelism::None));
     } else {
-        for (b, out) in out.chunks_mut(matrix).enumerate() {
+        for (b, out) in spare.chunks_mut(matrix).enumerate() {
             product(out, b, gemm::Parallelism::None);
         }
+    }
+    // SAFETY: the `matrices` products above wrote all `out_len` values (m × n each, m and n
+    // non-zero here), and the capacity is `out_len`.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(out_len);
     }
     Some(f32_tensor(out, Shape::from(dims)))
 }

@@ -189,6 +189,25 @@ pub fn row_exp_sum(z: &[f32], shift: f32, out: Option<&mut [f32]>) -> f32 {
     reduce_sum(lanes)
 }
 
+/// [`row_exp_sum`] writing `exp(z − shift)` over `z` (the same bits: the same operations in the
+/// same order).
+#[inline(always)]
+pub fn row_exp_sum_in_place(z: &mut [f32], shift: f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut zs = z.chunks_exact_mut(LANES);
+    for z in &mut zs {
+        for (lane, z) in lanes.iter_mut().zip(z) {
+            *z = exp(*z - shift);
+            *lane += *z;
+        }
+    }
+    for (lane, z) in lanes.iter_mut().zip(zs.into_remainder()) {
+        *z = exp(*z - shift);
+        *lane += *z;
+    }
+    reduce_sum(lanes)
+}
+
 /// Multiplies every value of `row` by `factor`.
 #[inline(always)]
 pub fn row_scale(row: &mut [f32], factor: f32) {
@@ -268,28 +287,37 @@ multiversion! {
 }
 
 multiversion! {
-    /// Each row's negative log-probability of its target into `nll`, and the row's softmax into
-    /// `probs` when given (rows of `vocab`).
+    /// Each row's negative log-probability of its target into `nll` (rows of `vocab`).
     pub fn token_nll_rows / token_nll_rows_at(
         zs: &[f32],
         targets: &[usize],
         nll: &mut [f32],
-        probs: Option<&mut [f32]>,
         vocab: usize,
     ) {
-        let mut probs = probs.map(|probs| probs.chunks_mut(vocab));
         for ((nll, z), &target) in nll.iter_mut().zip(zs.chunks(vocab)).zip(targets) {
             let max = row_max(z);
-            let sum = match probs.as_mut().and_then(Iterator::next) {
-                Some(probs) => {
-                    let sum = row_exp_sum(z, max, Some(&mut *probs));
-                    row_scale(probs, 1.0 / sum);
-                    sum
-                }
-                None => row_exp_sum(z, max, None),
-            };
             // (max − z_t) first: exact enough when the target has nearly all the probability.
-            *nll = (max - z[target]) + sum.ln();
+            *nll = (max - z[target]) + row_exp_sum(z, max, None).ln();
+        }
+    }
+}
+
+multiversion! {
+    /// [`token_nll_rows`] (the same bits) that also writes each row's softmax over its logits
+    /// in `zs`, which the backward pass needs and the logits' owner no longer does: no second
+    /// `[rows, vocab]` buffer to allocate and fill. The softmax has [`softmax_rows`]' bits.
+    pub fn token_nll_probs_rows / token_nll_probs_rows_at(
+        zs: &mut [f32],
+        targets: &[usize],
+        nll: &mut [f32],
+        vocab: usize,
+    ) {
+        for ((nll, z), &target) in nll.iter_mut().zip(zs.chunks_mut(vocab)).zip(targets) {
+            let max = row_max(z);
+            let z_target = z[target];
+            let sum = row_exp_sum_in_place(z, max);
+            row_scale(z, 1.0 / sum);
+            *nll = (max - z_target) + sum.ln();
         }
     }
 }
