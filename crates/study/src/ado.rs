@@ -80,7 +80,20 @@ mod tests {
         }
         // The reference's own schedule from 60,000 steps on.
         assert_eq!(ado_config(100_000), AdoConfig::default());
-        // The default preset: refit every 40 steps, at most 200 points of stride 12.
+        // The default preset's 2,000 steps: ignore 2000/60 = 33 steps, refit every 33, one point
+        // every 2000/200 = 10 steps, a window of 10 x 10 + 1, the first fit once it is full.
+        let d = ado_config(2000);
+        assert_eq!(
+            (
+                d.ignore_steps,
+                d.start_step,
+                d.update_interval,
+                d.smoothing_window,
+                d.fit_stride
+            ),
+            (33, 100, 33, 101, 10)
+        );
+        // 2,400 steps: refit every 40 steps, at most 200 points of stride 12.
         let c = ado_config(2400);
         assert_eq!(
             (

@@ -93,10 +93,11 @@ mod tests {
         // them probes.
         let r = aioli_config(40_000, 7);
         assert_eq!((r.update_steps, r.lp_rounds, r.lp_steps), (200, 2, 10));
-        // The default preset (2,400 steps, 11 synthetic domains): 12 rounds of 200 steps,
-        // probes 2 x 11 x 6 = 132 steps.
+        // 2,400 steps over the 11 synthetic domains: 12 rounds of 200 steps, probes
+        // 2 x 11 x 6 = 132 steps; the default preset's 2,000 steps: 10 such rounds.
         let t = aioli_config(2400, 11);
         assert_eq!((t.update_steps, t.lp_rounds, t.lp_steps), (200, 2, 6));
+        assert_eq!(aioli_config(2000, 11), t);
         // quick (160 steps): 4 rounds of 40 steps, probes 2 x 11 x 1 = 22 of the 28 allowed.
         let q = aioli_config(160, 11);
         assert_eq!((q.update_steps, q.lp_rounds, q.lp_steps), (40, 2, 1));

@@ -16,9 +16,9 @@ use mixlab_study::{
 /// Arguments shared by `reproduce` and `ablate-exploration`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// `smoke` (minutes, a pipeline check), `quick` (~9 min on 2 CPU cores), `tiny` (~2.5 h on
-    /// 2 CPU cores) or `paper-1b` (GPU). Default: `tiny` for `reproduce`; `quick` for
-    /// `ablate-exploration` (its nine variants at `tiny` take about 4 hours on 2 CPU cores).
+    /// `smoke` (minutes, a pipeline check), `quick` (160 steps, ~8 min on 2 CPU cores), `tiny`
+    /// (2,000 steps) or `paper-1b` (GPU). Default: `tiny` for `reproduce`; `quick` for
+    /// `ablate-exploration` (at `tiny` it trains nine runs of 2,000 steps).
     #[arg(long)]
     pub preset: Option<String>,
     /// A Pile-format corpus (prepared here with the preset's tokenizer) or a prepared dataset
