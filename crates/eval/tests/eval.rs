@@ -1124,6 +1124,18 @@ fn perplexity_equals_a_hand_computation_from_per_token_nll() {
         report.mean_perplexity
     );
 
+    // Each sequence's losses do not depend on the others in its batch (the forward pass is
+    // per row or per sequence, and the sums run on the host in sequence order), so the report
+    // has the same bits at every batch size, one sequence at a time included.
+    for batch_size in [1, 2, 5] {
+        let other = PerplexityConfig {
+            batch_size,
+            ..config.clone()
+        };
+        let again = evaluate_perplexity(&model, &device, &store, Split::Val, &other).unwrap();
+        assert_eq!(again, report, "batch size {batch_size}");
+    }
+
     // No cap: every stored sequence of the one requested domain.
     let all = PerplexityConfig {
         max_sequences_per_domain: None,

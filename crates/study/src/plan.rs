@@ -31,7 +31,7 @@ pub enum PlanKind {
 
 impl PlanKind {
     /// The preset when none is asked for: `tiny` for the paper's comparison, `quick` for the
-    /// ablation (its nine variants at `tiny` take about 4 hours on 2 CPU cores).
+    /// ablation (nine variants, each a full run; `--preset tiny` trains them at the default's length).
     pub fn default_preset(self) -> &'static str {
         match self {
             PlanKind::Reproduce => "tiny",
