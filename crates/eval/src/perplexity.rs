@@ -143,6 +143,17 @@ pub fn sequence_nll_sums<B: ModelBackend>(
     if batch == 0 || seq == 0 {
         return vec![0.0; batch];
     }
+    // A backend that runs faster on fewer positions at a time (the CPU: the logits stay in its
+    // caches) gets the batch in parts; a sequence's losses do not depend on its batch.
+    if let Some(positions) = B::loss_positions_per_pass() {
+        let per_pass = (positions / seq).max(1);
+        if batch > per_pass {
+            return sequences
+                .chunks(per_pass)
+                .flat_map(|part| sequence_nll_sums(model, device, part))
+                .collect();
+        }
+    }
     let mut inputs = vec![0i32; batch * seq];
     let mut targets = vec![0i32; batch * seq];
     let mut mask = vec![false; batch * seq];

@@ -17,7 +17,7 @@ use mixlab_eval::{
     Category, EvalError, FewshotSource, LogLikelihood, LogLikelihoodRequest, LogLikelihoodScorer,
     MMLU_SUBJECTS, McConfig, McDataset, McQuestion, ModelScorer, PerplexityConfig, PromptDump,
     Protocol, build_context, category_of, evaluate_multiple_choice, evaluate_perplexity,
-    read_questions,
+    read_questions, sequence_nll_sums,
 };
 use mixlab_model::{CpuBackend, GptNeoX, ModelConfig, cpu_device};
 
@@ -1160,6 +1160,27 @@ fn perplexity_equals_a_hand_computation_from_per_token_nll() {
             .contains("longer than the model's max_seq_len of 8"),
         "{error}"
     );
+}
+
+/// A batch larger than one CPU pass holds (`ModelBackend::loss_positions_per_pass`: 512
+/// positions, 42 sequences of 12) is scored in parts with the same bits as each sequence alone,
+/// ragged sequences (padded at the end, after their last real position) included.
+#[test]
+fn large_batches_are_scored_in_parts_with_the_same_bits() {
+    let device = cpu_device();
+    let model = micro_model(50, 16, 5);
+    let sequences: Vec<Vec<u32>> = (0..100u32)
+        .map(|i| {
+            let len = if i % 7 == 3 { 6 } else { 13 };
+            (0..len).map(|j| (i * 31 + j * 17) % 50).collect()
+        })
+        .collect();
+    let together = sequence_nll_sums(&model, &device, &sequences);
+    assert_eq!(together.len(), sequences.len());
+    for (sequence, sum) in sequences.iter().zip(&together) {
+        let alone = sequence_nll_sums(&model, &device, std::slice::from_ref(sequence));
+        assert_eq!(alone[0].to_bits(), sum.to_bits());
+    }
 }
 
 #[test]

@@ -48,6 +48,14 @@ mod flex;
 /// ([`flex`]), and [`Autodiff`] overrides the forward methods to record their closed-form
 /// gradients.
 pub trait ModelBackend: Backend {
+    /// The most sequence positions one forward pass should hold when only the losses are wanted
+    /// (evaluation splits larger batches into passes of this many positions; each sequence's
+    /// losses do not depend on its batch, so the numbers are the same). `None`: no limit, as an
+    /// accelerator wants the largest batch it is given.
+    fn loss_positions_per_pass() -> Option<usize> {
+        None
+    }
+
     /// Softmax along the last dimension.
     fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let dim = x.shape().num_dims() - 1;
@@ -292,6 +300,14 @@ mod generic {
 }
 
 impl ModelBackend for burn::backend::Flex {
+    /// 512 positions: a `tiny` model's logits over its 4,096-token vocabulary are then 8 MB,
+    /// which stay in the caches between the product that writes them and the loss that reads
+    /// them; 16 x 128 positions at once (32 MB) evaluated about 19% slower on the development
+    /// machine (the README's "Performance").
+    fn loss_positions_per_pass() -> Option<usize> {
+        Some(512)
+    }
+
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
     }
@@ -429,6 +445,10 @@ impl ModelBackend for crate::device::CudaBackend {}
 impl ModelBackend for crate::device::TchBackend {}
 
 impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
+    fn loss_positions_per_pass() -> Option<usize> {
+        B::loss_positions_per_pass()
+    }
+
     fn split_heads(rows: FloatTensor<Self>, batch: usize, seq: usize) -> FloatTensor<Self> {
         /// burn's reshape and swap nodes as one, whose backward is one [`ModelBackend::merge_heads`]
         /// (burn's would reshape a swapped view, an element-by-element copy on its CPU backend).
