@@ -1,6 +1,6 @@
 //! The sizes of a reproduction: `smoke` (an integration test), `quick` (a first look, minutes on a
-//! laptop CPU), `tiny` (the default: a laptop CPU, hours) and `paper-1b` (the paper's setup, a CUDA
-//! GPU and the real Pile).
+//! laptop CPU), `tiny` (the default: about an hour on 2 CPU cores) and `paper-1b` (the paper's
+//! setup, a CUDA GPU and the real Pile).
 
 use crate::error::{Result, bail};
 use mixlab_model::DeviceSpec;
