@@ -87,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
         on_step: None,
         fail_checkpoint_at: None,
         dump_batches: args.dump_batches,
+        threads: None,
     };
     let summary = run_config(&config, &options, args.reference_model.as_deref())?;
     if let Some(step) = summary.resume.resumed_from

@@ -311,6 +311,45 @@ fn overfits_one_batch() {
     );
 }
 
+/// A run may change its thread count while it trains (`reproduce --jobs` gives a run the cores
+/// its finished neighbours leave), so training must compute the same bits on any number of
+/// threads: the CPU kernels split work by rows and output blocks, never inside a sum. At the
+/// `tiny` preset's size and 4 x 128 tokens the kernels do split (the logits alone are 64 tasks
+/// of 2^15 floats, and gemm splits products of this size), so a kernel whose result depended on
+/// the split would fail here.
+#[test]
+fn training_computes_the_same_bits_on_one_two_or_three_threads() {
+    let device = cpu_device();
+    Ad::seed(&device, 9);
+    let config = ModelConfig::tiny();
+    let model = config.init::<Ad>(&device).unwrap();
+    let (batch, seq) = (4, 128);
+    let ids = token_ids(batch * (seq + 1), config.vocab_size, 5);
+    let steps_on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let all = int_tensor::<Ad>(ids.clone(), [batch, seq + 1], &device);
+            let inputs = all.clone().narrow(1, 0, seq);
+            let targets = all.narrow(1, 1, seq);
+            let losses = train_steps(model.clone(), inputs, targets, 3, 1e-2);
+            assert_eq!(rayon::current_num_threads(), threads);
+            losses
+        })
+    };
+    let one = steps_on(1);
+    // The third loss depends on two updates, so on every gradient's bits.
+    assert!(
+        one.iter().all(|l| l.is_finite()) && one[2] < one[0],
+        "{one:?}"
+    );
+    for threads in [2, 3] {
+        assert_eq!(steps_on(threads), one, "{threads} threads");
+    }
+}
+
 /// Replaces every float parameter with an f64 copy built from its values: a fresh autodiff leaf
 /// (casting the tracked tensor instead would make a non-leaf that cannot require grad).
 struct ToF64;

@@ -24,6 +24,7 @@ pub mod options;
 pub mod schedule;
 mod step;
 pub mod summary;
+pub mod threads;
 pub mod trainer;
 pub mod validation;
 
@@ -39,5 +40,6 @@ pub use options::{
 };
 pub use schedule::LrSchedule;
 pub use summary::SummaryRecord;
+pub use threads::ThreadBudget;
 pub use trainer::train;
 pub use validation::{DomainValidation, Validate, ValidationError, ValidationReport};

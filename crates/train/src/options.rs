@@ -31,6 +31,9 @@ pub struct RunOptions {
     /// [`crate::batch_dump`]), so another implementation can replay the run exactly. A fresh
     /// run refuses an existing file; a resumed run continues the file it started.
     pub dump_batches: Option<PathBuf>,
+    /// Run each step and validation with this many compute threads, read as each one starts
+    /// (a parent process raises it when its other runs are done); `None`: the process's pool.
+    pub threads: Option<crate::ThreadBudget>,
 }
 
 /// Where a run stands after a step: what [`RunOptions::on_step`] receives.

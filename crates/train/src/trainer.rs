@@ -62,6 +62,8 @@ struct Loop<B: TrainBackend> {
     _lock: mixlab_data::lock::DirLock,
     /// [`RunOptions::fail_checkpoint_at`].
     fail_checkpoint_at: Option<u64>,
+    /// [`RunOptions::threads`].
+    threads: Option<crate::ThreadBudget>,
     /// [`RunOptions::dump_batches`], open.
     dump: Option<BatchDump>,
     plan_rng: ChaCha8Rng,
@@ -243,6 +245,7 @@ pub fn train<B: TrainBackend>(
         store,
         _lock: lock,
         fail_checkpoint_at: None,
+        threads: None,
         dump: None,
     };
 
@@ -350,17 +353,17 @@ impl<B: TrainBackend> Loop<B> {
     }
 
     fn evaluate(&self, validate: &dyn Validate<B::InnerBackend>) -> Result<ValidationReport> {
-        validate
-            .validate(
-                &self.model.valid(),
-                &self.device,
-                &self.store,
-                &self.config.eval,
-            )
-            .map_err(|source| TrainError::Validation {
-                step: self.step,
-                source,
-            })
+        let model = self.model.valid();
+        let (device, store, settings) = (&self.device, &self.store, &self.config.eval);
+        let measure = || validate.validate(&model, device, store, settings);
+        match &self.threads {
+            Some(budget) => budget.install(measure),
+            None => measure(),
+        }
+        .map_err(|source| TrainError::Validation {
+            step: self.step,
+            source,
+        })
     }
 
     /// Fills `feedback` with the step's per-domain losses (and excess losses) from `losses`;
@@ -446,6 +449,7 @@ impl<B: TrainBackend> Loop<B> {
         validate: Option<&dyn Validate<B::InnerBackend>>,
     ) -> Result<RunSummary> {
         self.fail_checkpoint_at = options.fail_checkpoint_at;
+        self.threads = options.threads.clone();
         let total = self.config.training.steps;
         let stop_at = options.max_steps.unwrap_or(total).min(total);
         let bar = self.progress_bar(options);
@@ -470,7 +474,10 @@ impl<B: TrainBackend> Loop<B> {
         }
 
         while self.step < stop_at {
-            let done = self.train_step(&mut feedback, &bar)?;
+            let done = match self.threads.clone() {
+                Some(budget) => budget.install(|| self.train_step(&mut feedback, &bar))?,
+                None => self.train_step(&mut feedback, &bar)?,
+            };
             let step = done.step;
             mixer_time += done.mixer_time;
             train_time += done.step_time;

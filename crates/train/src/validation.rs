@@ -43,8 +43,9 @@ pub struct ValidationReport {
     pub token_weighted_perplexity: f64,
 }
 
-/// Measures a model on the validation split of the run's dataset.
-pub trait Validate<B: Backend> {
+/// Measures a model on the validation split of the run's dataset. `Sync`, as a validation may
+/// run on another thread (a [`crate::ThreadBudget`]'s pool).
+pub trait Validate<B: Backend>: Sync {
     /// Evaluates `model` (on `device`) on `store`'s validation split, with at most
     /// `settings.max_sequences_per_domain` sequences per domain in batches of
     /// `settings.batch_size`. It must not change any state the training depends on (the loop's

@@ -506,6 +506,45 @@ fn resume_continues_bit_for_bit_for_odm_and_static() {
     }
 }
 
+/// A parent process changes a child run's thread budget while it trains (`reproduce --jobs`);
+/// the run must go on exactly as it would have. Here the budget flips between one and three
+/// threads after every step (so steps and validations run in both pools, and on threads other
+/// than the caller's), against a run in the process's own pool.
+#[test]
+fn a_thread_budget_changed_every_step_changes_no_number() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = dataset(tmp.path());
+    let plain = tmp.path().join("plain");
+    run(&config(&ds, &plain, ODM, 12), &RunOptions::default()).unwrap();
+    let budget = mixlab_train::ThreadBudget::new(1);
+    let flip = budget.clone();
+    let on_step = mixlab_train::StepHook(Arc::new(move |_: &mixlab_train::StepProgress| {
+        flip.set(if flip.threads() == 1 { 3 } else { 1 });
+    }));
+    let out = tmp.path().join("flipping");
+    let summary = run(
+        &config(&ds, &out, ODM, 12),
+        &RunOptions {
+            threads: Some(budget.clone()),
+            on_step: Some(on_step),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(summary.finished);
+    assert_eq!(budget.threads(), 1, "twelve flips from one end at one");
+    assert_eq!(
+        without_timing(metrics(&out)),
+        without_timing(metrics(&plain)),
+        "a run whose thread count changed differs from one that kept the process's pool"
+    );
+    assert_eq!(
+        std::fs::read(out.join("final/model.safetensors")).unwrap(),
+        std::fs::read(plain.join("final/model.safetensors")).unwrap()
+    );
+}
+
 #[test]
 fn mismatched_or_missing_checkpoints_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,7 +6,13 @@
 //! --seed S`, which calls [`run_child`]) reads the parent's plan as TOML on its stdin, trains
 //! and evaluates that one run exactly as a one-job run would (same code path, so the same
 //! losses), and reports each step as a JSON line on stdout, from which the parent draws the
-//! run's progress bar. Its stderr is kept and returned as the error when it fails. Ctrl-C
+//! run's progress bar.
+//!
+//! The child's stdin: a line with the plan's length in bytes, the plan, then lines
+//! `threads N` whenever the parent changes the run's share of the cores (runs started or
+//! ended; [`super::core_shares`]); the child applies a new share from its next step or
+//! evaluation on ([`ThreadBudget`]). Unless `RAYON_NUM_THREADS` is set in the parent's
+//! environment, which fixes every child's count. Its stderr is kept and returned as the error when it fails. Ctrl-C
 //! reaches the children through the terminal's process group; a stop the parent sees otherwise
 //! (SIGTERM) is passed on with `kill -INT`.
 //!
@@ -24,7 +30,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use mixlab_mixing::MixerRegistry;
-use mixlab_train::{StepHook, StepProgress};
+use mixlab_train::{StepHook, StepProgress, ThreadBudget};
 use serde::{Deserialize, Serialize};
 
 use super::progress::PlanProgress;
@@ -64,10 +70,8 @@ pub fn run_child(
     stop: &Arc<AtomicBool>,
     mixers: &MixerRegistry,
 ) -> Result<()> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("reading the plan (TOML) from stdin")?;
+    let mut input = BufReader::new(std::io::stdin());
+    let text = read_plan(&mut input)?;
     let plan: Plan = toml::from_str(&text).context("parsing the plan (TOML) from stdin")?;
     let Some(method) = plan.methods.iter().find(|m| m.id == method) else {
         bail!("the plan has no method `{method}`");
@@ -78,6 +82,10 @@ pub fn run_child(
     let hook = StepHook(Arc::new(|progress: &StepProgress| {
         emit(&ChildEvent::Step(progress.clone()));
     }));
+    let threads = ThreadBudget::new(initial_threads());
+    let listener = threads.clone();
+    // Detached: it ends with the parent's stdin (EOF) or with this process.
+    std::thread::spawn(move || follow_thread_shares(input, &listener));
     let result = run_method(
         &plan,
         out,
@@ -85,7 +93,10 @@ pub fn run_child(
         seed,
         stop,
         mixers,
-        JobOutput::Child(hook),
+        JobOutput::Child {
+            on_step: hook,
+            threads,
+        },
     );
     if let Err(error) = &result
         && let Some(stopped) = error.stopped()
@@ -95,6 +106,49 @@ pub fn run_child(
         }
     }
     result
+}
+
+/// Reads the plan's text: a line with its length in bytes, then that many bytes.
+fn read_plan(input: &mut impl BufRead) -> Result<String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .context("reading the plan's length from stdin")?;
+    let length: usize = line.trim().parse().with_context(|| {
+        format!(
+            "stdin's first line must be the plan's length in bytes, not {:?}",
+            line.trim()
+        )
+    })?;
+    let mut bytes = vec![0; length];
+    input
+        .read_exact(&mut bytes)
+        .context("reading the plan (TOML) from stdin")?;
+    String::from_utf8(bytes).context("the plan on stdin is not UTF-8")
+}
+
+/// The child's threads at start: `RAYON_NUM_THREADS` (which the parent sets), else the cores.
+fn initial_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Applies each `threads N` line of `input` to `threads`, until EOF.
+fn follow_thread_shares(input: impl BufRead, threads: &ThreadBudget) {
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        match line
+            .strip_prefix("threads ")
+            .and_then(|n| n.trim().parse().ok())
+        {
+            Some(n) => threads.set(n),
+            // The parent is this same binary, so this is a bug; it costs only speed.
+            None => eprintln!("ignoring an unknown line from the parent: {line:?}"),
+        }
+    }
 }
 
 /// Where a run started by [`super::run_plan`] shows its progress.
@@ -108,14 +162,27 @@ pub enum JobOutput {
         on_step: StepHook,
     },
     /// A child process: step events on stdout, no bars.
-    Child(StepHook),
+    Child {
+        /// Called after each step.
+        on_step: StepHook,
+        /// The run's share of the cores, which the parent changes as other runs start and end.
+        threads: ThreadBudget,
+    },
 }
 
 impl JobOutput {
     /// Tells the parent (if any) that training is over and evaluation begins.
     pub fn evaluating(&self) {
-        if let JobOutput::Child(_) = self {
+        if let JobOutput::Child { .. } = self {
             emit(&ChildEvent::Evaluating);
+        }
+    }
+
+    /// The run's thread budget, for a child process (a run in the parent uses its whole pool).
+    pub fn threads(&self) -> Option<&ThreadBudget> {
+        match self {
+            JobOutput::Child { threads, .. } => Some(threads),
+            JobOutput::InProcess { .. } => None,
         }
     }
 }
@@ -125,7 +192,8 @@ impl JobOutput {
 /// `threads`: the compute threads the child may use (its share of the cores), given to burn's
 /// CPU backends as `RAYON_NUM_THREADS` (flex) and `OMP_NUM_THREADS` (libtorch) unless this
 /// process's environment already sets them: N processes with a thread per core each would
-/// oversubscribe the machine N times.
+/// oversubscribe the machine N times. Later changes of `threads` are sent to the child (burn's
+/// CPU backend follows them; libtorch keeps its first count).
 pub fn spawn_job(
     plan: &Plan,
     out: &Path,
@@ -133,17 +201,19 @@ pub fn spawn_job(
     seed: u64,
     (stop, child_command): (&Arc<AtomicBool>, &ChildCommand),
     progress: (&PlanProgress, usize),
-    threads: usize,
+    threads: &ThreadBudget,
 ) -> Result<()> {
     let (plan_progress, index) = progress;
     let group = plan_progress.group();
     let exe = &child_command.program;
     let mut command = Command::new(exe);
+    let mut sent_threads = threads.threads();
     for variable in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS"] {
         if std::env::var_os(variable).is_none() {
-            command.env(variable, threads.max(1).to_string());
+            command.env(variable, sent_threads.to_string());
         }
     }
+    let follow_shares = std::env::var_os("RAYON_NUM_THREADS").is_none();
     let mut child = command
         .args(&child_command.args)
         .arg("--out")
@@ -162,13 +232,12 @@ pub fn spawn_job(
         })?;
     let pid = child.id();
     let plan_text = toml::to_string(plan).context("writing the plan as TOML")?;
-    {
-        // Dropped at the end of the block, which closes the child's stdin.
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin
-            .write_all(plan_text.as_bytes())
-            .context("sending the plan to a run's child process")?;
-    }
+    // Kept open for the shares that follow; closed (dropped) when the child has ended.
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin
+        .write_all(format!("{}\n{plan_text}", plan_text.len()).as_bytes())
+        .and_then(|()| stdin.flush())
+        .context("sending the plan to a run's child process")?;
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let bar = group.add(ProgressBar::new(0));
@@ -192,11 +261,18 @@ pub fn spawn_job(
             let _ = stderr.read_to_string(&mut text);
             text
         });
-        // Passes a stop the parent received on to the child (Ctrl-C reaches it directly).
+        // Passes a stop the parent received on to the child (Ctrl-C reaches it directly), and
+        // the run's share of the cores when it changes.
         let watcher = {
             let (done, stop) = (done.clone(), stop.clone());
             scope.spawn(move || {
                 while !done.load(Ordering::SeqCst) {
+                    let share = threads.threads();
+                    if follow_shares && share != sent_threads {
+                        // A child that has ended cannot read it, and needs it no more.
+                        let _ = writeln!(stdin, "threads {share}").and_then(|()| stdin.flush());
+                        sent_threads = share;
+                    }
                     if stop.load(Ordering::SeqCst) {
                         let _ = Command::new("kill")
                             .args(["-INT", &pid.to_string()])

@@ -23,7 +23,7 @@ use mixlab_mixing::MixerRegistry;
 use mixlab_model::{
     CpuBackend, CudaBackend, DeviceSpec, GptNeoX, ModelBackend, Precision, cpu_device, cuda_device,
 };
-use mixlab_train::RunOptions;
+use mixlab_train::{RunOptions, ThreadBudget};
 
 use crate::error::{Context, Result, bail};
 use crate::method::Method;
@@ -172,7 +172,18 @@ fn run_jobs(
         progress.println(&format!("[{started}/{total}] {} (seed {seed})", method.id));
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (cores / jobs.min(total).max(1)).max(1);
+    // Each run's share of the cores, changed as runs start and end: a run left alone when
+    // nothing else can start (the end of a plan, or DoReMi's chain waiting on its proxy) takes
+    // the cores the finished runs left. The numbers do not depend on it (mixlab-train's
+    // `ThreadBudget`).
+    let budgets: Vec<ThreadBudget> = (0..total)
+        .map(|_| ThreadBudget::new((cores / jobs.min(total).max(1)).max(1)))
+        .collect();
+    let share = |running: &[usize]| {
+        for (&i, threads) in running.iter().zip(core_shares(cores, running.len())) {
+            budgets[i].set(threads);
+        }
+    };
     let work = |i: usize| {
         if stop.load(Ordering::SeqCst) {
             return Err(Stopped::same_command(Vec::new()).into());
@@ -185,12 +196,12 @@ fn run_jobs(
             seed,
             (stop, &settings.child),
             (progress, i),
-            threads,
+            &budgets[i],
         );
         progress.end(i, result.is_ok());
         result
     };
-    let errors = run_in_parallel(&waits_for, jobs, announce, work);
+    let errors = run_in_parallel(&waits_for, jobs, announce, share, work);
     // Stops are not failures: when nothing failed, one message lists every stopped run.
     let (stops, mut errors): (Vec<_>, Vec<_>) =
         errors.into_iter().partition(|(_, e)| e.stopped().is_some());
@@ -217,6 +228,15 @@ fn run_jobs(
     }
     let (i, first) = errors.remove(0);
     Err(first).context(format!("run {} failed", label(i)))
+}
+
+/// `cores` shared among `running` runs: equal shares, the first runs (the ones that started
+/// first) one more each while cores remain, and at least one each.
+fn core_shares(cores: usize, running: usize) -> Vec<usize> {
+    let running = running.max(1);
+    (0..running)
+        .map(|k| (cores / running + usize::from(k < cores % running)).max(1))
+        .collect()
 }
 
 /// Trains (or resumes, or skips) one run, then fills in its missing evaluations, showing
@@ -249,13 +269,14 @@ fn run_method(
             stop: Some(stop.clone()),
             progress_group: match &output {
                 JobOutput::InProcess { group, .. } => Some(group.clone()),
-                JobOutput::Child(_) => None,
+                JobOutput::Child { .. } => None,
             },
             on_step: match &output {
-                JobOutput::InProcess { on_step, .. } | JobOutput::Child(on_step) => {
+                JobOutput::InProcess { on_step, .. } | JobOutput::Child { on_step, .. } => {
                     Some(on_step.clone())
                 }
             },
+            threads: output.threads().cloned(),
             fail_checkpoint_at: None,
             dump_batches: None,
         };
@@ -290,14 +311,16 @@ fn run_method(
     let spec = plan.preset.device;
     // Evaluation bars of their own would be drawn outside the plan's group and garble it.
     let progress = false;
+    let threads = output.threads();
     match spec {
-        DeviceSpec::Cpu => evaluate_run::<CpuBackend>(plan, &dir, &cpu_device(), progress),
+        DeviceSpec::Cpu => evaluate_run::<CpuBackend>(plan, &dir, &cpu_device(), progress, threads),
         #[cfg(feature = "tch")]
         DeviceSpec::TchCpu => evaluate_run::<mixlab_model::TchBackend>(
             plan,
             &dir,
             &mixlab_model::tch_cpu_device(),
             progress,
+            threads,
         ),
         #[cfg(not(feature = "tch"))]
         DeviceSpec::TchCpu => Err(crate::error::StudyError::Model(
@@ -305,7 +328,7 @@ fn run_method(
         )),
         DeviceSpec::Cuda(i) => {
             let device = cuda_device(i, Precision::F32)?;
-            evaluate_run::<CudaBackend>(plan, &dir, &device, progress)
+            evaluate_run::<CudaBackend>(plan, &dir, &device, progress, threads)
         }
     }
 }
@@ -327,11 +350,22 @@ fn require_weights(dir: &Path) -> Result<()> {
     )
 }
 
+/// Runs `f` with `threads`' current share of the cores, if the run has a budget.
+fn with_threads<R: Send>(threads: Option<&ThreadBudget>, f: impl FnOnce() -> R + Send) -> R {
+    match threads {
+        Some(budget) => budget.install(f),
+        None => f(),
+    }
+}
+
+/// Each evaluation (test perplexity, each multiple-choice protocol) runs with the share of the
+/// cores `threads` gives when it starts.
 fn evaluate_run<B: ModelBackend>(
     plan: &Plan,
     dir: &Path,
     device: &B::Device,
     progress: bool,
+    threads: Option<&ThreadBudget>,
 ) -> Result<()> {
     let final_dir = dir.join("final");
     let test_path = dir.join("test-ppl.json");
@@ -358,7 +392,9 @@ fn evaluate_run<B: ModelBackend>(
             domains: Vec::new(),
             progress,
         };
-        let report = evaluate_perplexity(&model, device, &store, Split::Test, &config)?;
+        let report = with_threads(threads, || {
+            evaluate_perplexity(&model, device, &store, Split::Test, &config)
+        })?;
         write_atomic(&test_path, &serde_json::to_string_pretty(&report)?)?;
         RunTiming::set(dir, "test", started.elapsed().as_secs_f64())?;
     }
@@ -379,7 +415,9 @@ fn evaluate_run<B: ModelBackend>(
                 progress,
                 ..McConfig::default()
             };
-            let report = evaluate_multiple_choice(&mut scorer, &dataset, &config, None)?;
+            let report = with_threads(threads, || {
+                evaluate_multiple_choice(&mut scorer, &dataset, &config, None)
+            })?;
             write_atomic(&path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
             RunTiming::set(
                 dir,
@@ -394,6 +432,15 @@ fn evaluate_run<B: ModelBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cores_are_shared_among_the_running_runs() {
+        assert_eq!(core_shares(2, 2), [1, 1]);
+        assert_eq!(core_shares(2, 1), [2], "a run left alone takes both cores");
+        assert_eq!(core_shares(8, 3), [3, 3, 2]);
+        assert_eq!(core_shares(2, 3), [1, 1, 1], "at least one thread each");
+        assert_eq!(core_shares(1, 0), [1]);
+    }
 
     #[test]
     fn evaluating_a_run_without_weights_says_why_it_cannot() {

@@ -15,24 +15,31 @@ enum TaskState {
 /// `waits_for[i]` succeeded. Of the ready tasks, the one heading the longest chain of tasks waiting on it goes
 /// first (then the lowest index): on few cores the DoReMi chain (reference, proxy, main run)
 /// would otherwise start its proxy only after every independent run, and finish last alone.
-/// `announce(n, i)` as task `i` starts as the `n`-th. After a failure (an error or a panic) no new task starts and those under way finish.
+/// `announce(n, i)` as task `i` starts as the `n`-th. `running(tasks)` whenever the set of
+/// running tasks changes (a task starts or ends), with the tasks in the order they started,
+/// before a starting task's `work` is called: the caller shares the cores among them.
+/// After a failure (an error or a panic) no new task starts and those under way finish.
 /// Returns the failures in the order they happened, with their task index.
 pub(super) fn run_in_parallel(
     waits_for: &[Vec<usize>],
     jobs: usize,
     announce: impl Fn(usize, usize) + Sync,
+    running: impl Fn(&[usize]) + Sync,
     work: impl Fn(usize) -> Result<()> + Sync,
 ) -> Vec<(usize, StudyError)> {
     struct Board {
         states: Vec<TaskState>,
         errors: Vec<(usize, StudyError)>,
         started: usize,
+        /// The running tasks, in the order they started.
+        running: Vec<usize>,
     }
     let total = waits_for.len();
     let board = std::sync::Mutex::new(Board {
         states: vec![TaskState::Waiting; total],
         errors: Vec::new(),
         started: 0,
+        running: Vec::new(),
     });
     let chain = chain_lengths(waits_for);
     let changed = std::sync::Condvar::new();
@@ -57,6 +64,8 @@ pub(super) fn run_in_parallel(
             if let Some(i) = ready {
                 guard.states[i] = TaskState::Running;
                 guard.started += 1;
+                guard.running.push(i);
+                running(&guard.running);
                 announce(guard.started, i);
                 return Some(i);
             }
@@ -84,6 +93,10 @@ pub(super) fn run_in_parallel(
                             Err(StudyError::Failed(format!("panicked: {what}")))
                         });
                     let mut guard = lock();
+                    guard.running.retain(|&r| r != i);
+                    if !guard.running.is_empty() {
+                        running(&guard.running);
+                    }
                     match result {
                         Ok(()) => guard.states[i] = TaskState::Done,
                         Err(e) => {
@@ -146,6 +159,7 @@ mod tests {
             &waits_for,
             3,
             |n, i| announced.lock().unwrap().push((n, i)),
+            |_| {},
             |i| {
                 events.lock().unwrap().push((i, true));
                 std::thread::sleep(std::time::Duration::from_millis(20));
@@ -187,6 +201,7 @@ mod tests {
             &waits_for,
             1,
             |_, i| order.lock().unwrap().push(i),
+            |_| {},
             |_| Ok(()),
         );
         assert!(errors.is_empty());
@@ -202,6 +217,7 @@ mod tests {
                 &waits_for,
                 2,
                 |_, _| {},
+                |_| {},
                 |i| {
                     ran.lock().unwrap().push(i);
                     if i == 0 {
@@ -228,5 +244,31 @@ mod tests {
             };
             assert_eq!(message, expected);
         }
+    }
+
+    #[test]
+    fn the_running_set_is_reported_as_tasks_start_and_end() {
+        // Two threads, a chain 0 -> 1 and a free task 2: 0 and 2 start together; when 2 ends
+        // first, 0 runs alone (its share grows), then 1 starts after 0 and runs alone.
+        let waits_for = [vec![], vec![0], vec![]];
+        let sets = std::sync::Mutex::new(Vec::new());
+        let errors = run_in_parallel(
+            &waits_for,
+            2,
+            |_, _| {},
+            |running| sets.lock().unwrap().push(running.to_vec()),
+            |i| {
+                let ms = if i == 0 { 150 } else { 10 };
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(())
+            },
+        );
+        assert!(errors.is_empty());
+        let sets = sets.into_inner().unwrap();
+        assert_eq!(
+            sets,
+            [vec![0], vec![0, 2], vec![0], vec![1]],
+            "starts and ends, with the running tasks in start order"
+        );
     }
 }
