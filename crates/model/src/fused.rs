@@ -56,6 +56,14 @@ pub trait ModelBackend: Backend {
         None
     }
 
+    /// Whether a training step may hold every micro-batch's activations at once, when that
+    /// saves a forward pass (DoReMi's proxy needs the step's losses before its gradient pass:
+    /// kept, the training forward serves both). `false`: one micro-batch's at a time, as a
+    /// GPU's micro-batch is sized to fill its memory.
+    fn holds_all_micro_batches() -> bool {
+        false
+    }
+
     /// Softmax along the last dimension.
     fn softmax_last_dim(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let dim = x.shape().num_dims() - 1;
@@ -308,6 +316,12 @@ impl ModelBackend for burn::backend::Flex {
         Some(512)
     }
 
+    /// The models that train on a CPU are small: a `tiny` step's four micro-batches of
+    /// activations are tens of MB.
+    fn holds_all_micro_batches() -> bool {
+        true
+    }
+
     fn matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::matmul(&lhs, &rhs).unwrap_or_else(|| Self::float_matmul(lhs, rhs))
     }
@@ -447,6 +461,10 @@ impl ModelBackend for crate::device::TchBackend {}
 impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
     fn loss_positions_per_pass() -> Option<usize> {
         B::loss_positions_per_pass()
+    }
+
+    fn holds_all_micro_batches() -> bool {
+        B::holds_all_micro_batches()
     }
 
     fn split_heads(rows: FloatTensor<Self>, batch: usize, seq: usize) -> FloatTensor<Self> {

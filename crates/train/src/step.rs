@@ -187,20 +187,90 @@ impl<B: TrainBackend> Block<'_, B> {
                     targets.inner(),
                 );
             }
-            let loss = match self.loss_weights {
-                None => nll.sum().div_scalar(self.denominator),
-                Some(lw) => {
-                    let w: Vec<f32> = domains.iter().map(|&d| lw[d] as f32).collect();
-                    let w =
-                        Tensor::<B, 2>::from_data(TensorData::new(w, [domains.len(), 1]), &device);
-                    (nll * w).sum().div_scalar(self.denominator)
-                }
-            };
+            let loss = share_of_loss(nll, domains, self.loss_weights, self.denominator, &device);
             let grads = GradientsParams::from_grads(loss.backward(), model);
             accumulator.accumulate(model, grads);
         }
         accumulator.grads()
     }
+}
+
+/// A micro-batch's share of the step's loss: its per-token losses `nll` (`[mbs, seq]`, the
+/// sequences of `domains`) summed, each weighted by its domain's `loss_weights` entry if any,
+/// over the step's `denominator`.
+fn share_of_loss<B: TrainBackend>(
+    nll: Tensor<B, 2>,
+    domains: &[usize],
+    loss_weights: Option<&[f64]>,
+    denominator: f64,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    match loss_weights {
+        None => nll.sum().div_scalar(denominator),
+        Some(lw) => {
+            let w: Vec<f32> = domains.iter().map(|&d| lw[d] as f32).collect();
+            let w = Tensor::<B, 2>::from_data(TensorData::new(w, [domains.len(), 1]), device);
+            (nll * w).sum().div_scalar(denominator)
+        }
+    }
+}
+
+/// A step's training forward passes, kept for [`backward_kept`]: with
+/// [`forward_and_keep`] and [`backward_kept`], a step measures its losses and then takes the
+/// gradient of a loss weighted by what the mixer learned from them (DoReMi's proxy) in one
+/// forward pass instead of [`measure`]'s and [`accumulate_gradients`]' two. The training
+/// forward computes the same losses as `measure`'s (same kernels), and each micro-batch's
+/// gradient is the same, added in the same order, so the step is the same to the bit; all
+/// micro-batches' activations are held at once (for backends where
+/// [`mixlab_model::ModelBackend::holds_all_micro_batches`]).
+pub(crate) struct KeptForward<B: TrainBackend> {
+    /// Each micro-batch's per-token losses `[mbs, seq]`, with their autodiff graphs.
+    nll: Vec<Tensor<B, 2>>,
+}
+
+/// Every micro-batch's training forward, kept, and the step's losses read once.
+pub(crate) fn forward_and_keep<B: TrainBackend>(
+    model: &GptNeoX<B>,
+    reference: Option<&GptNeoX<B::InnerBackend>>,
+    batches: &[Tensor<B, 2, Int>],
+    seq: usize,
+) -> (KeptForward<B>, StepLosses) {
+    let mut sums = DeviceSums::new();
+    let nll = batches
+        .iter()
+        .map(|batch| {
+            let (inputs, targets) = inputs_and_targets(batch.clone(), seq);
+            let nll = model.per_token_nll(inputs.clone(), targets.clone(), None); // [mbs, seq]
+            sums.push(
+                nll.clone().inner(),
+                reference,
+                inputs.inner(),
+                targets.inner(),
+            );
+            nll
+        })
+        .collect();
+    (KeptForward { nll }, sums.read())
+}
+
+/// The gradient of the step's loss (weighted by `loss_weights` as [`accumulate_gradients`]
+/// weighs it) from the kept forward passes.
+pub(crate) fn backward_kept<B: TrainBackend>(
+    model: &GptNeoX<B>,
+    kept: KeptForward<B>,
+    plan: &BatchPlan,
+    loss_weights: Option<&[f64]>,
+    seq: usize,
+) -> GradientsParams {
+    let denominator = loss_denominator(plan, loss_weights, seq);
+    let mut accumulator = GradientsAccumulator::<GptNeoX<B>>::new();
+    for (nll, domains) in kept.nll.into_iter().zip(&plan.domains) {
+        let device = nll.device();
+        let loss = share_of_loss(nll, domains, loss_weights, denominator, &device);
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        accumulator.accumulate(model, grads);
+    }
+    accumulator.grads()
 }
 
 /// One worker of a data-parallel step: its device and, for mixers that need one, a copy of the
@@ -279,4 +349,83 @@ pub(crate) fn accumulate_gradients_parallel<B: TrainBackend>(
         }
     }
     (accumulator.grads(), losses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{AutodiffModule, ModuleVisitor, Param};
+    use burn::tensor::backend::AutodiffBackend;
+    use mixlab_model::{CpuTrainBackend, ModelConfig, cpu_device};
+
+    type Ad = CpuTrainBackend;
+
+    /// Every parameter's gradient, in visiting order.
+    struct Collect<'a> {
+        grads: &'a GradientsParams,
+        out: Vec<Vec<f32>>,
+    }
+
+    impl<Be: AutodiffBackend> ModuleVisitor<Be> for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Be, D>>) {
+            let grad = self
+                .grads
+                .get::<Be::InnerBackend, D>(param.id)
+                .expect("every parameter gets a gradient");
+            self.out.push(grad.into_data().iter::<f32>().collect());
+        }
+    }
+
+    fn gradients(model: &GptNeoX<Ad>, grads: &GradientsParams) -> Vec<Vec<f32>> {
+        let mut collect = Collect {
+            grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut collect);
+        collect.out
+    }
+
+    /// DoReMi's proxy step in one forward pass ([`forward_and_keep`], [`backward_kept`]) must
+    /// be the two-pass step ([`measure`], [`accumulate_gradients`]) to the bit: the same
+    /// losses and excess losses for the mixer, the same gradient of the weighted loss.
+    #[test]
+    fn a_kept_forward_measures_and_differentiates_as_two_passes_do() {
+        let device = cpu_device();
+        Ad::seed(&device, 3);
+        let mut config = ModelConfig::tiny();
+        (config.vocab_size, config.n_layers, config.d_model) = (300, 2, 32);
+        (config.n_heads, config.d_ff, config.max_seq_len) = (2, 128, 16);
+        let model = config.init::<Ad>(&device).unwrap();
+        let reference = config.init::<Ad>(&device).unwrap().valid();
+        let (mbs, seq) = (2, 16);
+        let plan = BatchPlan {
+            domains: vec![vec![0, 1], vec![2, 2], vec![1, 0]],
+        };
+        let batches: Vec<Tensor<Ad, 2, Int>> = (0..plan.domains.len())
+            .map(|b| {
+                let ids: Vec<i32> = (0..mbs * (seq + 1))
+                    .map(|i| ((i * 37 + b * 101 + 11) % 300) as i32)
+                    .collect();
+                Tensor::from_data(TensorData::new(ids, [mbs, seq + 1]), &device)
+            })
+            .collect();
+        let measured = measure(&model, Some(&reference), &batches, seq);
+        let (kept, losses) = forward_and_keep(&model, Some(&reference), &batches, seq);
+        assert_eq!(losses, measured);
+        assert!(measured.excess.as_ref().is_some_and(|e| e.len() == 6));
+        let weights = [0.5, 0.3, 0.2];
+        let two_passes = accumulate_gradients(
+            &model,
+            Some(&reference),
+            &batches,
+            &plan,
+            Some(&weights),
+            seq,
+            None,
+        );
+        let one_pass = backward_kept(&model, kept, &plan, Some(&weights), seq);
+        let (two, one) = (gradients(&model, &two_passes), gradients(&model, &one_pass));
+        assert!(two.iter().flatten().any(|&g| g != 0.0));
+        assert_eq!(one, two);
+    }
 }

@@ -612,7 +612,20 @@ impl<B: TrainBackend> Loop<B> {
             &self.device,
             dumped.as_mut(),
         )?;
-        let (grads, loss, loss_weights) = if feedback_first {
+        let one_forward = feedback_first && self.workers.is_empty() && B::holds_all_micro_batches();
+        let (grads, loss, loss_weights) = if one_forward {
+            // One forward pass serves the measurement and the gradient (step::KeptForward).
+            let (kept, losses) =
+                step::forward_and_keep(&self.model, self.reference.as_ref(), &batches, seq);
+            let loss = self.collect_feedback(feedback, &plan, &losses, step);
+            self.check_finite(loss, &plan, &cursors_before, word_pos_before, bar)?;
+            let t = Instant::now();
+            self.mixer.observe(step, feedback)?;
+            mixer_time += t.elapsed();
+            let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
+            let grads = step::backward_kept(&self.model, kept, &plan, loss_weights.as_deref(), seq);
+            (grads, loss, loss_weights)
+        } else if feedback_first {
             let losses = step::measure(&self.model, self.reference.as_ref(), &batches, seq);
             let loss = self.collect_feedback(feedback, &plan, &losses, step);
             self.check_finite(loss, &plan, &cursors_before, word_pos_before, bar)?;
