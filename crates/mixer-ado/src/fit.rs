@@ -1,7 +1,7 @@
 //! Fitting every domain's scaling law to the run's history (the code's
 //! `compute_scaling_law_params` and `fit_scaling_law`).
 
-use std::num::NonZeroUsize;
+use rayon::prelude::*;
 
 use crate::history::History;
 use crate::law::{FitData, LawParams, start_grid};
@@ -53,40 +53,19 @@ pub fn fit_data(
 }
 
 /// Every domain's law fitted to `history`, or `None` when any parameter is not finite (the
-/// code's `check_valid`: the previous laws are then kept). Domains are fitted on parallel
-/// threads; each fit depends only on its own domain's data, so the result does not depend on
-/// the number of threads.
+/// code's `check_valid`: the previous laws are then kept). Domains are fitted in parallel on
+/// the caller's rayon pool (in a training run, the run's share of the cores, not every core of
+/// the machine, which `reproduce --jobs` shares among runs); each fit depends only on its own
+/// domain's data, so the result does not depend on the number of threads.
 pub fn fit_all(history: &History, config: &AdoConfig) -> Option<Vec<LawParams>> {
-    let k = history.domains();
     let filter = SavitzkyGolay::new(
         config.smoothing_window as usize,
         config.smoothing_order as usize,
     );
-    let threads = std::thread::available_parallelism()
-        .map(NonZeroUsize::get)
-        .unwrap_or(1)
-        .min(k)
-        .max(1);
-    let fit_one = |domain: usize| fit_law(&fit_data(history, domain, config, &filter));
-    let mut laws: Vec<Option<LawParams>> = vec![None; k];
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|w| {
-                let fit_one = &fit_one;
-                scope.spawn(move || {
-                    (w..k)
-                        .step_by(threads)
-                        .map(|d| (d, fit_one(d)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for worker in workers {
-            for (d, law) in worker.join().expect("a fit does not panic") {
-                laws[d] = law;
-            }
-        }
-    });
+    let laws: Vec<Option<LawParams>> = (0..history.domains())
+        .into_par_iter()
+        .map(|domain| fit_law(&fit_data(history, domain, config, &filter)))
+        .collect();
     laws.into_iter()
         .map(|law| law.filter(LawParams::is_finite))
         .collect()
