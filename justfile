@@ -10,13 +10,13 @@ test:
     ./scripts/test
 
 # The paper's comparison (TPW, DoReMi, ODM, uniform) and its report, written to
-# runs/reproduce-<preset>/: `just reproduce` (the `tiny` preset, 2,000 steps per run: 59 minutes on
+# runs/reproduce-<preset>/: `just reproduce` (the `tiny` preset, 2,000 steps per run: 54 minutes on
 # 2 CPU cores after the build, measured), or
 # `just reproduce --preset quick` (minutes), `just reproduce --preset paper-1b --data DIR` (GPU).
 reproduce *args:
     cargo run --release -p experiments -- reproduce {{args}}
 
-# The comparison at the `quick` preset: about 8 minutes on 2 CPU cores (after the build).
+# The comparison at the `quick` preset: about 7 minutes on 2 CPU cores (after the build).
 reproduce-quick *args:
     cargo run --release -p experiments -- reproduce --preset quick {{args}}
 

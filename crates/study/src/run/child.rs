@@ -6,15 +6,15 @@
 //! --seed S`, which calls [`run_child`]) reads the parent's plan as TOML on its stdin, trains
 //! and evaluates that one run exactly as a one-job run would (same code path, so the same
 //! losses), and reports each step as a JSON line on stdout, from which the parent draws the
-//! run's progress bar.
+//! run's progress bar. Its stderr is kept and returned as the error when it fails. Ctrl-C
+//! reaches the children through the terminal's process group; a stop the parent sees otherwise
+//! (SIGTERM) is passed on with `kill -INT`.
 //!
 //! The child's stdin: a line with the plan's length in bytes, the plan, then lines
 //! `threads N` whenever the parent changes the run's share of the cores (runs started or
 //! ended; [`super::core_shares`]); the child applies a new share from its next step or
-//! evaluation on ([`ThreadBudget`]). Unless `RAYON_NUM_THREADS` is set in the parent's
-//! environment, which fixes every child's count. Its stderr is kept and returned as the error when it fails. Ctrl-C
-//! reaches the children through the terminal's process group; a stop the parent sees otherwise
-//! (SIGTERM) is passed on with `kill -INT`.
+//! evaluation on ([`ThreadBudget`]). `RAYON_NUM_THREADS` set in the parent's environment fixes
+//! every child's count instead.
 //!
 //! Why TOML on stdin and not `DIR/plan.json`: the plan is the parent's in memory, to the bit,
 //! whatever the file says (the toml crate parses with the standard library's correctly rounded

@@ -16,8 +16,9 @@ enum TaskState {
 /// first (then the lowest index): on few cores the DoReMi chain (reference, proxy, main run)
 /// would otherwise start its proxy only after every independent run, and finish last alone.
 /// `announce(n, i)` as task `i` starts as the `n`-th. `running(tasks)` whenever the set of
-/// running tasks changes (a task starts or ends), with the tasks in the order they started,
-/// before a starting task's `work` is called: the caller shares the cores among them.
+/// running tasks changes, with the tasks in the order they started: as a task starts (before
+/// its `work` is called), and after a task ends once no task starts in its place; the caller
+/// shares the cores among them.
 /// After a failure (an error or a panic) no new task starts and those under way finish.
 /// Returns the failures in the order they happened, with their task index.
 pub(super) fn run_in_parallel(
@@ -33,6 +34,8 @@ pub(super) fn run_in_parallel(
         started: usize,
         /// The running tasks, in the order they started.
         running: Vec<usize>,
+        /// The running set `running` was last called with.
+        reported: Vec<usize>,
     }
     let total = waits_for.len();
     let board = std::sync::Mutex::new(Board {
@@ -40,6 +43,7 @@ pub(super) fn run_in_parallel(
         errors: Vec::new(),
         started: 0,
         running: Vec::new(),
+        reported: Vec::new(),
     });
     let chain = chain_lengths(waits_for);
     let changed = std::sync::Condvar::new();
@@ -47,6 +51,14 @@ pub(super) fn run_in_parallel(
         board
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    // A task's end is reported only once no other task starts in its place, so that a run
+    // left alone is not given every core for the moment before its next neighbour starts.
+    let report = |board: &mut Board| {
+        if board.running != board.reported {
+            running(&board.running);
+            board.reported.clone_from(&board.running);
+        }
     };
     let next = || -> Option<usize> {
         let mut guard = lock();
@@ -65,13 +77,14 @@ pub(super) fn run_in_parallel(
                 guard.states[i] = TaskState::Running;
                 guard.started += 1;
                 guard.running.push(i);
-                running(&guard.running);
+                report(&mut guard);
                 announce(guard.started, i);
                 return Some(i);
             }
             if !guard.states.contains(&TaskState::Running) {
                 return None;
             }
+            report(&mut guard);
             guard = changed
                 .wait(guard)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -94,9 +107,6 @@ pub(super) fn run_in_parallel(
                         });
                     let mut guard = lock();
                     guard.running.retain(|&r| r != i);
-                    if !guard.running.is_empty() {
-                        running(&guard.running);
-                    }
                     match result {
                         Ok(()) => guard.states[i] = TaskState::Done,
                         Err(e) => {
@@ -269,6 +279,26 @@ mod tests {
             sets,
             [vec![0], vec![0, 2], vec![0], vec![1]],
             "starts and ends, with the running tasks in start order"
+        );
+
+        // Three free tasks on two threads: when 1 ends, 2 starts in its place, and 0 is not
+        // reported alone in between (it would be given every core for a moment).
+        let sets = std::sync::Mutex::new(Vec::new());
+        let errors = run_in_parallel(
+            &[vec![], vec![], vec![]],
+            2,
+            |_, _| {},
+            |running| sets.lock().unwrap().push(running.to_vec()),
+            |i| {
+                let ms = if i == 0 { 150 } else { 10 };
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(())
+            },
+        );
+        assert!(errors.is_empty());
+        assert_eq!(
+            sets.into_inner().unwrap(),
+            [vec![0], vec![0, 1], vec![0, 2], vec![0]]
         );
     }
 }
