@@ -612,48 +612,48 @@ impl<B: TrainBackend> Loop<B> {
             &self.device,
             dumped.as_mut(),
         )?;
-        let one_forward = feedback_first && self.workers.is_empty() && B::holds_all_micro_batches();
-        let (grads, loss, loss_weights) = if one_forward {
-            // One forward pass serves the measurement and the gradient (step::KeptForward).
-            let (kept, losses) =
-                step::forward_and_keep(&self.model, self.reference.as_ref(), &batches, seq);
+        let (grads, loss, loss_weights) = if feedback_first {
+            // Where the backend can hold every micro-batch's activations, the training forward
+            // is kept and serves the measurement too (step::KeptForward); otherwise a forward
+            // pass without gradients measures first.
+            let one_forward = self.workers.is_empty() && B::holds_all_micro_batches();
+            let reference = self.reference.as_ref();
+            let (kept, losses) = if one_forward {
+                let (kept, losses) = step::forward_and_keep(&self.model, reference, &batches, seq);
+                (Some(kept), losses)
+            } else {
+                (None, step::measure(&self.model, reference, &batches, seq))
+            };
             let loss = self.collect_feedback(feedback, &plan, &losses, step);
             self.check_finite(loss, &plan, &cursors_before, word_pos_before, bar)?;
             let t = Instant::now();
             self.mixer.observe(step, feedback)?;
             mixer_time += t.elapsed();
             let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
-            let grads = step::backward_kept(&self.model, kept, &plan, loss_weights.as_deref(), seq);
-            (grads, loss, loss_weights)
-        } else if feedback_first {
-            let losses = step::measure(&self.model, self.reference.as_ref(), &batches, seq);
-            let loss = self.collect_feedback(feedback, &plan, &losses, step);
-            self.check_finite(loss, &plan, &cursors_before, word_pos_before, bar)?;
-            let t = Instant::now();
-            self.mixer.observe(step, feedback)?;
-            mixer_time += t.elapsed();
-            let loss_weights = self.mixer.loss_weights().map(<[f64]>::to_vec);
-            let grads = if self.workers.is_empty() {
-                step::accumulate_gradients(
+            let weights = loss_weights.as_deref();
+            let grads = match kept {
+                Some(kept) => step::backward_kept(&self.model, kept, &plan, weights, seq),
+                None if self.workers.is_empty() => step::accumulate_gradients(
                     &self.model,
-                    self.reference.as_ref(),
+                    reference,
                     &batches,
                     &plan,
-                    loss_weights.as_deref(),
+                    weights,
                     seq,
                     None,
-                )
-            } else {
-                step::accumulate_gradients_parallel(
-                    &self.model,
-                    &self.workers,
-                    &batches,
-                    &plan,
-                    loss_weights.as_deref(),
-                    seq,
-                    false,
-                )
-                .0
+                ),
+                None => {
+                    step::accumulate_gradients_parallel(
+                        &self.model,
+                        &self.workers,
+                        &batches,
+                        &plan,
+                        weights,
+                        seq,
+                        false,
+                    )
+                    .0
+                }
             };
             (grads, loss, loss_weights)
         } else {
