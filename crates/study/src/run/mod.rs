@@ -276,7 +276,12 @@ fn run_method(
                     Some(on_step.clone())
                 }
             },
-            threads: output.threads().cloned(),
+            // Only burn's CPU backend computes on rayon's pools; a GPU backend's streams are
+            // tied to the host thread that queues the work, which must not change per step.
+            threads: output
+                .threads()
+                .filter(|_| plan.preset.device == DeviceSpec::Cpu)
+                .cloned(),
             fail_checkpoint_at: None,
             dump_batches: None,
         };
@@ -320,7 +325,7 @@ fn run_method(
             &dir,
             &mixlab_model::tch_cpu_device(),
             progress,
-            threads,
+            None,
         ),
         #[cfg(not(feature = "tch"))]
         DeviceSpec::TchCpu => Err(crate::error::StudyError::Model(
@@ -328,7 +333,7 @@ fn run_method(
         )),
         DeviceSpec::Cuda(i) => {
             let device = cuda_device(i, Precision::F32)?;
-            evaluate_run::<CudaBackend>(plan, &dir, &device, progress, threads)
+            evaluate_run::<CudaBackend>(plan, &dir, &device, progress, None)
         }
     }
 }
