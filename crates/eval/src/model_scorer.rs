@@ -205,14 +205,12 @@ impl<B: ModelBackend> ModelScorer<B> {
 
         let inputs =
             Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [batch, max_len]), &self.device);
-        let logits = self.model.forward(inputs); // [batch, max_len, vocab]
-        let [_, _, vocab] = logits.dims();
         let positions =
             Tensor::<B, 1, Int>::from_data(TensorData::new(positions, [count]), &self.device);
-        // Only the scored positions go through log-softmax: [count, vocab].
-        let picked = logits
-            .reshape([batch * max_len, vocab])
-            .select(0, positions);
+        // Only the scored positions go through the vocabulary head and log-softmax (the head is
+        // the largest product of the pass): [count, vocab], forward's values at those positions.
+        let picked = self.model.forward_at(inputs, positions);
+        let [_, vocab] = picked.dims();
         let argmax = picked.clone().argmax(1).into_data(); // [count, 1]
         let targets =
             Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [1, count]), &self.device);

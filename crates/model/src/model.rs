@@ -186,16 +186,58 @@ impl<B: ModelBackend> GptNeoX<B> {
     /// - tokens: `[batch, seq]`
     /// - output: `[batch, seq, padded_vocab]`
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let hidden = self.blocks(tokens);
+        let hidden = layer_norm(&self.final_layer_norm, hidden, self.config.layer_norm_eps);
+        linear_rows(&self.embed_out, hidden)
+    }
+
+    /// Next-token logits at some positions only: row `i` is `forward(tokens)` at flat position
+    /// `positions[i]` (`sequence · seq + position`), the same values.
+    ///
+    /// Scoring a continuation reads a few positions of each input, while the vocabulary head is
+    /// the largest product of a forward pass (`d_model × padded_vocab` per position: 36% of the
+    /// `tiny` model's forward products, and at `paper-1b` a `[batch · seq, 50k]` logits tensor).
+    /// The blocks still run over every position (later positions attend to earlier ones); the
+    /// final LayerNorm and the head run on the picked rows. Each row's LayerNorm and head product
+    /// depend on that row alone, so on burn's CPU backend the values are the same bits as
+    /// `forward`'s (tested in `tests/model.rs`); an accelerator's product may pick another
+    /// algorithm for the smaller shape and round differently.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]`
+    /// - positions: `[count]`, each below `batch · seq`
+    /// - output: `[count, padded_vocab]`
+    pub fn forward_at(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 2> {
+        let [count] = positions.dims();
+        let hidden = self.blocks(tokens);
+        let [batch, seq, d_model] = hidden.dims();
+        let picked = hidden
+            .reshape([batch * seq, d_model])
+            .select(0, positions)
+            .reshape([1, count, d_model]);
+        let picked = layer_norm(&self.final_layer_norm, picked, self.config.layer_norm_eps);
+        let vocab = self.embed_out.weight.dims()[1];
+        linear_rows(&self.embed_out, picked).reshape([count, vocab])
+    }
+
+    /// The embedding and every block: the hidden state before the final LayerNorm.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]`
+    /// - output: `[batch, seq, d_model]`
+    fn blocks(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [_, seq] = tokens.dims();
         let device = tokens.device();
         let hidden = self.embed_in.forward(tokens); // [batch, seq, d_model]
         let tables = AttentionTables::new(&self.config, seq, &device, hidden.dtype());
         let epsilon = self.config.layer_norm_eps;
-        let hidden = self.layers.iter().fold(hidden, |hidden, layer| {
+        self.layers.iter().fold(hidden, |hidden, layer| {
             layer.forward(hidden, &tables, epsilon)
-        });
-        let hidden = layer_norm(&self.final_layer_norm, hidden, epsilon);
-        linear_rows(&self.embed_out, hidden)
+        })
     }
 
     /// Negative log-likelihood of each target token, from one forward pass.

@@ -192,6 +192,63 @@ fn causal_attention_ignores_future_tokens() {
     }
 }
 
+/// `forward_at` gives `forward`'s logits at the picked positions, bit for bit, for any number of
+/// picks: the head's product then has 1 to `batch · seq` rows, and gemm takes other paths for few
+/// rows (one row is a matrix-vector product), so each count is checked; at the `tiny` preset's
+/// size (d 128, vocabulary 4096, 128 positions) as the evaluations run it, on 1 and 2 threads.
+#[test]
+fn logits_at_picked_positions_are_the_forward_pass_bits() {
+    let device = cpu_device();
+    B::seed(&device, 4);
+    let config = ModelConfig::tiny();
+    let model = config.init::<B>(&device).unwrap();
+    let vocab = config.padded_vocab_size();
+    let (batch, seq) = (3, 128);
+    let ids = token_ids(batch * seq, config.vocab_size, 11);
+    let all = values(model.forward(int_tensor::<B>(ids.clone(), [batch, seq], &device)));
+    // Picks as scoring makes them: the last position of a row, a run of continuation tokens,
+    // positions out of order and repeated, every position.
+    let pick_sets: Vec<Vec<usize>> = vec![
+        vec![seq - 1],
+        vec![2 * seq - 1, seq - 1],
+        vec![5, 6, 7],
+        vec![300, 3, 3, 200, 17, 128, 0],
+        (0..16).map(|i| i * 23 % (batch * seq)).collect(),
+        (0..batch * seq).collect(),
+    ];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for picks in &pick_sets {
+            let positions: Vec<i32> = picks.iter().map(|&p| p as i32).collect();
+            let positions =
+                Tensor::<B, 1, Int>::from_data(TensorData::new(positions, [picks.len()]), &device);
+            let tokens = int_tensor::<B>(ids.clone(), [batch, seq], &device);
+            let picked = pool.install(|| model.forward_at(tokens, positions));
+            assert_eq!(picked.dims(), [picks.len(), vocab]);
+            let picked = values(picked);
+            for (row, &position) in picks.iter().enumerate() {
+                let expected = &all[position * vocab..(position + 1) * vocab];
+                let got = &picked[row * vocab..(row + 1) * vocab];
+                let differing = expected
+                    .iter()
+                    .zip(got)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(
+                    differing,
+                    0,
+                    "{threads} thread(s), {} pick(s): position {position} differs in {differing} \
+                     of {vocab} logits",
+                    picks.len()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn loss_at_initialisation_is_near_log_vocab() {
     let device = cpu_device();
