@@ -227,7 +227,8 @@ pub fn exp(x: f32) -> f32 {
     // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let clamped = x.clamp(LOWEST, 88.722_84);
-    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -236,7 +237,12 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // n's integer from the rounded value's low mantissa bits (`shifted` is 1.5 · 2^23 + n, one
+    // ulp per unit), the value `n as i32` gives: that cast saturates and maps NaN to 0, which
+    // LLVM compiles to one scalar conversion and two branches per lane, and made this function
+    // about five times slower than the polynomial (1.35 ns per element in the token loss).
+    let n_int = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let two_n = f32::from_bits((n_int.wrapping_add(127) << 23) as u32);
     if x < LOWEST { 0.0 } else { e_r * two_n }
 }
 
