@@ -47,6 +47,13 @@ bench:
 bench-pytorch:
     if ${PYTHON:-python3} -c "import torch, transformers" 2>/dev/null; then ${PYTHON:-python3} benches/pytorch_baseline.py --threads 2; else echo "skipped the PyTorch baseline: ${PYTHON:-python3} cannot import torch and transformers (pip install torch transformers)"; fi
 
+# mixlab's ingest beside HF tokenizers' own encode_batch_fast, the same tokenizer.json, corpus and
+# threads, alternating (benches/tokenize_ab.sh; without a tokenizer.json, a BPE 8192 is trained
+# on the mini-pile first). The HF side is skipped with a message when `$PYTHON` (default python3)
+# cannot import tokenizers.
+bench-tokenizers tokenizer="train" rounds="3":
+    cargo build --release -p experiments && benches/tokenize_ab.sh {{tokenizer}} {{rounds}}
+
 # mixlab's training step against PyTorch's: 50 steps of the smoke configuration replayed by
 # benches/pytorch_reference.py (transformers, torch AdamW, clip_grad_norm_, LambdaLR) from the
 # same weights on the same batches, every step compared; skipped with a message when

@@ -102,7 +102,7 @@ pub fn preset(name: &str) -> Result<Preset> {
             let (w1, w2) = warmups(steps);
             Preset {
                 name: name.into(),
-                about: "a first look: every method with the 1.8M-parameter model for 160 steps; about 9 minutes on 2 CPU cores; perplexity moves, the multiple-choice subjects stay at chance".into(),
+                about: "a first look: every method with the 1.8M-parameter model for 160 steps; about 6 minutes on 2 CPU cores; perplexity moves, the multiple-choice subjects stay at chance".into(),
                 model: "tiny".into(),
                 batch_size: 16,
                 micro_batches: 4,

@@ -16,7 +16,7 @@ use mixlab_study::{
 /// Arguments shared by `reproduce` and `ablate-exploration`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// `smoke` (minutes, a pipeline check), `quick` (160 steps, ~8 min on 2 CPU cores), `tiny`
+    /// `smoke` (minutes, a pipeline check), `quick` (160 steps, ~6 min on 2 CPU cores), `tiny`
     /// (2,000 steps) or `paper-1b` (GPU). Default: `tiny` for `reproduce`; `quick` for
     /// `ablate-exploration` (at `tiny` it trains nine runs of 2,000 steps).
     #[arg(long)]
