@@ -87,7 +87,13 @@ pub fn run(args: Args) -> Result<()> {
         on_step: None,
         fail_checkpoint_at: None,
         dump_batches: args.dump_batches,
-        threads: None,
+        // On burn's CPU backend the steps run inside a pool of the process's thread count, so
+        // that the kernels' parallel work starts on a pool thread instead of handing every
+        // operation from this thread to the pool and back (two context switches each); the
+        // same numbers at any count (tested). A GPU backend keeps this thread (its streams
+        // follow the thread that queues the work), as under `reproduce`.
+        threads: (config.training.device == DeviceSpec::Cpu && config.training.devices.len() <= 1)
+            .then(mixlab_train::ThreadBudget::global),
     };
     let summary = run_config(&config, &options, args.reference_model.as_deref())?;
     if let Some(step) = summary.resume.resumed_from

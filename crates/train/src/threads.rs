@@ -44,6 +44,13 @@ impl ThreadBudget {
         }
     }
 
+    /// A budget of the process's global rayon pool's size (`RAYON_NUM_THREADS`, else one thread
+    /// per core): for a run that has the machine to itself, so that its work runs inside a
+    /// pool rather than being handed to the global pool one operation at a time.
+    pub fn global() -> Self {
+        Self::new(rayon::current_num_threads())
+    }
+
     /// Changes the budget (at least one thread); work already under way keeps its pool.
     pub fn set(&self, threads: usize) {
         self.inner.threads.store(threads.max(1), Ordering::SeqCst);
@@ -89,6 +96,15 @@ impl ThreadBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_global_budget_is_the_global_pools_size_and_runs_on_a_pool_thread() {
+        let budget = ThreadBudget::global();
+        assert_eq!(budget.threads(), rayon::current_num_threads());
+        // The point of running inside a pool: the work starts on one of its threads.
+        assert!(rayon::current_thread_index().is_none());
+        assert!(budget.install(rayon::current_thread_index).is_some());
+    }
 
     #[test]
     fn work_runs_with_the_budget_current_when_it_starts() {
