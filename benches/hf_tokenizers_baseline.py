@@ -14,7 +14,8 @@ construction.
 
 Needs the `tokenizers` package (`pip install tokenizers`); `.zst` files are read with the
 `zstandard` package when installed, otherwise through the `zstd` command. Prints one line per
-round and exits 2 with a message when something it needs is missing.
+round; exits 2 with a message when a package or command it needs is missing, 1 with the file
+and line when the input is not a Pile-format corpus.
 """
 
 import argparse
@@ -82,9 +83,12 @@ def texts_of(files: list[Path]) -> tuple[list[str], int]:
             if not line.strip():
                 continue
             try:
-                texts.append(json.loads(line)["text"])
+                text = json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError) as error:
                 sys.exit(f"error: {path}:{number}: not a Pile-format line ({error})")
+            if not isinstance(text, str):
+                sys.exit(f"error: {path}:{number}: field text is {type(text).__name__}, not a string")
+            texts.append(text)
     return texts, line_bytes
 
 

@@ -256,14 +256,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_running_set_is_reported_as_tasks_start_and_end() {
-        // Two threads, a chain 0 -> 1 and a free task 2: 0 and 2 start together; when 2 ends
-        // first, 0 runs alone (its share grows), then 1 starts after 0 and runs alone.
-        let waits_for = [vec![], vec![0], vec![]];
+    /// The running sets `run_in_parallel` reports for `waits_for` on two threads, where task 0
+    /// takes 150 ms and every other task 10 ms.
+    fn running_sets(waits_for: &[Vec<usize>]) -> Vec<Vec<usize>> {
         let sets = std::sync::Mutex::new(Vec::new());
         let errors = run_in_parallel(
-            &waits_for,
+            waits_for,
             2,
             |_, _| {},
             |running| sets.lock().unwrap().push(running.to_vec()),
@@ -274,30 +272,22 @@ mod tests {
             },
         );
         assert!(errors.is_empty());
-        let sets = sets.into_inner().unwrap();
+        sets.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_running_set_is_reported_as_tasks_start_and_end() {
+        // A chain 0 -> 1 and a free task 2: 0 and 2 start together; when 2 ends first, 0 runs
+        // alone (its share grows), then 1 starts after 0 and runs alone.
         assert_eq!(
-            sets,
+            running_sets(&[vec![], vec![0], vec![]]),
             [vec![0], vec![0, 2], vec![0], vec![1]],
             "starts and ends, with the running tasks in start order"
         );
-
-        // Three free tasks on two threads: when 1 ends, 2 starts in its place, and 0 is not
-        // reported alone in between (it would be given every core for a moment).
-        let sets = std::sync::Mutex::new(Vec::new());
-        let errors = run_in_parallel(
-            &[vec![], vec![], vec![]],
-            2,
-            |_, _| {},
-            |running| sets.lock().unwrap().push(running.to_vec()),
-            |i| {
-                let ms = if i == 0 { 150 } else { 10 };
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-                Ok(())
-            },
-        );
-        assert!(errors.is_empty());
+        // Three free tasks: when 1 ends, 2 starts in its place, and 0 is not reported alone in
+        // between (it would be given every core for a moment).
         assert_eq!(
-            sets.into_inner().unwrap(),
+            running_sets(&[vec![], vec![], vec![]]),
             [vec![0], vec![0, 1], vec![0, 2], vec![0]]
         );
     }
