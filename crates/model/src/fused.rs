@@ -41,6 +41,8 @@ pub mod rows;
 
 mod flex;
 
+pub use flex::attention::causal_blocks;
+
 /// A backend the model runs on: burn's [`Backend`] plus the operations of this module.
 ///
 /// Every method has a default built from the backend's own tensor operations, so an inference

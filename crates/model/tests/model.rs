@@ -1413,6 +1413,66 @@ fn lane_sums_associate_in_a_fixed_order() {
     assert_eq!(rows::reduce_sum(lanes), 1.0);
 }
 
+/// A causal block's softmax over the first `len` keys of each row gives the whole row's bits
+/// when the later keys are masked (−∞ scores, 0 probabilities): a value goes to the lane of its
+/// position modulo 16 in both (the tail after the last whole group of lanes too), and the
+/// masked values leave each lane's maximum alone and add exact zeros to its sums. Prefixes
+/// inside and at the end of the lanes' groups, rows of 37 and 130 (a remainder), every vector
+/// width.
+#[test]
+fn softmax_over_a_causal_prefix_is_the_whole_rows_bits() {
+    for vectors in rows::Vectors::available() {
+        for (row_len, len) in [
+            (37usize, 32usize),
+            (37, 20),
+            (37, 37),
+            (130, 64),
+            (130, 71),
+            (130, 128),
+        ] {
+            let n = 3 * row_len;
+            let masked = |i: usize| i % row_len >= len;
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    if masked(i) {
+                        f32::NEG_INFINITY
+                    } else {
+                        ((i * 7919 % 1000) as f32 - 500.0) / 37.0
+                    }
+                })
+                .collect();
+            let g: Vec<f32> = (0..n)
+                .map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 211.0)
+                .collect();
+            let mut whole = vec![0.0f32; n];
+            rows::softmax_rows_at(vectors, &x, &mut whole, row_len);
+            let mut prefix = vec![0.0f32; n];
+            rows::softmax_row_prefixes_at(vectors, &x, &mut prefix, row_len, len);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let case = format!("{vectors:?}, rows of {row_len}, prefix {len}");
+            assert_eq!(bits(&prefix), bits(&whole), "{case}: softmax");
+            let mut whole_grad = vec![0.0f32; n];
+            rows::softmax_backward_rows_at(vectors, &whole, &g, &mut whole_grad, row_len);
+            let mut prefix_grad = vec![0.0f32; n];
+            rows::softmax_backward_row_prefixes_at(
+                vectors,
+                &prefix,
+                &g,
+                &mut prefix_grad,
+                row_len,
+                len,
+            );
+            // Past the prefix the whole row's gradient is 0 · (g − dot), a zero of either sign,
+            // which the blocked attention never reads.
+            for i in (0..n).filter(|&i| masked(i)) {
+                assert_eq!(whole_grad[i], 0.0, "{case}");
+                prefix_grad[i] = whole_grad[i];
+            }
+            assert_eq!(bits(&prefix_grad), bits(&whole_grad), "{case}: gradient");
+        }
+    }
+}
+
 /// Every row kernel gives the same bits at every vector width this CPU runs (on this machine:
 /// the baseline, AVX2 and AVX-512), so a run's losses do not depend on the CPU it ran on. Rows of
 /// 37 and 4,099 values: a remainder after the 16 lanes, and a vocabulary-sized row.
@@ -1695,20 +1755,59 @@ fn v_like(batch: usize, heads: usize, seq: usize, head_dim: usize) -> Tensor<Ad,
     )
 }
 
+/// The CPU attention kernel's blocks: 32 rows each, the last one taking the rows left over;
+/// the whole products where gemm would sum in another order (a depth over 512, outputs of
+/// 16 × 16 or fewer) or where there is only one block.
+#[test]
+fn causal_blocks_cover_the_rows_where_gemm_sums_in_order() {
+    use mixlab_model::fused::causal_blocks;
+    assert_eq!(
+        causal_blocks(128, 32),
+        Some(vec![(0, 32), (32, 64), (64, 96), (96, 128)])
+    );
+    assert_eq!(
+        causal_blocks(100, 16),
+        Some(vec![(0, 32), (32, 64), (64, 100)])
+    );
+    assert_eq!(causal_blocks(64, 16), Some(vec![(0, 32), (32, 64)]));
+    let blocks = causal_blocks(512, 64).expect("512 positions sum in one pass");
+    assert_eq!((blocks.len(), blocks[15]), (16, (480, 512)));
+    assert_eq!(causal_blocks(63, 32), None, "one block");
+    assert_eq!(causal_blocks(513, 32), None, "gemm splits a depth of 513");
+    assert_eq!(
+        causal_blocks(128, 8),
+        None,
+        "32 x 8 outputs take gemm's small kernels"
+    );
+}
+
 /// The attention kernel (burn's CPU backend in f32: one operation, one autodiff node) computes
 /// the composition's bits: the output, and under autodiff the gradient of the projection's rows,
 /// with partial, full and no rotary embedding, for one and for several sequences (one rayon task
 /// each). The kernel must be the path taken, or the comparison would compare the composition
-/// with itself.
+/// with itself. From 64 positions and heads of 16 values the kernel skips the causal mask's
+/// blocks (64, 100, 128 and 200 positions: two to six blocks of rows, the last one longer;
+/// `tiny`'s 4 × 32 at 128); at 520 positions it runs the whole products again.
 #[test]
 fn attention_kernel_equals_the_composition_bit_for_bit() {
     use mixlab_model::attention::{
         AttentionShape, AttentionTables, causal_attention, causal_attention_composed,
     };
     let device = cpu_device();
-    for (rotary_pct, batch, seq) in [(0.25, 3, 16), (1.0, 2, 13), (0.0, 1, 7)] {
+    for (rotary_pct, batch, seq, d_model, n_heads) in [
+        (0.25, 3, 16, 32, 4),
+        (1.0, 2, 13, 32, 4),
+        (0.0, 1, 7, 32, 4),
+        (0.25, 2, 64, 64, 4),
+        (1.0, 1, 100, 64, 2),
+        (0.25, 2, 128, 128, 4),
+        (0.0, 1, 200, 32, 2),
+        (0.25, 1, 520, 32, 2),
+    ] {
         let config = ModelConfig {
             rotary_pct,
+            d_model,
+            n_heads,
             ..micro_config()
         };
         let (heads, head_dim) = (config.n_heads, config.d_model / config.n_heads);
@@ -1719,7 +1818,7 @@ fn attention_kernel_equals_the_composition_bit_for_bit() {
             head_dim,
             rotary_dims: config.rotary_dims(),
         };
-        let case = format!("rotary {rotary_pct}, {batch} x {seq}");
+        let case = format!("rotary {rotary_pct}, {batch} x {seq}, {n_heads} heads of {head_dim}");
         B::seed(&device, 5);
         let qkv = Tensor::<B, 2>::random(
             [batch * seq * heads, 3 * head_dim],

@@ -293,6 +293,40 @@ multiversion! {
 }
 
 multiversion! {
+    /// [`softmax_rows`] over the first `len` values of rows `stride` apart (a block of causal
+    /// attention's rows, whose later keys are masked): the values past `len` are neither read
+    /// nor written. When those values are −∞, the result is the whole row's bits: every value
+    /// goes to the lane of its position modulo [`LANES`] either way, and a −∞ leaves its lane's
+    /// maximum as it was and adds an exact 0 to its lane's sum.
+    pub fn softmax_row_prefixes / softmax_row_prefixes_at(xs: &[f32], out: &mut [f32], stride: usize, len: usize) {
+        for (x, out) in xs.chunks(stride).zip(out.chunks_mut(stride)) {
+            let (x, out) = (&x[..len], &mut out[..len]);
+            let sum = row_exp_sum(x, row_max(x), Some(&mut *out));
+            row_scale(out, 1.0 / sum);
+        }
+    }
+}
+
+multiversion! {
+    /// [`softmax_backward_rows`] over the first `len` values of rows `stride` apart. When the
+    /// probabilities past `len` are 0, each row's `Σ g ⊙ y` is the whole row's bits (the lanes
+    /// only gain exact zeros, which leave a sum that starts at +0 as it was).
+    pub fn softmax_backward_row_prefixes / softmax_backward_row_prefixes_at(ys: &[f32], gs: &[f32], out: &mut [f32], stride: usize, len: usize) {
+        for ((out, y), g) in out
+            .chunks_mut(stride)
+            .zip(ys.chunks(stride))
+            .zip(gs.chunks(stride))
+        {
+            let (out, y, g) = (&mut out[..len], &y[..len], &g[..len]);
+            let dot = row_dot(y, g);
+            for ((out, y), g) in out.iter_mut().zip(y).zip(g) {
+                *out = y * (g - dot);
+            }
+        }
+    }
+}
+
+multiversion! {
     /// Each row's negative log-probability of its target into `nll` (rows of `vocab`).
     pub fn token_nll_rows / token_nll_rows_at(
         zs: &[f32],
