@@ -380,34 +380,11 @@ pub fn reconcile_plans(saved: &serde_json::Value, requested: &Plan) -> Result<Pl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::method::{ablation_methods, reproduce_methods};
-    use crate::preset::preset;
+    use crate::method::reproduce_methods;
     use crate::request::select_methods;
 
     fn synthetic_plan(kind: PlanKind) -> Plan {
-        let preset = preset("tiny").expect("known");
-        let domains: Vec<String> = DomainKind::ALL
-            .iter()
-            .map(|d| d.name().to_string())
-            .collect();
-        let methods = match kind {
-            PlanKind::Reproduce => reproduce_methods(&preset, domains.len()),
-            PlanKind::AblateExploration => ablation_methods(&preset, domains.len()),
-        };
-        Plan {
-            kind,
-            preset,
-            dataset: DatasetInfo {
-                path: "data/x".into(),
-                prepare: None,
-                kind: "synthetic".into(),
-                domains,
-                note: String::new(),
-            },
-            mc: None,
-            seeds: vec![42],
-            methods,
-        }
+        crate::testing::synthetic_plan(kind, "tiny")
     }
 
     /// The child of `reproduce --jobs N` gets its plan as TOML: every number, the ablation's

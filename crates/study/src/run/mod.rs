@@ -5,6 +5,7 @@
 //! every run under way checkpoint and the plan end with [`Stopped`].
 
 pub mod child;
+mod cost;
 pub mod progress;
 mod schedule;
 mod train;
@@ -201,7 +202,21 @@ fn run_jobs(
         progress.end(i, result.is_ok());
         result
     };
-    let errors = run_in_parallel(&waits_for, jobs, announce, share, work);
+    // A finished run is skipped at once: only its dependents' work counts.
+    let costs: Vec<u64> = runs
+        .iter()
+        .map(|&(seed, method)| {
+            let done = Plan::run_dir(out, &method.id, seed)
+                .join("summary.json")
+                .is_file();
+            if done {
+                0
+            } else {
+                cost::expected_work(plan, method, &settings.mixers)
+            }
+        })
+        .collect();
+    let errors = run_in_parallel(&waits_for, &costs, jobs, announce, share, work);
     // Stops are not failures: when nothing failed, one message lists every stopped run.
     let (stops, mut errors): (Vec<_>, Vec<_>) =
         errors.into_iter().partition(|(_, e)| e.stopped().is_some());

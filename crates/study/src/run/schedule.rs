@@ -1,4 +1,5 @@
-//! Running tasks on a few threads, each after the tasks it waits for, the longest chains first.
+//! Running tasks on a few threads, each after the tasks it waits for, the chains with the most
+//! work first.
 
 use crate::error::{Result, StudyError};
 
@@ -12,17 +13,20 @@ enum TaskState {
 }
 
 /// Runs tasks `0..waits_for.len()` on `jobs` threads, task `i` only after the tasks in
-/// `waits_for[i]` succeeded. Of the ready tasks, the one heading the longest chain of tasks waiting on it goes
-/// first (then the lowest index): on few cores the DoReMi chain (reference, proxy, main run)
-/// would otherwise start its proxy only after every independent run, and finish last alone.
-/// `announce(n, i)` as task `i` starts as the `n`-th. `running(tasks)` whenever the set of
-/// running tasks changes, with the tasks in the order they started: as a task starts (before
+/// `waits_for[i]` succeeded. Of the ready tasks, the one heading the chain with the most work
+/// (`costs[i]`, the task's expected work, added along the tasks waiting on it) goes first, then
+/// the lowest index: on few cores the DoReMi chain (reference, proxy, main run) would otherwise
+/// start its proxy only after every independent run and finish last alone, and the longest
+/// run (Aioli's) would start last and end alone. With equal costs that is the longest chain in
+/// tasks. `announce(n, i)` as task `i` starts as the `n`-th. `running(tasks)` whenever the set
+/// of running tasks changes, with the tasks in the order they started: as a task starts (before
 /// its `work` is called), and after a task ends once no task starts in its place; the caller
 /// shares the cores among them.
 /// After a failure (an error or a panic) no new task starts and those under way finish.
 /// Returns the failures in the order they happened, with their task index.
 pub(super) fn run_in_parallel(
     waits_for: &[Vec<usize>],
+    costs: &[u64],
     jobs: usize,
     announce: impl Fn(usize, usize) + Sync,
     running: impl Fn(&[usize]) + Sync,
@@ -45,7 +49,7 @@ pub(super) fn run_in_parallel(
         running: Vec::new(),
         reported: Vec::new(),
     });
-    let chain = chain_lengths(waits_for);
+    let chain = chain_costs(waits_for, costs);
     let changed = std::sync::Condvar::new();
     let lock = || {
         board
@@ -125,17 +129,20 @@ pub(super) fn run_in_parallel(
         .errors
 }
 
-/// For each task, the number of tasks in the longest chain that starts with it (itself, a task
-/// waiting for it, one waiting for that, ...).
-fn chain_lengths(waits_for: &[Vec<usize>]) -> Vec<usize> {
-    let mut chain = vec![1; waits_for.len()];
+/// For each task, the most work along a chain that starts with it: its own cost plus the most
+/// of the tasks waiting for it (theirs, and so on). With every cost 1, the tasks in the longest
+/// chain.
+fn chain_costs(waits_for: &[Vec<usize>], costs: &[u64]) -> Vec<u64> {
+    assert_eq!(waits_for.len(), costs.len(), "one cost per task");
+    let mut chain = costs.to_vec();
     // Each pass lengthens chains by at least one link; a chain has at most `len` tasks.
     for _ in 0..waits_for.len() {
         let mut changed = false;
         for (i, deps) in waits_for.iter().enumerate() {
             for &d in deps {
-                if chain[d] < chain[i] + 1 {
-                    chain[d] = chain[i] + 1;
+                let through = costs[d].saturating_add(chain[i]);
+                if chain[d] < through {
+                    chain[d] = through;
                     changed = true;
                 }
             }
@@ -167,6 +174,7 @@ mod tests {
         let announced = std::sync::Mutex::new(Vec::new());
         let errors = run_in_parallel(
             &waits_for,
+            &[1; 5],
             3,
             |n, i| announced.lock().unwrap().push((n, i)),
             |_| {},
@@ -196,26 +204,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_longest_chain_starts_first() {
-        // The reproduce plan's shape: tpw, two free runs, then the proxy (after tpw) and DoReMi
-        // (after the proxy).
-        let waits_for = [vec![], vec![], vec![], vec![0], vec![3]];
-        assert_eq!(chain_lengths(&waits_for), [3, 1, 1, 2, 1]);
-        assert_eq!(chain_lengths(&[vec![], vec![0], vec![0]]), [2, 1, 1]);
-        // A run waiting for two: both heads lengthen.
-        assert_eq!(chain_lengths(&[vec![], vec![], vec![0, 1]]), [2, 2, 1]);
-        // One thread shows the order: the proxy right after its reference, then by index.
+    /// The order one thread runs `waits_for` in, with these costs.
+    fn order(waits_for: &[Vec<usize>], costs: &[u64]) -> Vec<usize> {
         let order = std::sync::Mutex::new(Vec::new());
         let errors = run_in_parallel(
-            &waits_for,
+            waits_for,
+            costs,
             1,
             |_, i| order.lock().unwrap().push(i),
             |_| {},
             |_| Ok(()),
         );
         assert!(errors.is_empty());
-        assert_eq!(order.into_inner().unwrap(), [0, 3, 1, 2, 4]);
+        order.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_longest_chain_starts_first() {
+        // The reproduce plan's shape: tpw, two free runs, then the proxy (after tpw) and DoReMi
+        // (after the proxy).
+        let waits_for = [vec![], vec![], vec![], vec![0], vec![3]];
+        let ones = [1; 5];
+        assert_eq!(chain_costs(&waits_for, &ones), [3, 1, 1, 2, 1]);
+        assert_eq!(chain_costs(&[vec![], vec![0], vec![0]], &[1; 3]), [2, 1, 1]);
+        // A run waiting for two: both heads lengthen.
+        assert_eq!(
+            chain_costs(&[vec![], vec![], vec![0, 1]], &[1; 3]),
+            [2, 2, 1]
+        );
+        // One thread shows the order: the proxy right after its reference, then by index.
+        assert_eq!(order(&waits_for, &ones), [0, 3, 1, 2, 4]);
+    }
+
+    #[test]
+    fn the_chain_with_the_most_work_starts_first() {
+        // The same shape, where free run 2 costs more than the whole chain (`quick`'s Aioli
+        // against TPW, the proxy and DoReMi): it goes first, then the chain, then run 1.
+        let waits_for = [vec![], vec![], vec![], vec![0], vec![3]];
+        let costs = [10, 10, 40, 13, 10];
+        assert_eq!(chain_costs(&waits_for, &costs), [33, 10, 40, 23, 10]);
+        assert_eq!(order(&waits_for, &costs), [2, 0, 3, 1, 4]);
+        // Through the longer of two branches: 0 -> {1, 2}, 2 -> 3.
+        let waits_for = [vec![], vec![0], vec![0], vec![2]];
+        assert_eq!(chain_costs(&waits_for, &[1, 50, 20, 20]), [51, 50, 40, 20]);
     }
 
     #[test]
@@ -225,6 +256,7 @@ mod tests {
             let ran = std::sync::Mutex::new(Vec::new());
             let errors = run_in_parallel(
                 &waits_for,
+                &[1; 3],
                 2,
                 |_, _| {},
                 |_| {},
@@ -262,6 +294,7 @@ mod tests {
         let sets = std::sync::Mutex::new(Vec::new());
         let errors = run_in_parallel(
             waits_for,
+            &vec![1; waits_for.len()],
             2,
             |_, _| {},
             |running| sets.lock().unwrap().push(running.to_vec()),
