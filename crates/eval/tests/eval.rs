@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use mixlab_data::{
     DomainStore, OpenOptions, PrepareConfig, Split, TokenizerSource, prepare_dataset,
@@ -767,9 +766,8 @@ fn micro_config(vocab_size: usize, max_seq_len: usize) -> ModelConfig {
 
 fn micro_model(vocab_size: usize, max_seq_len: usize, seed: u64) -> GptNeoX<B> {
     let device = cpu_device();
-    B::seed(&device, seed);
     micro_config(vocab_size, max_seq_len)
-        .init::<B>(&device)
+        .init_seeded::<B>(&device, seed)
         .unwrap()
 }
 

@@ -295,8 +295,7 @@ fn bench_on<B: ModelBackend>(args: &BenchArgs, device: B::Device) -> Result<()> 
     };
     let tokenizer_seconds = started.elapsed().as_secs_f64();
     let config = preset.with_vocab_size(tokenizer.get_vocab_size(true));
-    B::seed(&device, args.seed);
-    let model = config.init::<B>(&device)?;
+    let model = config.init_seeded::<B>(&device, args.seed)?;
     let mut scorer = ModelScorer::new(model, tokenizer, device)?.with_batch_size(args.batch_size);
 
     println!(

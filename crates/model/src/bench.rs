@@ -89,8 +89,7 @@ pub fn bench_training<B: TrainBackend>(
     let batch = bench.batch_size;
     reset_peak_rss();
 
-    B::seed(device, bench.seed);
-    let mut model = model_config.init::<B>(device)?;
+    let mut model = model_config.init_seeded::<B>(device, bench.seed)?;
     if let Some(path) = &bench.init_from {
         model = model.load_safetensors(path)?;
     }

@@ -109,13 +109,31 @@ impl<B: Backend> ModuleVisitor<B> for Materialize {
     }
 }
 
+/// Burn backends keep one random generator per process, and `Backend::seed` replaces it: two
+/// models initialised at once in one process (a test binary's tests, in-process runs) would
+/// draw from each other's stream. [`ModelConfig::init_seeded`] holds this lock from seeding to
+/// the last initial weight.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl ModelConfig {
     /// Builds the model with GPT-NeoX initialisation and draws every weight now, in a fixed order,
-    /// from the backend's RNG (seed it first with `B::seed(&device, seed)` for a reproducible init).
+    /// from the backend's RNG as it stands. For weights that are a function of a seed, use
+    /// [`Self::init_seeded`].
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<GptNeoX<B>> {
         let model = self.init_lazy(device)?;
         model.visit(&mut Materialize);
         Ok(model)
+    }
+
+    /// [`Self::init`] from the backend's generator seeded with `seed`, under a process-wide lock
+    /// held from seeding to the last weight, so that the weights depend on `seed` alone even
+    /// while other threads of the process initialise models this way.
+    pub fn init_seeded<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<GptNeoX<B>> {
+        let _rng = BACKEND_RNG
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        B::seed(device, seed);
+        self.init(device)
     }
 
     /// Builds the model without allocating any weight: each parameter is drawn on first use.

@@ -35,11 +35,6 @@ mod snapshot;
 
 type Optim<B> = TrainOptimizer<GptNeoX<B>, B>;
 
-/// Burn backends keep one random generator per process, and `Backend::seed` replaces it: two
-/// runs initialising at once in one process would draw from each other's stream. Holding this
-/// lock from seeding to the last initial weight keeps every run's weights a function of its seed.
-static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Per-domain values keyed by domain name, as the run files store them.
 fn by_name<T: Copy>(names: &[String], values: &[T]) -> BTreeMap<String, T> {
     names.iter().cloned().zip(values.iter().copied()).collect()
@@ -188,13 +183,8 @@ pub fn train<B: TrainBackend>(
             config.model.init_sha256 = Some(init.sha256);
             init.model
         }
-        _ => {
-            let _rng = BACKEND_RNG
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            B::seed(device, seeds.init);
-            model_config.init::<B>(device)?
-        }
+        // The weights are a function of the seed alone, even with other runs in the process.
+        _ => model_config.init_seeded::<B>(device, seeds.init)?,
     };
     let config_toml = config.to_toml();
     let optim = DecoupledAdamW::new(

@@ -973,13 +973,11 @@ fn five_steps<Ad: mixlab_model::TrainBackend>(model_dir: &Path, device: &Ad::Dev
 /// saying so (libtorch: `--features tch`; CUDA: a GPU).
 #[test]
 fn backends_agree_on_five_training_steps() {
-    use burn::tensor::backend::Backend;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("init");
     let device = mixlab_model::cpu_device();
-    mixlab_model::CpuBackend::seed(&device, 3);
     tiny_model()
-        .init::<mixlab_model::CpuBackend>(&device)
+        .init_seeded::<mixlab_model::CpuBackend>(&device, 3)
         .unwrap()
         .save_pretrained(&dir)
         .unwrap();
@@ -1371,13 +1369,11 @@ fn read_dump(path: &Path) -> ([usize; 4], Vec<u32>) {
 /// Initial weights for the test model on `store`'s tokenizer, drawn with `seed`, saved as an
 /// HF directory with the dataset's tokenizer beside them (what a run's `final/` holds).
 fn init_dir(dir: &Path, store: &DomainStore, model: ModelConfig, seed: u64) -> PathBuf {
-    use burn::tensor::backend::Backend;
     let device = mixlab_model::cpu_device();
-    mixlab_model::CpuBackend::seed(&device, seed);
     model
         .with_vocab_size(store.manifest().vocab_size)
         .with_max_seq_len(store.manifest().seq_len)
-        .init::<mixlab_model::CpuBackend>(&device)
+        .init_seeded::<mixlab_model::CpuBackend>(&device, seed)
         .unwrap()
         .save_pretrained(dir)
         .unwrap();

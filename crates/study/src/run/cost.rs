@@ -42,7 +42,8 @@ pub(super) fn expected_work(plan: &Plan, method: &Method, mixers: &MixerRegistry
 fn validations(plan: &Plan, method: &Method, mixers: &MixerRegistry) -> u64 {
     let steps = plan.preset.steps;
     let interval = plan.preset.eval_interval;
-    let periodic = |step: u64| interval > 0 && step > 0 && (step.is_multiple_of(interval) || step == steps);
+    let periodic =
+        |step: u64| interval > 0 && step > 0 && (step.is_multiple_of(interval) || step == steps);
     let mut table = method.mixer.clone();
     for key in method.dataset_weights.keys() {
         table.insert(key.clone(), "uniform".into());
