@@ -1449,6 +1449,24 @@ fn lane_sums_associate_in_a_fixed_order() {
     assert_eq!(rows::reduce_sum(lanes), 1.0);
 }
 
+/// `n` scores spread over about ±13.5, −∞ where `masked`, and `n` gradients of both signs (the
+/// row kernels' test inputs).
+fn scores_and_gradients(n: usize, masked: impl Fn(usize) -> bool) -> (Vec<f32>, Vec<f32>) {
+    let x = (0..n)
+        .map(|i| {
+            if masked(i) {
+                f32::NEG_INFINITY
+            } else {
+                ((i * 7919 % 1000) as f32 - 500.0) / 37.0
+            }
+        })
+        .collect();
+    let g = (0..n)
+        .map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 211.0)
+        .collect();
+    (x, g)
+}
+
 /// A causal block's softmax over the first `len` keys of each row gives the whole row's bits
 /// when the later keys are masked (−∞ scores, 0 probabilities): a value goes to the lane of its
 /// position modulo 16 in both (the tail after the last whole group of lanes too), and the
@@ -1468,18 +1486,7 @@ fn softmax_over_a_causal_prefix_is_the_whole_rows_bits() {
         ] {
             let n = 3 * row_len;
             let masked = |i: usize| i % row_len >= len;
-            let x: Vec<f32> = (0..n)
-                .map(|i| {
-                    if masked(i) {
-                        f32::NEG_INFINITY
-                    } else {
-                        ((i * 7919 % 1000) as f32 - 500.0) / 37.0
-                    }
-                })
-                .collect();
-            let g: Vec<f32> = (0..n)
-                .map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 211.0)
-                .collect();
+            let (x, g) = scores_and_gradients(n, masked);
             let mut whole = vec![0.0f32; n];
             rows::softmax_rows_at(vectors, &x, &mut whole, row_len);
             let mut prefix = vec![0.0f32; n];
@@ -1520,18 +1527,7 @@ fn kernels_compute_the_same_bits_at_every_vector_width() {
     for row_len in [37usize, 4099] {
         let n = 3 * row_len;
         // Scores with a wide range and a −∞ (a masked position), gradients of both signs.
-        let x: Vec<f32> = (0..n)
-            .map(|i| {
-                if i % row_len == 5 {
-                    f32::NEG_INFINITY
-                } else {
-                    ((i * 7919 % 1000) as f32 - 500.0) / 37.0
-                }
-            })
-            .collect();
-        let g: Vec<f32> = (0..n)
-            .map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 211.0)
-            .collect();
+        let (x, g) = scores_and_gradients(n, |i| i % row_len == 5);
         let finite: Vec<f32> = x.iter().map(|x| x.max(-30.0)).collect();
         let targets = [0usize, row_len - 1, row_len / 2];
         let run = |vectors: Vectors| {
