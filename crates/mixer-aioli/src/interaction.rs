@@ -3,7 +3,7 @@
 //! whose loss is measured, column j a domain trained on.
 
 /// The mixture of a probe of domain `j` among `k`: `one_hot_factor` on j, the rest shared
-/// equally, divided by its sum as the code's `set_proportions` does. With one domain it is [1].
+/// equally, divided by its sum as the code's `set_proportions` does. With one domain it is \[1\].
 pub fn probe_weights(k: usize, one_hot_factor: f64, j: usize, out: &mut [f64]) {
     assert_eq!(out.len(), k, "probe_weights: length");
     if k == 1 {
@@ -19,11 +19,11 @@ pub fn probe_weights(k: usize, one_hot_factor: f64, j: usize, out: &mut [f64]) {
     }
 }
 
-/// Turns a round's summed loss changes `gain` (G[i][j]: the drop of domain i's validation loss
+/// Turns a round's summed loss changes `gain` (G\[i\]\[j\]: the drop of domain i's validation loss
 /// over the probes of domain j, summed over `lp_rounds` sweeps) into the estimate of A, in
 /// place: G /= lp_rounds, then (the code's `learn_params_subroutine`, with W the matrix whose
 /// row j is probe j's mixture before normalisation)
-/// - `one_hot_factor` < 1, not `diagonal`: A[i] = W⁻¹ G[i] (the code's `np.linalg.solve`);
+/// - `one_hot_factor` < 1, not `diagonal`: A\[i\] = W⁻¹ G\[i\] (the code's `np.linalg.solve`);
 /// - `one_hot_factor` < 1, `diagonal`: A_ii = G_ii / one_hot_factor, 0 elsewhere;
 /// - `one_hot_factor` = 1: A = G.
 ///

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | start | validation losses ℓ⁰ of every domain | |
 //! | probes | `lp_rounds` random orders of the K domains; probe j trains `lp_steps` steps on the mixture with `one_hot_factor` on j and the rest shared equally, then validates: G[:, j] += ℓ_before − ℓ_after | 2 × K probes of 10 steps, factor 0.75 |
-//! | estimate | G /= `lp_rounds`; A[i] = W⁻¹ G[i] with W the probe mixtures; A −= min(A) if negative, A /= ΣA | |
+//! | estimate | G /= `lp_rounds`; A\[i\] = W⁻¹ G\[i\] with W the probe mixtures; A −= min(A) if negative, A /= ΣA | |
 //! | update | Ā = A (first round), else Ā = (1 − γ) A + γ Ā; p ∝ exp(η Σ_i Ā_ij) | γ = 0.1, η = 1 |
 //! | exploit | the remaining `update_steps` − 2·K·10 steps train on p | 200 steps per round |
 //!

@@ -20,7 +20,7 @@ use crate::{AioliConfig, AioliError, UpdateRule};
 /// reference). A round's validations, in order:
 /// - at its start: draw the round's probe order (`lp_rounds` permutations of the domains) and
 ///   keep the losses ℓ;
-/// - after probe j (domain d = order[j]): G[i][d] += ℓ_i − ℓ'_i for every domain i with a loss
+/// - after probe j (domain d = order\[j\]): G\[i\]\[d\] += ℓ_i − ℓ'_i for every domain i with a loss
 ///   in both (a domain without validation data adds nothing), ℓ ← ℓ';
 /// - after the last probe: A = estimate(G) (normalised), the update (`ema` or
 ///   `multiplicative`) gives the round's mixture p, trained until the round ends.

@@ -7,12 +7,12 @@
 //! | HF name | mixlab | layout |
 //! |---|---|---|
 //! | `gpt_neox.embed_in.weight` | embedding | [vocab, d] both |
-//! | `gpt_neox.layers.N.{input,post_attention}_layernorm.{weight,bias}` | LayerNorm γ, β | [d] |
+//! | `gpt_neox.layers.N.{input,post_attention}_layernorm.{weight,bias}` | LayerNorm γ, β | \[d\] |
 //! | `gpt_neox.layers.N.attention.query_key_value.{weight,bias}` | fused QKV | HF [3d, d], burn [d, 3d] |
 //! | `gpt_neox.layers.N.attention.dense.{weight,bias}` | attention output | transposed |
 //! | `gpt_neox.layers.N.mlp.dense_h_to_4h.{weight,bias}` | MLP in | transposed |
 //! | `gpt_neox.layers.N.mlp.dense_4h_to_h.{weight,bias}` | MLP out | transposed |
-//! | `gpt_neox.final_layer_norm.{weight,bias}` | final LayerNorm | [d] |
+//! | `gpt_neox.final_layer_norm.{weight,bias}` | final LayerNorm | \[d\] |
 //! | `embed_out.weight` | output head (no bias) | HF [vocab, d], burn [d, vocab] |
 //!
 //! HF `nn.Linear` stores weights as [out, in], burn's `Linear` as [in, out], hence the transposes.

@@ -20,7 +20,7 @@
 //!
 //! [`ModelBackend`] carries them as backend operations. By default a backend composes them from
 //! its own tensor operations (CUDA, libtorch); burn's `flex` CPU backend runs them as row kernels
-//! ([`flex`]: one pass per row instead of one per operation). [`Autodiff`] over any of them records
+//! (`fused/flex.rs`: one pass per row instead of one per operation). [`Autodiff`] over any of them records
 //! one node per operation whose backward is the closed form above, computed by the inner backend.
 //! The results equal burn's decomposed values and gradients up to float rounding (tested in
 //! `tests/model.rs` against burn's own `softmax` and `log_softmax`).
@@ -47,7 +47,7 @@ pub use flex::attention::causal_blocks;
 ///
 /// Every method has a default built from the backend's own tensor operations, so an inference
 /// backend implements it with an empty `impl`; burn's `flex` CPU backend runs row kernels
-/// ([`flex`]), and [`Autodiff`] overrides the forward methods to record their closed-form
+/// (`fused/flex.rs`), and [`Autodiff`] overrides the forward methods to record their closed-form
 /// gradients.
 pub trait ModelBackend: Backend {
     /// The most sequence positions one forward pass should hold when only the losses are wanted
@@ -809,7 +809,7 @@ where
 }
 
 /// GELU in its exact (erf) form, as HF's `hidden_act: "gelu"`; on burn's CPU backend with a
-/// vectorised erf (absolute error under 1.5e-7, see [`flex`]).
+/// vectorised erf (absolute error under 1.5e-7, see `fused/flex.rs`).
 pub fn gelu<B: ModelBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(B::gelu_exact(
         x.into_primitive().tensor(),
@@ -817,7 +817,7 @@ pub fn gelu<B: ModelBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 }
 
 /// The product of two tensors of matrices, the same bits as burn's `matmul`; on burn's CPU
-/// backend into a buffer that is neither filled nor copied first ([`flex`]), under autodiff with
+/// backend into a buffer that is neither filled nor copied first (`fused/flex.rs`), under autodiff with
 /// burn's own matmul gradients.
 ///
 /// # Shapes

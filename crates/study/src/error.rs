@@ -2,7 +2,7 @@
 //!
 //! Most failures come from the crates below (data, training, evaluation, mixers) or from files
 //! (a plan, a run's metrics); the study adds what it was doing ("reading runs/tpw/seed-42/
-//! metrics.jsonl", "method odm-alpha: its [mixer] table") through [`Context`], as `anyhow` does
+//! metrics.jsonl", "method odm-alpha: its `[mixer]` table") through [`Context`], as `anyhow` does
 //! in the command line, so a message names the file, field or method. The chain is kept as
 //! [`std::error::Error::source`]s, which the command line prints.
 

@@ -8,7 +8,7 @@
 //! overrides and the runs it depends on; the paper's methods are built from the mixers' typed
 //! configs ([`reproduce_methods`], [`ablation_methods`]) and a user adds one from a TOML file
 //! ([`load_method_file`]). [`report::write_report`] renders `report.md`, `report.json` and the
-//! SVG figures from a results directory's files alone, beside a committed [`reference`] when
+//! SVG figures from a results directory's files alone, beside a committed [`reference`](mod@reference) when
 //! one exists.
 //!
 //! [`run::run_plan`] runs a plan's runs: `jobs` at a time, each after the runs it depends on,

@@ -8,7 +8,7 @@
 //! multiple-choice subject asks about this held-out half only, so answering it needs facts
 //! stored from the declarative text and retrieved in a form never seen for that person (the
 //! "knowledge extraction" setting). Every training split contains at least one full article on
-//! every person (see [`EncyclopediaSource::needs_more`]).
+//! every person (see `EncyclopediaSource::needs_more`).
 
 use std::fmt::Write;
 

@@ -45,8 +45,8 @@ pub struct Args {
     /// Only these methods (comma-separated ids; dependencies are added).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// A method of your own, as data (TOML: id, label, about, [mixer], optional
-    /// [dataset_weights] and [training]; see docs/adding-a-mixer.md), added after the built-in
+    /// A method of your own, as data (TOML: id, label, about, `[mixer]`, optional
+    /// `[dataset_weights]` and `[training]`; see docs/adding-a-mixer.md), added after the built-in
     /// ones. Repeat for several; give it again when resuming.
     #[arg(long = "method-file", value_name = "FILE")]
     pub method_files: Vec<PathBuf>,
@@ -57,7 +57,7 @@ pub struct Args {
     /// worker per listed device (`cuda:0,cuda:1`; the first holds the model).
     #[arg(long, value_delimiter = ',')]
     pub devices: Option<Vec<DeviceSpec>>,
-    /// Results directory (default: runs/reproduce-<preset> or runs/ablate-exploration-<preset>,
+    /// Results directory (default: `runs/reproduce-<preset>` or `runs/ablate-exploration-<preset>`,
     /// which git ignores; the committed references under results/ change only when named here).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -1,5 +1,5 @@
 //! Vectorised, deterministic f32 arithmetic on rows: the pieces of the CPU kernels
-//! ([`super::flex`]) that do not touch a tensor.
+//! (`fused/flex.rs`) that do not touch a tensor.
 //!
 //! Every function is branch-free in its inner loop, so LLVM vectorises it, and every reduction
 //! associates in an order the code fixes (over [`LANES`] accumulators), so the result is the

@@ -1,9 +1,9 @@
 //! The report of a `reproduce` or `ablate-exploration` results directory, computed from the run
 //! files alone: `report.md`, `report.json` (every number in the report) and SVG figures.
 //!
-//! [`read`] reads one run directory, [`stats`] holds the statistics (mean ± std, the t-test, the
-//! binomial test against chance), [`numbers`] turns the runs of a plan into [`ReportNumbers`],
-//! and [`markdown`] writes them as the report.
+//! `read` reads one run directory, `stats` holds the statistics (mean ± std, the t-test, the
+//! binomial test against chance), `numbers` turns the runs of a plan into [`ReportNumbers`],
+//! and `markdown` writes them as the report.
 
 mod markdown;
 pub(crate) mod numbers;

@@ -12,7 +12,7 @@
 //!
 //! The child's stdin: a line with the plan's length in bytes, the plan, then lines
 //! `threads N` whenever the parent changes the run's share of the cores (runs started or
-//! ended; [`super::core_shares`]); the child applies a new share from its next step or
+//! ended; `core_shares` in `run/mod.rs`); the child applies a new share from its next step or
 //! evaluation on ([`ThreadBudget`]). `RAYON_NUM_THREADS` set in the parent's environment fixes
 //! every child's count instead.
 //!
