@@ -46,11 +46,15 @@ has_hf=yes
 "$python" -c "import tokenizers" 2>/dev/null || has_hf=no
 round=1
 while [ "$round" -le "$rounds" ]; do
-    echo "round $round mixlab: $("$mixlab" bench data --input "$input" --tokenizer "$tokenizer" \
-        --samples 1000 2>/dev/null | grep 'ingest: text')"
+    # A failing side stops the comparison with its own output, never an empty line.
+    "$mixlab" bench data --input "$input" --tokenizer "$tokenizer" --samples 1000 \
+        > "$work/mixlab.log" 2>&1 || { cat "$work/mixlab.log" >&2; exit 1; }
+    echo "round $round mixlab: $(grep 'ingest: text' "$work/mixlab.log")"
     if [ "$has_hf" = yes ]; then
-        echo "round $round hf: $("$python" "$here/hf_tokenizers_baseline.py" --tokenizer "$tokenizer" \
-            --input "$input" --threads "$threads" --rounds 1 | grep '^round')"
+        "$python" "$here/hf_tokenizers_baseline.py" --tokenizer "$tokenizer" --input "$input" \
+            --threads "$threads" --rounds 1 > "$work/hf.log" 2>&1 \
+            || { cat "$work/hf.log" >&2; exit 1; }
+        echo "round $round hf: $(grep '^round' "$work/hf.log")"
     else
         echo "round $round hf: skipped ($python cannot import tokenizers: pip install tokenizers)"
     fi

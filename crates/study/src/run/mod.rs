@@ -95,11 +95,7 @@ pub fn run_plan(plan: &Plan, out: &Path, settings: &RunSettings) -> Result<()> {
     let finished: Vec<usize> = runs
         .iter()
         .enumerate()
-        .filter(|(_, (seed, m))| {
-            Plan::run_dir(out, &m.id, *seed)
-                .join("summary.json")
-                .is_file()
-        })
+        .filter(|(_, (seed, m))| trained(out, m, *seed))
         .map(|(i, _)| i)
         .collect();
     let progress = Arc::new(progress::PlanProgress::new(
@@ -115,6 +111,14 @@ pub fn run_plan(plan: &Plan, out: &Path, settings: &RunSettings) -> Result<()> {
     };
     progress.finish();
     result
+}
+
+/// Whether the run of `method` with `seed` has finished training (its `summary.json` exists);
+/// its missing evaluations may still be due.
+fn trained(out: &Path, method: &Method, seed: u64) -> bool {
+    Plan::run_dir(out, &method.id, seed)
+        .join("summary.json")
+        .is_file()
 }
 
 /// The runs one after another in this process (`--jobs 1`).
@@ -206,10 +210,7 @@ fn run_jobs(
     let costs: Vec<u64> = runs
         .iter()
         .map(|&(seed, method)| {
-            let done = Plan::run_dir(out, &method.id, seed)
-                .join("summary.json")
-                .is_file();
-            if done {
+            if trained(out, method, seed) {
                 0
             } else {
                 cost::expected_work(plan, method, &settings.mixers)
